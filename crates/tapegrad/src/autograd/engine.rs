@@ -1,0 +1,180 @@
+//! The backward engine: pops nodes in descending creation order from a max-heap, so a
+//! node runs only after all its consumers have added to its gradient. No recursion.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use super::grads::Grads;
+use super::mode::GradModeGuard;
+use super::node::{BackwardCtx, Edge, Node};
+use crate::tensor::Tensor;
+
+/// Why a backward pass could not run.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum BackwardError {
+    /// `backward()` was called on a tensor with more than one element.
+    #[error("backward: the output has shape {shape:?}; backward() needs a scalar (one element), use backward_with(grad) otherwise")]
+    NotScalar {
+        /// Shape of the output.
+        shape: Vec<usize>,
+    },
+    /// The seed gradient's shape or dtype differs from the output's.
+    #[error("backward_with: the gradient has shape {grad:?}, the output {output:?}")]
+    SeedShape {
+        /// Output shape.
+        output: Vec<usize>,
+        /// Seed gradient shape.
+        grad: Vec<usize>,
+    },
+    /// The output does not require grad: nothing was recorded.
+    #[error("backward: the output does not require grad (no input was made with .requires_grad(), or it was computed under no_grad)")]
+    NoGraph,
+    /// A tensor saved by an op was modified in place between forward and backward.
+    #[error("backward of `{op}`: a tensor it saved for its gradient (shape {shape:?}) was modified in place after the forward pass (version {saved} -> {now}); recompute the forward pass after changing it")]
+    ModifiedInPlace {
+        /// The op whose saved tensor changed.
+        op: &'static str,
+        /// Shape of that tensor.
+        shape: Vec<usize>,
+        /// Version when saved.
+        saved: u64,
+        /// Version at backward.
+        now: u64,
+    },
+    /// A second backward through a graph whose saved tensors the first one freed.
+    #[error("backward of `{op}`: its saved tensors were freed by an earlier backward; use backward_retain_graph() for the first pass to run backward twice")]
+    SavedFreed {
+        /// The op.
+        op: &'static str,
+    },
+}
+
+/// Options of one backward pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackwardOptions {
+    /// Record the backward computation, so the gradients can be differentiated again.
+    pub create_graph: bool,
+    /// Keep saved tensors, so backward can run through the same graph again.
+    pub retain_graph: bool,
+}
+
+#[derive(Default)]
+struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+
+pub(crate) fn run_backward(root: &Tensor, seed: Tensor, opts: BackwardOptions) -> Result<Grads, BackwardError> {
+    if seed.shape() != root.shape() || seed.dtype() != root.dtype() {
+        return Err(BackwardError::SeedShape { output: root.shape().to_vec(), grad: seed.shape().to_vec() });
+    }
+    if !root.tracks_grad() {
+        return Err(BackwardError::NoGraph);
+    }
+    // Without create_graph the rules' ops must record nothing; with it they record
+    // exactly when their inputs require grad.
+    let _mode = GradModeGuard::set(opts.create_graph);
+    let retain = opts.retain_graph || opts.create_graph;
+    let mut grads = Grads::new();
+    let Some(root_node) = root.node() else {
+        grads.accumulate(root.id(), seed);
+        return Ok(grads);
+    };
+    let mut heap: BinaryHeap<u64> = BinaryHeap::new();
+    let mut pending: SeqMap<(Arc<Node>, Tensor)> = SeqMap::default();
+    heap.push(root_node.seq);
+    pending.insert(root_node.seq, (root_node.clone(), seed));
+
+    while let Some(seq) = heap.pop() {
+        let (node, grad) = pending.remove(&seq).expect("every queued node has a pending gradient");
+        let (saved, output) = take_saved(&node, retain)?;
+        let ctx = BackwardCtx { node: &node, saved: &saved, output: output.as_ref(), create_graph: opts.create_graph };
+        let input_grads = (node.rule)(&ctx, &grad);
+        drop(grad);
+        drop(saved);
+        drop(output);
+        assert_eq!(
+            input_grads.len(),
+            node.edges.len(),
+            "backward of `{}`: the rule returned {} gradients for {} inputs",
+            node.op,
+            input_grads.len(),
+            node.edges.len()
+        );
+        for (edge, g) in node.edges.iter().zip(input_grads) {
+            let Some(g) = g else { continue };
+            match edge {
+                Edge::Skip => {}
+                Edge::Leaf { id, shape } => {
+                    check_grad(node.op, shape, None, &g);
+                    grads.accumulate(*id, g);
+                }
+                Edge::Node(parent) => {
+                    check_grad(node.op, &parent.out_shape, Some(parent.out_dtype), &g);
+                    match pending.get_mut(&parent.seq) {
+                        Some(slot) => slot.1 = slot.1.add(&g),
+                        None => {
+                            heap.push(parent.seq);
+                            pending.insert(parent.seq, (parent.clone(), g));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(grads)
+}
+
+#[track_caller]
+fn check_grad(op: &str, shape: &[usize], dtype: Option<crate::DType>, g: &Tensor) {
+    assert!(
+        g.shape() == shape,
+        "backward of `{op}`: the rule returned a gradient of shape {:?} for an input of shape {shape:?}",
+        g.shape()
+    );
+    if let Some(d) = dtype {
+        assert!(g.dtype() == d, "backward of `{op}`: the rule returned a {} gradient for a {d} input", g.dtype());
+    }
+}
+
+type Taken = (smallvec::SmallVec<[Option<Tensor>; 2]>, Option<crate::storage::Storage>);
+
+fn take_saved(node: &Node, retain: bool) -> Result<Taken, BackwardError> {
+    let mut state = node.saved.lock().unwrap_or_else(|e| e.into_inner());
+    if state.freed {
+        return Err(BackwardError::SavedFreed { op: node.op });
+    }
+    for (t, version) in state.tensors.iter() {
+        if let Some(t) = t {
+            let now = t.version();
+            if now != *version {
+                return Err(BackwardError::ModifiedInPlace {
+                    op: node.op,
+                    shape: t.shape().to_vec(),
+                    saved: *version,
+                    now,
+                });
+            }
+        }
+    }
+    if retain {
+        Ok((state.tensors.iter().map(|(t, _)| t.clone()).collect(), state.output.clone()))
+    } else {
+        state.freed = true;
+        Ok((state.tensors.drain(..).map(|(t, _)| t).collect(), state.output.take()))
+    }
+}

@@ -1,0 +1,13 @@
+//! Reverse-mode autodiff: tape nodes, the backward engine, `Grads` and grad mode.
+//!
+//! See `docs/architecture.md` for how the tape is built and walked.
+
+pub(crate) mod engine;
+pub(crate) mod grads;
+pub(crate) mod mode;
+pub(crate) mod node;
+
+pub use engine::{BackwardError, BackwardOptions};
+pub use grads::Grads;
+pub use mode::{enable_grad, is_grad_enabled, no_grad};
+pub use node::{custom_op, BackwardCtx, GradList, SavedList};

@@ -1,0 +1,248 @@
+//! Tape nodes: what an op records (its name, edges to its parents, the tensors its rule
+//! saved and the rule itself), how a rule sees them (`BackwardCtx`), and the iterative
+//! `Drop` that frees a chain of any length without recursion.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use smallvec::SmallVec;
+
+use super::mode::is_grad_enabled;
+use crate::dtype::DType;
+use crate::shape::Shape;
+use crate::storage::Storage;
+use crate::tensor::{Inner, Tensor, TensorId};
+
+/// One optional gradient per input of an op (`None`: no gradient flows to that input).
+pub type GradList = SmallVec<[Option<Tensor>; 2]>;
+
+/// The tensors an op saves for its rule, by position; `None` where it saved nothing.
+pub type SavedList = SmallVec<[Option<Tensor>; 2]>;
+
+/// A backward rule: given the context and the gradient of the op's output, returns one
+/// optional gradient per input, each of that input's shape.
+pub(crate) type Rule = Box<dyn Fn(&BackwardCtx<'_>, &Tensor) -> GradList + Send + Sync>;
+
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// Where an input's gradient goes.
+pub(crate) enum Edge {
+    /// The input was produced by a recorded op.
+    Node(Arc<Node>),
+    /// The input is a leaf that requires grad: its gradient is a result of backward.
+    Leaf { id: TensorId, shape: Shape },
+    /// The input needs no gradient.
+    Skip,
+}
+
+pub(crate) struct SavedState {
+    pub(crate) tensors: SmallVec<[(Option<Tensor>, u64); 2]>,
+    pub(crate) output: Option<Storage>,
+    pub(crate) freed: bool,
+}
+
+/// One recorded op.
+pub(crate) struct Node {
+    /// Creation order: a node's consumers always have larger numbers.
+    pub(crate) seq: u64,
+    pub(crate) op: &'static str,
+    pub(crate) out_id: TensorId,
+    pub(crate) out_shape: Shape,
+    pub(crate) out_dtype: DType,
+    pub(crate) edges: SmallVec<[Edge; 2]>,
+    pub(crate) saved: Mutex<SavedState>,
+    pub(crate) rule: Rule,
+}
+
+/// What a backward rule sees: the tensors its op saved, the op's output and which inputs
+/// need a gradient.
+pub struct BackwardCtx<'a> {
+    pub(crate) node: &'a Arc<Node>,
+    pub(crate) saved: &'a [Option<Tensor>],
+    pub(crate) output: Option<&'a Storage>,
+    pub(crate) create_graph: bool,
+}
+
+impl BackwardCtx<'_> {
+    /// The `i`-th saved tensor.
+    ///
+    /// # Panics
+    /// If the op did not save a tensor at position `i` (a bug in the op's rule).
+    #[track_caller]
+    pub fn saved(&self, i: usize) -> &Tensor {
+        match self.saved.get(i) {
+            Some(Some(t)) => t,
+            _ => panic!("backward of `{}`: the rule read saved tensor {i}, which the op did not save", self.node.op),
+        }
+    }
+
+    /// The op's output, rebuilt from the storage the node kept (a rule never captures its
+    /// own output: that would be a reference cycle). When building a graph of the
+    /// gradient, the rebuilt output is connected to this node, so rules written in terms
+    /// of the output differentiate correctly a second time.
+    ///
+    /// # Panics
+    /// If the op did not ask to save its output.
+    #[track_caller]
+    pub fn output(&self) -> Tensor {
+        let storage = match self.output {
+            Some(s) => s.clone(),
+            None => panic!("backward of `{}`: the rule read the output, which the op did not save", self.node.op),
+        };
+        if self.create_graph {
+            Tensor::from_parts(self.node.out_id, storage, true, Some(self.node.clone()))
+        } else {
+            Tensor::from_storage(storage)
+        }
+    }
+
+    /// Whether input `i` needs a gradient (rules skip work for inputs that do not).
+    pub fn needs_grad(&self, i: usize) -> bool {
+        !matches!(self.node.edges.get(i), Some(Edge::Skip) | None)
+    }
+
+    /// The name of the op this rule belongs to.
+    pub fn op(&self) -> &'static str {
+        self.node.op
+    }
+}
+
+impl Tensor {
+    fn edge(&self) -> Edge {
+        if let Some(node) = self.node() {
+            Edge::Node(node.clone())
+        } else if self.tracks_grad() {
+            Edge::Leaf { id: self.id(), shape: Shape::from_slice(self.shape()) }
+        } else {
+            Edge::Skip
+        }
+    }
+}
+
+/// Wraps `value` as the output of op `op` and, if grad mode is on and any input requires
+/// grad, records a node: edges to the inputs, the tensors `save` picks (it is told which
+/// inputs need a gradient, so it can save only what their rules read), the output's
+/// storage if `save_output`, and `rule`.
+pub(crate) fn record<S, R>(
+    op: &'static str,
+    inputs: &[&Tensor],
+    value: Storage,
+    save: S,
+    save_output: bool,
+    rule: R,
+) -> Tensor
+where
+    S: FnOnce(&[bool]) -> SavedList,
+    R: Fn(&BackwardCtx<'_>, &Tensor) -> GradList + Send + Sync + 'static,
+{
+    if !is_grad_enabled() || !inputs.iter().any(|t| t.tracks_grad()) {
+        return Tensor::from_storage(value);
+    }
+    let edges: SmallVec<[Edge; 2]> = inputs.iter().map(|t| t.edge()).collect();
+    let needs: SmallVec<[bool; 4]> = edges.iter().map(|e| !matches!(e, Edge::Skip)).collect();
+    let tensors = save(&needs)
+        .into_iter()
+        .map(|t| {
+            let v = t.as_ref().map_or(0, |t| t.version());
+            (t, v)
+        })
+        .collect();
+    let id = TensorId::fresh();
+    let node = Arc::new(Node {
+        seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
+        op,
+        out_id: id,
+        out_shape: value.shape(),
+        out_dtype: value.dtype(),
+        edges,
+        saved: Mutex::new(SavedState { tensors, output: save_output.then(|| value.clone()), freed: false }),
+        rule: Box::new(rule),
+    });
+    Tensor::from_parts(id, value, true, Some(node))
+}
+
+/// Records a user-defined op: `value` (computed by the caller, e.g. under [`no_grad`]
+/// or with raw arrays) becomes the output of an op named `name` over `inputs`, with
+/// backward `rule`. The rule reads the tensors in `save` with [`BackwardCtx::saved`] and
+/// the output with [`BackwardCtx::output`] when `save_output` is set. Write the rule with
+/// tensor ops and it differentiates again under
+/// [`backward_with_graph`](Tensor::backward_with_graph).
+///
+/// [`no_grad`]: crate::no_grad
+///
+/// ```
+/// use tapegrad::{custom_op, no_grad, Tensor};
+/// // cube(x) = x^3, with the rule 3 x^2 written in tensor ops.
+/// fn cube(x: &Tensor) -> Tensor {
+///     let value = no_grad(|| x * x * x);
+///     custom_op("cube", &[x], value, &[x], false, |ctx, g| {
+///         let x = ctx.saved(0);
+///         vec![Some(g * &(x * x) * 3.0)]
+///     })
+/// }
+/// let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+/// let grads = cube(&x).sum().backward();
+/// assert_eq!(grads[&x].to_vec::<f64>(), vec![12.0]);
+/// ```
+pub fn custom_op<R>(
+    name: &'static str,
+    inputs: &[&Tensor],
+    value: Tensor,
+    save: &[&Tensor],
+    save_output: bool,
+    rule: R,
+) -> Tensor
+where
+    R: Fn(&BackwardCtx<'_>, &Tensor) -> Vec<Option<Tensor>> + Send + Sync + 'static,
+{
+    let saved: SavedList = save.iter().map(|t| Some((*t).clone())).collect();
+    let arity = inputs.len();
+    record(name, inputs, value.storage(), |_| saved, save_output, move |ctx, g| {
+        let grads = rule(ctx, g);
+        assert_eq!(
+            grads.len(),
+            arity,
+            "backward of custom op `{name}`: the rule returned {} gradients for {arity} inputs",
+            grads.len()
+        );
+        grads.into_iter().collect()
+    })
+}
+
+impl Drop for Node {
+    /// Unlinks parents iteratively: dropping the last handle on a chain of a million
+    /// nodes must not recurse a million frames deep.
+    fn drop(&mut self) {
+        let mut stack: Vec<Arc<Node>> = Vec::new();
+        take_links(self, &mut stack);
+        while let Some(arc) = stack.pop() {
+            if let Some(mut node) = Arc::into_inner(arc) {
+                take_links(&mut node, &mut stack);
+                // `node` drops here with no links left, so its own Drop does nothing deep.
+            }
+        }
+    }
+}
+
+/// Moves every reference this node holds to other nodes (edges, and the nodes of saved
+/// tensors it owns alone) onto `stack`.
+fn take_links(node: &mut Node, stack: &mut Vec<Arc<Node>>) {
+    for edge in node.edges.drain(..) {
+        if let Edge::Node(parent) = edge {
+            stack.push(parent);
+        }
+    }
+    let saved = node.saved.get_mut().unwrap_or_else(|e| e.into_inner());
+    for (tensor, _) in saved.tensors.drain(..) {
+        if let Some(t) = tensor {
+            if let Some(parent) = detach_node_if_last(t) {
+                stack.push(parent);
+            }
+        }
+    }
+}
+
+/// If `t` is the last handle on its tensor, takes the tensor's node out of it.
+pub(crate) fn detach_node_if_last(t: Tensor) -> Option<Arc<Node>> {
+    Arc::into_inner(t.0).and_then(|mut inner: Inner| inner.node.take())
+}

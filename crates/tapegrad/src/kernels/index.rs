@@ -1,0 +1,67 @@
+//! Indexing kernels: gather / scatter-add along an axis, index-add, and the strided
+//! placement that is the gradient of a slice.
+
+use ndarray::{ArcArray, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+
+use crate::dtype::Element;
+
+/// `out[p] = a[p with axis replaced by index[p]]`; `out` has `index`'s shape.
+pub(crate) fn gather<T: Element>(a: &ArrayViewD<'_, T>, axis: usize, index: &ArrayViewD<'_, usize>) -> ArcArray<T, IxDyn> {
+    let mut pos = vec![0usize; a.ndim()];
+    ArrayD::from_shape_fn(IxDyn(index.shape()), |p| {
+        for (d, slot) in pos.iter_mut().enumerate() {
+            *slot = p[d];
+        }
+        pos[axis] = index[&p];
+        a[IxDyn(&pos)]
+    })
+    .into_shared()
+}
+
+/// `out = base; out[p with axis replaced by index[p]] += src[p]` for every `p` of `index`.
+pub(crate) fn scatter_add<T: Element>(
+    base: &ArrayViewD<'_, T>,
+    axis: usize,
+    index: &ArrayViewD<'_, usize>,
+    src: &ArrayViewD<'_, T>,
+) -> ArcArray<T, IxDyn> {
+    let mut out = base.to_owned();
+    let mut pos = vec![0usize; base.ndim()];
+    for (p, &i) in index.indexed_iter() {
+        for (d, slot) in pos.iter_mut().enumerate() {
+            *slot = p[d];
+        }
+        pos[axis] = i;
+        out[IxDyn(&pos)] += src[&p];
+    }
+    out.into_shared()
+}
+
+/// Zeros of `shape`, then `out.index_axis(axis, index[k]) += src.index_axis(axis, k)`.
+pub(crate) fn index_add_zeros<T: Element>(
+    shape: &[usize],
+    axis: usize,
+    index: &[usize],
+    src: &ArrayViewD<'_, T>,
+) -> ArcArray<T, IxDyn> {
+    let mut out = ArrayD::<T>::zeros(IxDyn(shape));
+    for (k, &i) in index.iter().enumerate() {
+        let mut dst = out.index_axis_mut(Axis(axis), i);
+        dst += &src.index_axis(Axis(axis), k);
+    }
+    out.into_shared()
+}
+
+/// Zeros of `shape`, with `src` written at positions `start, start+step, ...` along `axis`.
+pub(crate) fn unslice<T: Element>(
+    src: &ArrayViewD<'_, T>,
+    shape: &[usize],
+    axis: usize,
+    start: usize,
+    step: usize,
+) -> ArcArray<T, IxDyn> {
+    let mut out = ArrayD::<T>::zeros(IxDyn(shape));
+    let end = start + (src.shape()[axis].saturating_sub(1)) * step + 1;
+    out.slice_axis_mut(Axis(axis), Slice::new(start as isize, Some(end as isize), step as isize)).assign(src);
+    out.into_shared()
+}

@@ -1,0 +1,11 @@
+//! Pure array kernels: ndarray + rayon, generic over [`Element`](crate::Element), no
+//! knowledge of the tape. Ops call these for their forward values.
+
+pub(crate) mod elementwise;
+pub(crate) mod index;
+pub(crate) mod matmul;
+pub(crate) mod reduce;
+
+/// Arrays with at least this many elements are processed in parallel with rayon; below
+/// it the fork-join overhead outweighs the gain (see `benches/`).
+pub(crate) const PAR_THRESHOLD: usize = 1 << 15;

@@ -1,0 +1,39 @@
+//! # tapegrad
+//!
+//! Reverse-mode automatic differentiation on n-d tensors (`f32`/`f64`, broadcasting),
+//! with a tape built on demand, gradients of gradients, `no_grad` and `detach`.
+//!
+//! ```
+//! use tapegrad::Tensor;
+//!
+//! let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).requires_grad();
+//! let w = Tensor::from_vec(vec![0.5f64, -1.0, 2.0], &[3]).requires_grad();
+//! let loss = (&x * &w).tanh().sum();
+//! let grads = loss.backward();
+//! // d/dw tanh(x*w) = x * (1 - tanh(x*w)^2)
+//! let expected: Vec<f64> = [1.0f64, 2.0, 3.0].iter().zip([0.5, -1.0, 2.0])
+//!     .map(|(x, w)| x * (1.0 - (x * w).tanh().powi(2))).collect();
+//! for (g, e) in grads[&w].to_vec::<f64>().iter().zip(expected) {
+//!     assert!((g - e).abs() < 1e-12);
+//! }
+//! ```
+//!
+//! See `docs/architecture.md` for how the tape works and `docs/ops.md` for every op and
+//! its gradient.
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod autograd;
+mod display;
+pub mod dtype;
+mod kernels;
+pub mod ops;
+pub mod shape;
+mod storage;
+mod tensor;
+
+pub use autograd::{custom_op, enable_grad, is_grad_enabled, no_grad, BackwardCtx, BackwardError, BackwardOptions, Grads};
+pub use dtype::{DType, Element};
+pub use ops::table::{all_ops, find_op, Domain, Inputs, OpSpec};
+pub use shape::Shape;
+pub use tensor::{Tensor, TensorId};

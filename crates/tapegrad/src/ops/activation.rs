@@ -1,0 +1,138 @@
+//! Activations (relu, leaky_relu, elu, gelu, gelu_tanh, silu, softsign) and softmax /
+//! log_softmax. Only relu has a rule of its own (it is the hot one); the rest are
+//! composed from primitives, so their gradients, and gradients of gradients, come free.
+
+use smallvec::smallvec;
+
+use super::table::{Domain, Inputs, OpSpec};
+use crate::autograd::node::record;
+use crate::kernels::elementwise::map;
+use crate::storage::map_storage;
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Elementwise `max(x, 0)`. Gradient: `g` where `x > 0`, else 0, so `relu'(0) = 0`
+    /// (as in PyTorch). The rule reads the saved output (`out > 0` iff `x > 0`).
+    pub fn relu(&self) -> Tensor {
+        let value = map_storage!(self.storage(), a => map(&a.view(), |x| if x > num_traits::Zero::zero() { x } else { num_traits::Zero::zero() }));
+        record("relu", &[self], value, |_| smallvec![], true, |ctx, g| {
+            smallvec![Some(g.mul(&ctx.output().gt_scalar(0.0)))]
+        })
+    }
+
+    /// `x` for `x > 0`, `slope * x` otherwise (PyTorch default slope 0.01). At 0 the
+    /// gradient is `slope`.
+    pub fn leaky_relu(&self, slope: f64) -> Tensor {
+        Tensor::where_(&self.gt_scalar(0.0), self, &self.mul_scalar(slope))
+    }
+
+    /// `x` for `x > 0`, `alpha * (e^x - 1)` otherwise (PyTorch default alpha 1).
+    pub fn elu(&self, alpha: f64) -> Tensor {
+        Tensor::where_(&self.gt_scalar(0.0), self, &self.expm1().mul_scalar(alpha))
+    }
+
+    /// GELU, exact form `x * Phi(x) = x/2 * (1 + erf(x / sqrt 2))`.
+    pub fn gelu(&self) -> Tensor {
+        self.mul(&self.mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0)).mul_scalar(0.5)
+    }
+
+    /// GELU, tanh approximation `x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`
+    /// (PyTorch's `approximate="tanh"`).
+    pub fn gelu_tanh(&self) -> Tensor {
+        let c = (2.0 / std::f64::consts::PI).sqrt();
+        let inner = self.add(&self.powf(3.0).mul_scalar(0.044715)).mul_scalar(c);
+        self.mul(&inner.tanh().add_scalar(1.0)).mul_scalar(0.5)
+    }
+
+    /// SiLU / swish: `x * sigmoid(x)`.
+    pub fn silu(&self) -> Tensor {
+        self.mul(&self.sigmoid())
+    }
+
+    /// Softsign: `x / (1 + |x|)`.
+    pub fn softsign(&self) -> Tensor {
+        self.div(&self.abs().add_scalar(1.0))
+    }
+
+    /// Softmax along `dim`: `e^(x - max) / sum(e^(x - max))`. Subtracting the (detached)
+    /// maximum keeps it finite for any input, e.g. `[1000, 0, -1000]`; it does not change
+    /// the value or the gradient.
+    ///
+    /// # Panics
+    /// If `dim` is out of range.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![1000.0f32, 0.0, -1000.0], &[3]);
+    /// assert_eq!(x.softmax(-1).to_vec::<f32>(), vec![1.0, 0.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn softmax(&self, dim: isize) -> Tensor {
+        let shifted = self.sub(&self.max_shift(dim));
+        let e = shifted.exp();
+        e.div(&e.sum_dim(&[dim], true))
+    }
+
+    /// Log-softmax along `dim`: `x - logsumexp(x)`, finite for any finite input.
+    ///
+    /// # Panics
+    /// If `dim` is out of range.
+    #[track_caller]
+    pub fn log_softmax(&self, dim: isize) -> Tensor {
+        self.sub(&self.logsumexp(&[dim], true))
+    }
+}
+
+/// The rows of the op table for this family.
+pub(crate) const ROWS: &[OpSpec] = &[
+    OpSpec::new("relu", Inputs::Unary(Domain::AwayFromZero), |x| x[0].relu(), "g*(x>0)")
+        .note("relu'(0) = 0")
+        .first_order(),
+    OpSpec::new("leaky_relu", Inputs::Unary(Domain::AwayFromZero), |x| x[0].leaky_relu(0.01), "g for x>0, g*slope otherwise")
+        .note("leaky_relu'(0) = slope")
+        .first_order(),
+    OpSpec::new("elu", Inputs::Unary(Domain::AwayFromZero), |x| x[0].elu(1.0), "g for x>0, g*alpha*e^x otherwise")
+        .note("elu'(0) = alpha (the left branch)"),
+    OpSpec::new("gelu", Inputs::Unary(Domain::Real), |x| x[0].gelu(), "g*(Phi(x) + x*phi(x))"),
+    OpSpec::new("gelu_tanh", Inputs::Unary(Domain::Real), |x| x[0].gelu_tanh(), "derivative of the tanh form"),
+    OpSpec::new("silu", Inputs::Unary(Domain::Real), |x| x[0].silu(), "g*s*(1 + x*(1-s)), s = sigmoid(x)"),
+    OpSpec::new("softsign", Inputs::Unary(Domain::AwayFromZero), |x| x[0].softsign(), "g/(1+|x|)^2"),
+    OpSpec::new("softmax", Inputs::Unary(Domain::Real), |x| x[0].softmax(-1), "s*(g - sum(g*s)), s = softmax(x)")
+        .note("computed with the row maximum subtracted: finite for any finite input"),
+    OpSpec::new("log_softmax", Inputs::Unary(Domain::Real), |x| x[0].log_softmax(-1), "g - softmax(x)*sum(g)"),
+];
+
+#[cfg(test)]
+mod tests {
+    use crate::Tensor;
+
+    #[test]
+    fn relu_at_zero_has_zero_gradient() {
+        let x = Tensor::from_vec(vec![-1.0f64, 0.0, 2.0], &[3]).requires_grad();
+        let g = x.relu().sum().backward();
+        assert_eq!(g[&x].to_vec::<f64>(), vec![0.0, 0.0, 1.0]);
+        let g = x.leaky_relu(0.1).sum().backward();
+        assert_eq!(g[&x].to_vec::<f64>(), vec![0.1, 0.1, 1.0]);
+    }
+
+    #[test]
+    fn softmax_is_finite_on_extremes() {
+        let x = Tensor::from_vec(vec![1000.0f32, 0.0, -1000.0], &[1, 3]).requires_grad();
+        let ls = x.log_softmax(1);
+        assert_eq!(ls.to_vec::<f32>(), vec![0.0, -1000.0, -2000.0]);
+        let g = ls.narrow(1, 1, 1).sum().backward();
+        let gv = g[&x].to_vec::<f32>();
+        assert!(gv.iter().all(|v| v.is_finite()), "{gv:?}");
+        assert_eq!(gv, vec![-1.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn activation_values() {
+        let x = Tensor::from_vec(vec![-1.0f64, 0.0, 1.0], &[3]);
+        let close = |a: Vec<f64>, b: [f64; 3]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9);
+        assert!(close(x.gelu().to_vec(), [-0.15865525393145707, 0.0, 0.8413447460685429]));
+        assert!(close(x.gelu_tanh().to_vec(), [-0.15880800939172324, 0.0, 0.8411919906082768]));
+        assert!(close(x.silu().to_vec(), [-0.2689414213699951, 0.0, 0.7310585786300049]));
+        assert!(close(x.elu(1.0).to_vec(), [-0.6321205588285577, 0.0, 1.0]));
+        assert!(close(x.softsign().to_vec(), [-0.5, 0.0, 0.5]));
+    }
+}

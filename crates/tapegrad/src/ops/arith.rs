@@ -1,0 +1,578 @@
+//! Arithmetic: add, sub, mul, div, neg, scalar forms and operator overloads, pow, powf,
+//! square, sqrt, rsqrt, recip, abs, sign, maximum, minimum, clamp, where_, comparisons.
+
+use smallvec::smallvec;
+
+use super::table::{Domain, Inputs, OpSpec};
+use super::check_binary;
+use crate::autograd::node::record;
+use crate::dtype::Element;
+use crate::kernels::elementwise::{map, map_c, map_c2, zip, zip3};
+use crate::shape::Shape;
+use crate::storage::{map_storage, zip_storage};
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Elementwise `self + other`, broadcasting. Gradient: `g` to both (summed over
+    /// broadcast axes). PyTorch: `torch.add`.
+    ///
+    /// # Panics
+    /// If dtypes differ or shapes do not broadcast.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2, 1]);
+    /// let b = Tensor::from_vec(vec![10.0f32, 20.0, 30.0], &[3]);
+    /// assert_eq!(a.add(&b).to_vec::<f32>(), vec![11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
+    /// ```
+    #[track_caller]
+    pub fn add(&self, other: &Tensor) -> Tensor {
+        check_binary("add", self, other);
+        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x + y));
+        record("add", &[self, other], value, |_| smallvec![], false, move |ctx, g| {
+            smallvec![ctx.needs_grad(0).then(|| g.sum_to(&sa)), ctx.needs_grad(1).then(|| g.sum_to(&sb))]
+        })
+    }
+
+    /// Elementwise `self - other`, broadcasting. Gradient: `g`, `-g`.
+    ///
+    /// # Panics
+    /// If dtypes differ or shapes do not broadcast.
+    #[track_caller]
+    pub fn sub(&self, other: &Tensor) -> Tensor {
+        check_binary("sub", self, other);
+        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x - y));
+        record("sub", &[self, other], value, |_| smallvec![], false, move |ctx, g| {
+            smallvec![ctx.needs_grad(0).then(|| g.sum_to(&sa)), ctx.needs_grad(1).then(|| g.neg().sum_to(&sb))]
+        })
+    }
+
+    /// Elementwise `self * other`, broadcasting. Gradient: `g * other`, `g * self`; each
+    /// input is saved only if the other one needs a gradient.
+    ///
+    /// # Panics
+    /// If dtypes differ or shapes do not broadcast.
+    #[track_caller]
+    pub fn mul(&self, other: &Tensor) -> Tensor {
+        check_binary("mul", self, other);
+        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x * y));
+        let (a, b) = (self.clone(), other.clone());
+        record(
+            "mul",
+            &[self, other],
+            value,
+            move |n| smallvec![n[1].then_some(a), n[0].then_some(b)],
+            false,
+            move |ctx, g| {
+                smallvec![
+                    ctx.needs_grad(0).then(|| g.mul(ctx.saved(1)).sum_to(&sa)),
+                    ctx.needs_grad(1).then(|| g.mul(ctx.saved(0)).sum_to(&sb))
+                ]
+            },
+        )
+    }
+
+    /// Elementwise `self / other`, broadcasting. Gradient: `g / other`,
+    /// `-g * self / other^2`. IEEE semantics: `1/0 = inf`, `0/0 = NaN`.
+    ///
+    /// # Panics
+    /// If dtypes differ or shapes do not broadcast.
+    #[track_caller]
+    pub fn div(&self, other: &Tensor) -> Tensor {
+        check_binary("div", self, other);
+        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x / y));
+        let (a, b) = (self.clone(), other.clone());
+        record(
+            "div",
+            &[self, other],
+            value,
+            move |n| smallvec![n[1].then_some(a), Some(b)],
+            false,
+            move |ctx, g| {
+                let b = ctx.saved(1);
+                let ga = g.div(b);
+                let gb = ctx.needs_grad(1).then(|| ga.mul(ctx.saved(0)).div(b).neg().sum_to(&sb));
+                smallvec![ctx.needs_grad(0).then(|| ga.sum_to(&sa)), gb]
+            },
+        )
+    }
+
+    /// Elementwise `-self`. Gradient: `-g`.
+    pub fn neg(&self) -> Tensor {
+        let value = map_storage!(self.storage(), a => map(&a.view(), |x| -x));
+        record("neg", &[self], value, |_| smallvec![], false, |_, g| smallvec![Some(g.neg())])
+    }
+
+    /// `self + c` for a scalar `c`. Gradient: `g`.
+    pub fn add_scalar(&self, c: f64) -> Tensor {
+        let value = map_storage!(self.storage(), a => map_c(&a.view(), c, |x, c| x + c));
+        record("add_scalar", &[self], value, |_| smallvec![], false, |_, g| smallvec![Some(g.clone())])
+    }
+
+    /// `self - c` for a scalar `c`.
+    pub fn sub_scalar(&self, c: f64) -> Tensor {
+        self.add_scalar(-c)
+    }
+
+    /// `c - self` for a scalar `c`.
+    pub fn rsub_scalar(&self, c: f64) -> Tensor {
+        self.neg().add_scalar(c)
+    }
+
+    /// `self * c` for a scalar `c`. Gradient: `g * c`.
+    pub fn mul_scalar(&self, c: f64) -> Tensor {
+        let value = map_storage!(self.storage(), a => map_c(&a.view(), c, |x, c| x * c));
+        record("mul_scalar", &[self], value, |_| smallvec![], false, move |_, g| smallvec![Some(g.mul_scalar(c))])
+    }
+
+    /// `self / c` for a scalar `c`.
+    pub fn div_scalar(&self, c: f64) -> Tensor {
+        self.mul_scalar(1.0 / c)
+    }
+
+    /// `c / self` for a scalar `c`.
+    pub fn rdiv_scalar(&self, c: f64) -> Tensor {
+        self.recip().mul_scalar(c)
+    }
+
+    /// Elementwise `self ^ exponent` with a tensor exponent, broadcasting. Gradient:
+    /// `g * e * x^(e-1)` and `g * x^e * ln x` (NaN for `x < 0`, as in PyTorch).
+    ///
+    /// # Panics
+    /// If dtypes differ or shapes do not broadcast.
+    #[track_caller]
+    pub fn pow(&self, exponent: &Tensor) -> Tensor {
+        check_binary("pow", self, exponent);
+        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(exponent.shape()));
+        let value =
+            zip_storage!(self.storage(), exponent.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x.powf(y)));
+        let (a, b) = (self.clone(), exponent.clone());
+        record(
+            "pow",
+            &[self, exponent],
+            value,
+            move |_| smallvec![Some(a), Some(b)],
+            true,
+            move |ctx, g| {
+                let (x, e) = (ctx.saved(0), ctx.saved(1));
+                smallvec![
+                    ctx.needs_grad(0).then(|| g.mul(e).mul(&x.pow(&e.sub_scalar(1.0))).sum_to(&sa)),
+                    ctx.needs_grad(1).then(|| g.mul(&ctx.output()).mul(&x.log()).sum_to(&sb))
+                ]
+            },
+        )
+    }
+
+    /// Elementwise `self ^ p` for a scalar `p`. Gradient: `g * p * x^(p-1)`.
+    pub fn powf(&self, p: f64) -> Tensor {
+        let value = map_storage!(self.storage(), a => map_c(&a.view(), p, |x, p| x.powf(p)));
+        let x = self.clone();
+        record("powf", &[self], value, move |_| smallvec![Some(x)], false, move |ctx, g| {
+            smallvec![Some(g.mul(&ctx.saved(0).powf(p - 1.0)).mul_scalar(p))]
+        })
+    }
+
+    /// Elementwise `self^2`. Gradient: `2 x g`.
+    pub fn square(&self) -> Tensor {
+        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x * x));
+        let x = self.clone();
+        record("square", &[self], value, move |_| smallvec![Some(x)], false, |ctx, g| {
+            smallvec![Some(g.mul(ctx.saved(0)).mul_scalar(2.0))]
+        })
+    }
+
+    /// Elementwise square root. Gradient: `g / (2 sqrt x)`; at `x = 0` that is `inf`
+    /// (as in PyTorch); for `x < 0` the value is NaN.
+    pub fn sqrt(&self) -> Tensor {
+        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.sqrt()));
+        record("sqrt", &[self], value, |_| smallvec![], true, |ctx, g| {
+            smallvec![Some(g.div(&ctx.output()).mul_scalar(0.5))]
+        })
+    }
+
+    /// Elementwise `1 / sqrt(x)`. Gradient: `-g * out^3 / 2`.
+    pub fn rsqrt(&self) -> Tensor {
+        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.sqrt().recip()));
+        record("rsqrt", &[self], value, |_| smallvec![], true, |ctx, g| {
+            let out = ctx.output();
+            smallvec![Some(g.mul(&out.square().mul(&out)).mul_scalar(-0.5))]
+        })
+    }
+
+    /// Elementwise `1 / x`. Gradient: `-g * out^2`. `1/0 = inf`.
+    pub fn recip(&self) -> Tensor {
+        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.recip()));
+        record("recip", &[self], value, |_| smallvec![], true, |ctx, g| {
+            smallvec![Some(g.mul(&ctx.output().square()).neg())]
+        })
+    }
+
+    /// Elementwise `|x|`. Gradient: `g * sign(x)`, so `abs'(0) = 0` (as in PyTorch).
+    pub fn abs(&self) -> Tensor {
+        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.abs()));
+        let x = self.clone();
+        record("abs", &[self], value, move |_| smallvec![Some(x)], false, |ctx, g| {
+            smallvec![Some(g.mul(&ctx.saved(0).sign()))]
+        })
+    }
+
+    /// Elementwise sign: -1, 0 or 1 (NaN stays NaN). Not differentiable: its gradient is
+    /// zero almost everywhere, so nothing is recorded.
+    pub fn sign(&self) -> Tensor {
+        let value = map_storage!(self.storage(), a => map(&a.view(), sign_scalar));
+        Tensor::from_storage(value)
+    }
+
+    /// Elementwise maximum, broadcasting. Gradient goes to the larger input; on ties it is
+    /// split evenly (`g/2` to each), as PyTorch does.
+    ///
+    /// # Panics
+    /// If dtypes differ or shapes do not broadcast.
+    #[track_caller]
+    pub fn maximum(&self, other: &Tensor) -> Tensor {
+        self.extremum("maximum", other, true)
+    }
+
+    /// Elementwise minimum, broadcasting; ties split the gradient evenly.
+    ///
+    /// # Panics
+    /// If dtypes differ or shapes do not broadcast.
+    #[track_caller]
+    pub fn minimum(&self, other: &Tensor) -> Tensor {
+        self.extremum("minimum", other, false)
+    }
+
+    #[track_caller]
+    fn extremum(&self, op: &'static str, other: &Tensor, largest: bool) -> Tensor {
+        check_binary(op, self, other);
+        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), move |x, y| {
+            if x.is_nan() || y.is_nan() { x + y } else if (x > y) == largest { x } else { y }
+        }));
+        let (a, b) = (self.clone(), other.clone());
+        record(op, &[self, other], value, move |_| smallvec![Some(a), Some(b)], false, move |ctx, g| {
+            let (a, b) = (ctx.saved(0), ctx.saved(1));
+            // Weight of `a`: 1 where it wins, 1/2 on ties, 0 where it loses. A constant.
+            let wins = if largest { a.gt(b) } else { a.lt(b) };
+            let w = wins.add(&a.eq(b).mul_scalar(0.5));
+            smallvec![
+                ctx.needs_grad(0).then(|| g.mul(&w).sum_to(&sa)),
+                ctx.needs_grad(1).then(|| g.mul(&w.rsub_scalar(1.0)).sum_to(&sb))
+            ]
+        })
+    }
+
+    /// Clamps every element into `[min, max]` (use `f64::NEG_INFINITY` / `f64::INFINITY`
+    /// for one-sided). Gradient: `g` where `min <= x <= max` (boundaries included, as in
+    /// PyTorch), else 0.
+    ///
+    /// # Panics
+    /// If `min > max`.
+    #[track_caller]
+    pub fn clamp(&self, min: f64, max: f64) -> Tensor {
+        assert!(min <= max, "clamp: min {min} is greater than max {max}");
+        let value = map_storage!(self.storage(), a => map_c2(&a.view(), min, max, |x, lo, hi| {
+            if x < lo { lo } else if x > hi { hi } else { x }
+        }));
+        let x = self.clone();
+        record("clamp", &[self], value, move |_| smallvec![Some(x)], false, move |ctx, g| {
+            let x = ctx.saved(0);
+            let inside = x.ge_scalar(min).mul(&x.le_scalar(max));
+            smallvec![Some(g.mul(&inside))]
+        })
+    }
+
+    /// `clamp(min, +inf)`.
+    pub fn clamp_min(&self, min: f64) -> Tensor {
+        self.clamp(min, f64::INFINITY)
+    }
+
+    /// `clamp(-inf, max)`.
+    pub fn clamp_max(&self, max: f64) -> Tensor {
+        self.clamp(f64::NEG_INFINITY, max)
+    }
+
+    /// Picks `on_true` where `cond` is non-zero and `on_false` elsewhere, broadcasting all
+    /// three (PyTorch's `torch.where`). `cond` is a 0/1 mask such as a comparison returns;
+    /// it gets no gradient. Gradient: `g` masked to each branch.
+    ///
+    /// # Panics
+    /// If dtypes differ or the shapes do not broadcast.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let x = Tensor::from_vec(vec![-1.0f32, 2.0], &[2]);
+    /// let y = Tensor::where_(&x.gt_scalar(0.0), &x, &x.zeros_like());
+    /// assert_eq!(y.to_vec::<f32>(), vec![0.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn where_(cond: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
+        check_binary("where_", on_true, on_false);
+        check_binary("where_", cond, on_true);
+        check_binary("where_", cond, on_false);
+        let (sa, sb) = (Shape::from_slice(on_true.shape()), Shape::from_slice(on_false.shape()));
+        let c = cond.detach();
+        let value = match (cond.storage(), on_true.storage(), on_false.storage()) {
+            (crate::storage::Storage::F32(c), crate::storage::Storage::F32(a), crate::storage::Storage::F32(b)) => {
+                crate::storage::Storage::F32(zip3(&c.view(), &a.view(), &b.view(), |c, x, y| if c != 0.0 { x } else { y }))
+            }
+            (crate::storage::Storage::F64(c), crate::storage::Storage::F64(a), crate::storage::Storage::F64(b)) => {
+                crate::storage::Storage::F64(zip3(&c.view(), &a.view(), &b.view(), |c, x, y| if c != 0.0 { x } else { y }))
+            }
+            _ => unreachable!("dtypes checked above"),
+        };
+        record("where_", &[on_true, on_false], value, move |_| smallvec![Some(c)], false, move |ctx, g| {
+            let c = ctx.saved(0);
+            let zero = Tensor::scalar_of(0.0, g.dtype());
+            smallvec![
+                ctx.needs_grad(0).then(|| Tensor::where_(c, g, &zero).sum_to(&sa)),
+                ctx.needs_grad(1).then(|| Tensor::where_(c, &zero, g).sum_to(&sb))
+            ]
+        })
+    }
+}
+
+macro_rules! comparisons {
+    ($( $name:ident, $sname:ident, $op:tt, $doc:literal; )*) => {
+        impl Tensor {
+            $(
+                #[doc = concat!("Elementwise `self ", $doc, " other` as a 0/1 mask of the same dtype, broadcasting. Not differentiable (nothing is recorded).")]
+                ///
+                /// # Panics
+                /// If dtypes differ or shapes do not broadcast.
+                #[track_caller]
+                pub fn $name(&self, other: &Tensor) -> Tensor {
+                    check_binary(stringify!($name), self, other);
+                    Tensor::from_storage(zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| {
+                        if x $op y { num_traits::One::one() } else { num_traits::Zero::zero() }
+                    })))
+                }
+
+                #[doc = concat!("Elementwise `self ", $doc, " c` for a scalar `c`, as a 0/1 mask. Not differentiable.")]
+                pub fn $sname(&self, c: f64) -> Tensor {
+                    Tensor::from_storage(map_storage!(self.storage(), a => map_c(&a.view(), c, |x, c| {
+                        if x $op c { num_traits::One::one() } else { num_traits::Zero::zero() }
+                    })))
+                }
+            )*
+        }
+    };
+}
+
+comparisons! {
+    eq, eq_scalar, ==, "==";
+    ne, ne_scalar, !=, "!=";
+    gt, gt_scalar, >, ">";
+    ge, ge_scalar, >=, ">=";
+    lt, lt_scalar, <, "<";
+    le, le_scalar, <=, "<=";
+}
+
+// ------------------------------------------------------------- operator overloads
+
+macro_rules! binary_operator {
+    ($trait:ident, $method:ident, $op:ident, $scalar:ident) => {
+        impl std::ops::$trait<&Tensor> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                Tensor::$op(self, rhs)
+            }
+        }
+        impl std::ops::$trait<Tensor> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor {
+                Tensor::$op(&self, &rhs)
+            }
+        }
+        impl std::ops::$trait<&Tensor> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                Tensor::$op(&self, rhs)
+            }
+        }
+        impl std::ops::$trait<Tensor> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor {
+                Tensor::$op(self, &rhs)
+            }
+        }
+        impl std::ops::$trait<f64> for &Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: f64) -> Tensor {
+                Tensor::$scalar(self, rhs)
+            }
+        }
+        impl std::ops::$trait<f64> for Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: f64) -> Tensor {
+                Tensor::$scalar(&self, rhs)
+            }
+        }
+    };
+}
+
+binary_operator!(Add, add, add, add_scalar);
+binary_operator!(Sub, sub, sub, sub_scalar);
+binary_operator!(Mul, mul, mul, mul_scalar);
+binary_operator!(Div, div, div, div_scalar);
+
+impl std::ops::Neg for &Tensor {
+    type Output = Tensor;
+    fn neg(self) -> Tensor {
+        Tensor::neg(self)
+    }
+}
+
+impl std::ops::Neg for Tensor {
+    type Output = Tensor;
+    fn neg(self) -> Tensor {
+        Tensor::neg(&self)
+    }
+}
+
+macro_rules! scalar_lhs_operator {
+    ($trait:ident, $method:ident, |$t:ident, $c:ident| $body:expr) => {
+        impl std::ops::$trait<&Tensor> for f64 {
+            type Output = Tensor;
+            fn $method(self, $t: &Tensor) -> Tensor {
+                let $c = self;
+                $body
+            }
+        }
+        impl std::ops::$trait<Tensor> for f64 {
+            type Output = Tensor;
+            fn $method(self, $t: Tensor) -> Tensor {
+                let $c = self;
+                let $t = &$t;
+                $body
+            }
+        }
+    };
+}
+
+scalar_lhs_operator!(Add, add, |t, c| t.add_scalar(c));
+scalar_lhs_operator!(Sub, sub, |t, c| t.rsub_scalar(c));
+scalar_lhs_operator!(Mul, mul, |t, c| t.mul_scalar(c));
+scalar_lhs_operator!(Div, div, |t, c| t.rdiv_scalar(c));
+
+/// The rows of the op table for this family.
+pub(crate) const ROWS: &[OpSpec] = &[
+    OpSpec::new("add", Inputs::Binary(Domain::Real, Domain::Real), |x| x[0].add(&x[1]), "g, g (summed over broadcast axes)"),
+    OpSpec::new("sub", Inputs::Binary(Domain::Real, Domain::Real), |x| x[0].sub(&x[1]), "g, -g"),
+    OpSpec::new("mul", Inputs::Binary(Domain::Real, Domain::Real), |x| x[0].mul(&x[1]), "g*b, g*a"),
+    OpSpec::new("div", Inputs::Binary(Domain::Real, Domain::AwayFromZero), |x| x[0].div(&x[1]), "g/b, -g*a/b^2")
+        .note("x/0 = ±inf, 0/0 = NaN (IEEE), and so are the gradients"),
+    OpSpec::new("neg", Inputs::Unary(Domain::Real), |x| x[0].neg(), "-g"),
+    OpSpec::new("add_scalar", Inputs::Unary(Domain::Real), |x| x[0].add_scalar(1.5), "g"),
+    OpSpec::new("mul_scalar", Inputs::Unary(Domain::Real), |x| x[0].mul_scalar(-2.5), "g*c"),
+    OpSpec::new("pow", Inputs::Binary(Domain::Positive, Domain::Real), |x| x[0].pow(&x[1]), "g*e*x^(e-1), g*x^e*ln(x)")
+        .note("the exponent's gradient is NaN for x < 0 and -inf·0 at x = 0"),
+    OpSpec::new("powf", Inputs::Unary(Domain::Positive), |x| x[0].powf(2.5), "g*p*x^(p-1)"),
+    OpSpec::new("square", Inputs::Unary(Domain::Real), |x| x[0].square(), "2*x*g"),
+    OpSpec::new("sqrt", Inputs::Unary(Domain::Positive), |x| x[0].sqrt(), "g/(2*sqrt(x))")
+        .note("sqrt'(0) = inf; sqrt(x < 0) = NaN"),
+    OpSpec::new("rsqrt", Inputs::Unary(Domain::Positive), |x| x[0].rsqrt(), "-g*x^(-3/2)/2"),
+    OpSpec::new("recip", Inputs::Unary(Domain::AwayFromZero), |x| x[0].recip(), "-g/x^2").note("1/0 = inf"),
+    OpSpec::new("abs", Inputs::Unary(Domain::AwayFromZero), |x| x[0].abs(), "g*sign(x)").note("abs'(0) = 0"),
+    OpSpec::new("maximum", Inputs::Binary(Domain::Outer, Domain::Inner), |x| x[0].maximum(&x[1]), "g where a>b, g/2 on ties")
+        .note("ties split the gradient evenly between the inputs"),
+    OpSpec::new("minimum", Inputs::Binary(Domain::Inner, Domain::Outer), |x| x[0].minimum(&x[1]), "g where a<b, g/2 on ties")
+        .note("ties split the gradient evenly between the inputs"),
+    OpSpec::new("clamp", Inputs::Unary(Domain::AwayFromHalf), |x| x[0].clamp(-0.5, 0.5), "g where min<=x<=max, else 0")
+        .note("at x = min or x = max the gradient passes (boundaries included)"),
+    OpSpec::new(
+        "where_",
+        Inputs::Binary(Domain::Real, Domain::Real),
+        |x| Tensor::where_(&x[0].gt(&x[1].mul_scalar(0.5).detach()), &x[0], &x[1]),
+        "g masked to the chosen branch",
+    )
+    .note("the condition gets no gradient")
+    .first_order(),
+];
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, Tensor};
+
+    #[test]
+    fn conventions_at_kinks() {
+        let x = Tensor::from_vec(vec![0.0f64, 2.0, -3.0], &[3]).requires_grad();
+        let g = x.abs().sum().backward();
+        assert_eq!(g[&x].to_vec::<f64>(), vec![0.0, 1.0, -1.0]);
+
+        let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+        let b = Tensor::from_vec(vec![1.0f64, 1.0], &[2]).requires_grad();
+        let g = a.maximum(&b).sum().backward();
+        assert_eq!(g[&a].to_vec::<f64>(), vec![0.5, 1.0]);
+        assert_eq!(g[&b].to_vec::<f64>(), vec![0.5, 0.0]);
+
+        let x = Tensor::from_vec(vec![-1.0f64, -0.5, 0.0, 0.5, 1.0], &[5]).requires_grad();
+        let g = x.clamp(-0.5, 0.5).sum().backward();
+        assert_eq!(g[&x].to_vec::<f64>(), vec![0.0, 1.0, 1.0, 1.0, 0.0]);
+
+        let x = Tensor::from_vec(vec![0.0f64, 4.0], &[2]).requires_grad();
+        let g = x.sqrt().sum().backward();
+        assert_eq!(g[&x].to_vec::<f64>(), vec![f64::INFINITY, 0.25]);
+    }
+
+    #[test]
+    fn division_by_zero_is_ieee() {
+        let a = Tensor::from_vec(vec![0.0f32, 1.0, -1.0], &[3]);
+        let z = Tensor::zeros(&[3], DType::F32);
+        let v = a.div(&z).to_vec::<f32>();
+        assert!(v[0].is_nan());
+        assert_eq!(v[1], f32::INFINITY);
+        assert_eq!(v[2], f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn operators_match_methods() {
+        let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+        let b = Tensor::from_vec(vec![3.0f32, 5.0], &[2]);
+        assert_eq!((&a + &b).to_vec::<f32>(), vec![4.0, 7.0]);
+        assert_eq!((&a - &b).to_vec::<f32>(), vec![-2.0, -3.0]);
+        assert_eq!((&a * &b).to_vec::<f32>(), vec![3.0, 10.0]);
+        assert_eq!((&b / &a).to_vec::<f32>(), vec![3.0, 2.5]);
+        assert_eq!((&a * 2.0).to_vec::<f32>(), vec![2.0, 4.0]);
+        assert_eq!((1.0 - &a).to_vec::<f32>(), vec![0.0, -1.0]);
+        assert_eq!((2.0 / &a).to_vec::<f32>(), vec![2.0, 1.0]);
+        assert_eq!((-&a).to_vec::<f32>(), vec![-1.0, -2.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "add: shapes [2, 3] and [4] cannot be broadcast together")]
+    fn add_shape_mismatch_panics() {
+        let _ = Tensor::zeros(&[2, 3], DType::F32).add(&Tensor::zeros(&[4], DType::F32));
+    }
+
+    #[test]
+    #[should_panic(expected = "mul: dtype mismatch: f32 [2] vs f64 [2]")]
+    fn mul_dtype_mismatch_panics() {
+        let _ = Tensor::zeros(&[2], DType::F32).mul(&Tensor::zeros(&[2], DType::F64));
+    }
+
+    #[test]
+    #[should_panic(expected = "clamp: min 1 is greater than max 0")]
+    fn clamp_bad_bounds_panics() {
+        let _ = Tensor::zeros(&[2], DType::F32).clamp(1.0, 0.0);
+    }
+}
+
+#[inline(always)]
+fn sign_scalar<T: Element>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
+    } else {
+        x
+    }
+}

@@ -1,0 +1,185 @@
+//! Linear algebra: matmul (1-D, 2-D and batched with broadcast batch dims, PyTorch
+//! semantics), permute, transpose, t.
+
+use rand::Rng;
+use smallvec::smallvec;
+
+use super::check_same_dtype;
+use super::table::{random_tensor, Domain, Inputs, OpSpec};
+use crate::autograd::node::record;
+use crate::dtype::DType;
+use crate::kernels::matmul::matmul_batched;
+use crate::shape::{broadcast_shapes, norm_axis, Shape};
+use crate::storage::{map_storage, zip_storage};
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Matrix product with PyTorch's `torch.matmul` semantics: 1-D x 1-D is a dot
+    /// product; a 1-D left (right) operand is treated as a row (column) vector and that
+    /// axis removed from the result; rank >= 2 operands are stacks of matrices whose batch
+    /// dimensions broadcast. Gradient: `g @ b^T` and `a^T @ g`, summed over broadcast
+    /// batch dimensions.
+    ///
+    /// # Panics
+    /// If either operand is rank 0, dtypes differ, inner dimensions differ, or batch
+    /// dimensions do not broadcast.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// let v = Tensor::from_vec(vec![1.0f32, 0.0, -1.0], &[3]);
+    /// assert_eq!(a.matmul(&v).to_vec::<f32>(), vec![-2.0, -2.0]);
+    /// ```
+    #[track_caller]
+    pub fn matmul(&self, other: &Tensor) -> Tensor {
+        check_same_dtype("matmul", self, other);
+        if self.rank() == 0 || other.rank() == 0 {
+            panic!(
+                "matmul: both operands need at least one dimension, got shapes {:?} and {:?}; use mul for scalars",
+                self.shape(),
+                other.shape()
+            );
+        }
+        match (self.rank(), other.rank()) {
+            (1, 1) => self.unsqueeze(0).matmul_nd(&other.unsqueeze(1)).reshape_to(&[]),
+            (1, _) => self.unsqueeze(0).matmul_nd(other).squeeze(-2),
+            (_, 1) => self.matmul_nd(&other.unsqueeze(1)).squeeze(-1),
+            _ => self.matmul_nd(other),
+        }
+    }
+
+    #[track_caller]
+    fn matmul_nd(&self, other: &Tensor) -> Tensor {
+        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let (k1, k2) = (sa[sa.len() - 1], sb[sb.len() - 2]);
+        if k1 != k2 {
+            panic!("matmul: inner dimensions differ: {:?} @ {:?} ({k1} != {k2})", self.shape(), other.shape());
+        }
+        if broadcast_shapes(&sa[..sa.len() - 2], &sb[..sb.len() - 2]).is_none() {
+            panic!("matmul: batch dimensions of {:?} and {:?} cannot be broadcast together", self.shape(), other.shape());
+        }
+        let value = zip_storage!(self.storage(), other.storage(), (a, b) => matmul_batched(&a.view(), &b.view()));
+        let (a, b) = (self.clone(), other.clone());
+        record(
+            "matmul",
+            &[self, other],
+            value,
+            move |n| smallvec![n[1].then_some(a), n[0].then_some(b)],
+            false,
+            move |ctx, g| {
+                smallvec![
+                    ctx.needs_grad(0).then(|| g.matmul_nd(&ctx.saved(1).transpose(-1, -2)).sum_to(&sa)),
+                    ctx.needs_grad(1).then(|| ctx.saved(0).transpose(-1, -2).matmul_nd(g).sum_to(&sb))
+                ]
+            },
+        )
+    }
+
+    /// Reorders the axes: axis `i` of the result is axis `perm[i]` of the input. No copy
+    /// (a strided view). Gradient: `g` permuted back.
+    ///
+    /// # Panics
+    /// If `perm` is not a permutation of `0..rank`.
+    #[track_caller]
+    pub fn permute(&self, perm: &[usize]) -> Tensor {
+        let mut seen = vec![false; self.rank()];
+        let valid = perm.len() == self.rank() && perm.iter().all(|&p| p < seen.len() && !std::mem::replace(&mut seen[p], true));
+        if !valid {
+            panic!("permute: {perm:?} is not a permutation of the {} axes of a tensor of shape {:?}", self.rank(), self.shape());
+        }
+        let mut inverse = vec![0usize; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            inverse[p] = i;
+        }
+        let axes = perm.to_vec();
+        let value = map_storage!(self.storage(), a => a.permuted_axes(axes.clone()));
+        record("permute", &[self], value, |_| smallvec![], false, move |_, g| smallvec![Some(g.permute(&inverse))])
+    }
+
+    /// Swaps axes `dim0` and `dim1` (negative counts from the end).
+    ///
+    /// # Panics
+    /// If an axis is out of range.
+    #[track_caller]
+    pub fn transpose(&self, dim0: isize, dim1: isize) -> Tensor {
+        let (a, b) = (norm_axis("transpose", dim0, self.rank()), norm_axis("transpose", dim1, self.rank()));
+        if a == b {
+            return self.clone();
+        }
+        let mut perm: Vec<usize> = (0..self.rank()).collect();
+        perm.swap(a, b);
+        self.permute(&perm)
+    }
+
+    /// Transpose of a matrix (rank 0 and 1 are returned unchanged, as in PyTorch).
+    ///
+    /// # Panics
+    /// If the rank is above 2.
+    #[track_caller]
+    pub fn t(&self) -> Tensor {
+        match self.rank() {
+            0 | 1 => self.clone(),
+            2 => self.transpose(0, 1),
+            r => panic!("t: expects a tensor of rank <= 2, got rank {r} (shape {:?}); use transpose", self.shape()),
+        }
+    }
+}
+
+fn matmul_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
+    let (m, k, n) = (rng.gen_range(1..4), rng.gen_range(1..4), rng.gen_range(1..4));
+    let (sa, sb): (Vec<usize>, Vec<usize>) = match rng.gen_range(0..6) {
+        0 => (vec![k], vec![k]),
+        1 => (vec![k], vec![k, n]),
+        2 => (vec![m, k], vec![k]),
+        3 => (vec![m, k], vec![k, n]),
+        4 => (vec![2, m, k], vec![k, n]),
+        _ => (vec![2, 1, m, k], vec![3, k, n]),
+    };
+    vec![random_tensor(rng, &sa, Domain::Real, dtype), random_tensor(rng, &sb, Domain::Real, dtype)]
+}
+
+fn rank3_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
+    let s = [rng.gen_range(1..4), rng.gen_range(1..4), rng.gen_range(1..4)];
+    vec![random_tensor(rng, &s, Domain::Real, dtype)]
+}
+
+/// The rows of the op table for this family.
+pub(crate) const ROWS: &[OpSpec] = &[
+    OpSpec::new("matmul", Inputs::Custom(matmul_inputs), |x| x[0].matmul(&x[1]), "g@b^T, a^T@g (batch dims summed)"),
+    OpSpec::new("permute", Inputs::Custom(rank3_input), |x| x[0].permute(&[2, 0, 1]), "g permuted back"),
+    OpSpec::new("transpose", Inputs::Custom(rank3_input), |x| x[0].transpose(0, -1), "g transposed back"),
+];
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, Tensor};
+
+    #[test]
+    fn batched_matmul_broadcasts_batch_dims() {
+        let a = Tensor::ones(&[2, 1, 2, 3], DType::F64);
+        let b = Tensor::ones(&[4, 3, 5], DType::F64);
+        let c = a.matmul(&b);
+        assert_eq!(c.shape(), &[2, 4, 2, 5]);
+        assert!(c.to_vec::<f64>().iter().all(|&v| v == 3.0));
+    }
+
+    #[test]
+    fn dot_product_of_vectors() {
+        let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+        let c = a.matmul(&a);
+        assert_eq!(c.shape(), &[] as &[usize]);
+        assert_eq!(c.item(), 14.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "matmul: inner dimensions differ: [2, 3] @ [4, 5] (3 != 4)")]
+    fn matmul_shape_mismatch_panics() {
+        let _ = Tensor::zeros(&[2, 3], DType::F32).matmul(&Tensor::zeros(&[4, 5], DType::F32));
+    }
+
+    #[test]
+    #[should_panic(expected = "permute: [0, 0] is not a permutation")]
+    fn bad_permutation_panics() {
+        let _ = Tensor::zeros(&[2, 3], DType::F32).permute(&[0, 0]);
+    }
+}

@@ -1,0 +1,361 @@
+//! Reductions and their duals: sum, mean, sum_dim, mean_dim, sum_to, broadcast_to,
+//! max_dim / min_dim (and argmax / argmin), var, std, logsumexp, norm.
+
+use ndarray::{ArrayD, Axis, IxDyn};
+use smallvec::smallvec;
+
+use super::table::{random_shape, random_tensor, Domain, Inputs, OpSpec};
+use crate::autograd::node::record;
+use crate::dtype::{DType, Element};
+use crate::kernels::reduce::{arg_extreme, sum_axes};
+use crate::shape::{broadcast_shapes, norm_axes, norm_axis, Shape};
+use crate::storage::{map_storage, visit_storage};
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Sum of all elements, as a rank-0 tensor. Gradient: `g` broadcast to the input.
+    pub fn sum(&self) -> Tensor {
+        self.sum_dim(&[], false)
+    }
+
+    /// Mean of all elements (NaN for an empty tensor).
+    pub fn mean(&self) -> Tensor {
+        self.sum().mul_scalar(1.0 / self.numel() as f64)
+    }
+
+    /// Sum over the axes `dims` (negative counts from the end; empty means all), keeping
+    /// them as size-1 axes if `keepdim`. Gradient: `g` broadcast back to the input shape.
+    ///
+    /// # Panics
+    /// If an axis is out of range or repeated.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(x.sum_dim(&[1], false).to_vec::<f32>(), vec![6.0, 15.0]);
+    /// assert_eq!(x.sum_dim(&[0], true).shape(), &[1, 3]);
+    /// ```
+    #[track_caller]
+    pub fn sum_dim(&self, dims: &[isize], keepdim: bool) -> Tensor {
+        let axes = norm_axes("sum_dim", dims, self.rank());
+        let in_shape = Shape::from_slice(self.shape());
+        let mut kept = in_shape.clone();
+        for &a in &axes {
+            kept[a] = 1;
+        }
+        let value = map_storage!(self.storage(), a => sum_axes(&a.view(), &axes, keepdim));
+        record("sum_dim", &[self], value, |_| smallvec![], false, move |_, g| {
+            smallvec![Some(g.reshape_to(&kept).broadcast_to(&in_shape))]
+        })
+    }
+
+    /// Mean over the axes `dims` (see [`sum_dim`](Self::sum_dim)).
+    ///
+    /// # Panics
+    /// If an axis is out of range or repeated.
+    #[track_caller]
+    pub fn mean_dim(&self, dims: &[isize], keepdim: bool) -> Tensor {
+        let axes = norm_axes("mean_dim", dims, self.rank());
+        let n: usize = axes.iter().map(|&a| self.shape()[a]).product();
+        self.sum_dim(dims, keepdim).mul_scalar(1.0 / n as f64)
+    }
+
+    /// Sums this tensor down to `shape`, the inverse of broadcasting: leading axes are
+    /// summed away and axes where `shape` has 1 are summed with keepdim. The backward of
+    /// every broadcasting op uses it.
+    ///
+    /// # Panics
+    /// If `shape` does not broadcast to this tensor's shape.
+    #[track_caller]
+    pub fn sum_to(&self, shape: &[usize]) -> Tensor {
+        if self.shape() == shape {
+            return self.clone();
+        }
+        if broadcast_shapes(shape, self.shape()).as_deref() != Some(self.shape()) {
+            panic!("sum_to: shape {shape:?} does not broadcast to {:?}", self.shape());
+        }
+        let lead = self.rank() - shape.len();
+        let axes: Vec<isize> = (0..self.rank())
+            .filter(|&i| i < lead || (shape[i - lead] == 1 && self.shape()[i] != 1))
+            .map(|i| i as isize)
+            .collect();
+        if axes.is_empty() {
+            return self.reshape_to(shape);
+        }
+        self.sum_dim(&axes, true).reshape_to(shape)
+    }
+
+    /// Broadcasts to `shape` (materialised). Gradient: `g` summed back to the input shape.
+    ///
+    /// # Panics
+    /// If the tensor does not broadcast to `shape`.
+    #[track_caller]
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor {
+        if self.shape() == shape {
+            return self.clone();
+        }
+        if broadcast_shapes(self.shape(), shape).as_deref() != Some(shape) {
+            panic!("broadcast_to: shape {:?} cannot be broadcast to {shape:?}", self.shape());
+        }
+        let in_shape = Shape::from_slice(self.shape());
+        let target = IxDyn(shape);
+        let value = map_storage!(self.storage(), a => a.broadcast(target.clone()).expect("checked").to_owned().into_shared());
+        record("broadcast_to", &[self], value, |_| smallvec![], false, move |_, g| smallvec![Some(g.sum_to(&in_shape))])
+    }
+
+    /// PyTorch's `expand`: [`broadcast_to`](Self::broadcast_to) where `-1` keeps a size.
+    ///
+    /// # Panics
+    /// If the sizes do not broadcast.
+    #[track_caller]
+    pub fn expand(&self, sizes: &[isize]) -> Tensor {
+        let lead = sizes.len().saturating_sub(self.rank());
+        let shape: Vec<usize> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| if s < 0 && i >= lead { self.shape()[i - lead] } else { s.max(0) as usize })
+            .collect();
+        self.broadcast_to(&shape)
+    }
+
+    /// Maximum along `dim` and the index where it occurs (the first one on ties; a NaN
+    /// wins). Gradient: `g` to that one index (PyTorch's `max(dim)` convention).
+    ///
+    /// # Panics
+    /// If `dim` is out of range or the axis is empty.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 7.0, 2.0, 7.0], &[2, 3]);
+    /// let (values, indices) = x.max_dim(1, false);
+    /// assert_eq!(values.to_vec::<f32>(), vec![5.0, 7.0]);
+    /// assert_eq!(indices.iter().copied().collect::<Vec<_>>(), vec![1, 0]);
+    /// ```
+    #[track_caller]
+    pub fn max_dim(&self, dim: isize, keepdim: bool) -> (Tensor, ArrayD<usize>) {
+        self.extreme_dim("max_dim", dim, keepdim, true)
+    }
+
+    /// Minimum along `dim` and its index (see [`max_dim`](Self::max_dim)).
+    ///
+    /// # Panics
+    /// If `dim` is out of range or the axis is empty.
+    #[track_caller]
+    pub fn min_dim(&self, dim: isize, keepdim: bool) -> (Tensor, ArrayD<usize>) {
+        self.extreme_dim("min_dim", dim, keepdim, false)
+    }
+
+    /// Index of the maximum along `dim` (no gradient).
+    ///
+    /// # Panics
+    /// If `dim` is out of range or the axis is empty.
+    #[track_caller]
+    pub fn argmax(&self, dim: isize, keepdim: bool) -> ArrayD<usize> {
+        self.arg_extreme("argmax", dim, keepdim, true)
+    }
+
+    /// Index of the minimum along `dim` (no gradient).
+    ///
+    /// # Panics
+    /// If `dim` is out of range or the axis is empty.
+    #[track_caller]
+    pub fn argmin(&self, dim: isize, keepdim: bool) -> ArrayD<usize> {
+        self.arg_extreme("argmin", dim, keepdim, false)
+    }
+
+    #[track_caller]
+    fn arg_extreme(&self, op: &str, dim: isize, keepdim: bool, largest: bool) -> ArrayD<usize> {
+        let axis = norm_axis(op, dim, self.rank());
+        if self.rank() == 0 {
+            return ArrayD::from_elem(IxDyn(&[]), 0);
+        }
+        assert!(self.shape()[axis] > 0, "{op}: axis {dim} of shape {:?} is empty", self.shape());
+        let idx = visit_storage!(&self.storage(), a => arg_extreme(&a.view(), axis, largest));
+        if keepdim {
+            idx.insert_axis(Axis(axis))
+        } else {
+            idx
+        }
+    }
+
+    #[track_caller]
+    fn extreme_dim(&self, op: &str, dim: isize, keepdim: bool, largest: bool) -> (Tensor, ArrayD<usize>) {
+        if self.rank() == 0 {
+            return (self.clone(), ArrayD::from_elem(IxDyn(&[]), 0));
+        }
+        let idx = self.arg_extreme(op, dim, true, largest);
+        let values = self.gather(dim, &idx);
+        if keepdim {
+            (values, idx)
+        } else {
+            let axis = norm_axis(op, dim, self.rank());
+            (values.squeeze(dim), idx.index_axis_move(Axis(axis), 0))
+        }
+    }
+
+    /// The detached maximum over `dims` (keepdim), with non-finite values replaced by 0:
+    /// the shift that makes softmax and logsumexp stable without changing them.
+    pub(crate) fn max_shift_axes(&self, dims: &[isize]) -> Tensor {
+        let axes = norm_axes("logsumexp", dims, self.rank());
+        let value = map_storage!(self.storage(), a => {
+            let mut m = a.to_owned();
+            for &ax in &axes {
+                m = m.map_axis(Axis(ax), |lane| lane.iter().copied().fold(Element::of(f64::NEG_INFINITY), |x, y| if y > x { y } else { x }));
+                m.insert_axis_inplace(Axis(ax));
+            }
+            m.mapv_inplace(|v| if v.is_finite() { v } else { num_traits::Zero::zero() });
+            m.into_shared()
+        });
+        Tensor::from_storage(value)
+    }
+
+    pub(crate) fn max_shift(&self, dim: isize) -> Tensor {
+        self.max_shift_axes(&[dim])
+    }
+
+    /// `log(sum(exp(x)))` over `dims`, computed as `m + log(sum(exp(x - m)))` with `m` the
+    /// (detached) maximum: finite for any finite input. Gradient: `g * softmax(x)`.
+    ///
+    /// # Panics
+    /// If an axis is out of range or repeated.
+    #[track_caller]
+    pub fn logsumexp(&self, dims: &[isize], keepdim: bool) -> Tensor {
+        let m = self.max_shift_axes(dims);
+        let lse = self.sub(&m).exp().sum_dim(dims, true).log().add(&m);
+        if keepdim {
+            lse
+        } else {
+            let axes = norm_axes("logsumexp", dims, self.rank());
+            let shape: Vec<usize> =
+                self.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+            lse.reshape_to(&shape)
+        }
+    }
+
+    /// Variance over `dims`: `sum((x - mean)^2) / (n - 1)` if `unbiased` (PyTorch's
+    /// default, Bessel's correction), else `/ n`.
+    ///
+    /// # Panics
+    /// If an axis is out of range or repeated.
+    #[track_caller]
+    pub fn var(&self, dims: &[isize], unbiased: bool, keepdim: bool) -> Tensor {
+        let axes = norm_axes("var", dims, self.rank());
+        let n: usize = axes.iter().map(|&a| self.shape()[a]).product();
+        let centred = self.sub(&self.mean_dim(dims, true));
+        let denom = n as f64 - if unbiased { 1.0 } else { 0.0 };
+        centred.square().sum_dim(dims, keepdim).mul_scalar(1.0 / denom)
+    }
+
+    /// Standard deviation over `dims`: `sqrt(var)`.
+    ///
+    /// # Panics
+    /// If an axis is out of range or repeated.
+    #[track_caller]
+    pub fn std(&self, dims: &[isize], unbiased: bool, keepdim: bool) -> Tensor {
+        self.var(dims, unbiased, keepdim).sqrt()
+    }
+
+    /// The L2 norm of all elements, `sqrt(sum(x^2))`. Gradient: `g * x / norm`, and 0 at
+    /// the zero vector (PyTorch's subgradient choice) instead of `0/0`.
+    pub fn norm(&self) -> Tensor {
+        let value = map_storage!(self.storage(), a => {
+            let s: f64 = a.iter().map(|&v| { let v = v.as_f64(); v * v }).sum();
+            ndarray::arr0(Element::of(s.sqrt())).into_dyn().into_shared()
+        });
+        let x = self.clone();
+        record("norm", &[self], value, move |_| smallvec![Some(x)], true, |ctx, g| {
+            let out = ctx.output();
+            let safe = Tensor::where_(&out.eq_scalar(0.0), &out.ones_like(), &out);
+            smallvec![Some(ctx.saved(0).mul(&g.div(&safe)))]
+        })
+    }
+}
+
+fn matrix_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
+    let mut s = random_shape(rng, 3, 3);
+    s.insert(0, 2);
+    vec![random_tensor(rng, &s, Domain::Real, dtype)]
+}
+
+fn distinct_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
+    // Values spaced at least 0.1 apart so the arg-max never flips under perturbation.
+    use rand::seq::SliceRandom;
+    let mut s = random_shape(rng, 3, 3);
+    s.insert(0, 3);
+    let n: usize = s.iter().product();
+    let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 - n as f64 * 0.05).collect();
+    v.shuffle(rng);
+    vec![Tensor::from_vec(v, &s).to_dtype(dtype)]
+}
+
+/// The rows of the op table for this family.
+pub(crate) const ROWS: &[OpSpec] = &[
+    OpSpec::new("sum", Inputs::Unary(Domain::Real), |x| x[0].sum(), "g broadcast to x"),
+    OpSpec::new("mean", Inputs::Unary(Domain::Real), |x| x[0].mean(), "g/n broadcast to x"),
+    OpSpec::new("sum_dim", Inputs::Custom(matrix_input), |x| x[0].sum_dim(&[0, -1], false), "g broadcast over the summed axes"),
+    OpSpec::new("mean_dim", Inputs::Custom(matrix_input), |x| x[0].mean_dim(&[0], true), "g/n broadcast over the axes"),
+    OpSpec::new("sum_to", Inputs::Custom(matrix_input), |x| x[0].sum_to(&[1]), "g broadcast back"),
+    OpSpec::new("broadcast_to", Inputs::Unary(Domain::Real), |x| {
+        let mut s = vec![2usize];
+        s.extend_from_slice(x[0].shape());
+        x[0].broadcast_to(&s)
+    }, "g summed over the broadcast axes"),
+    OpSpec::new("max_dim", Inputs::Custom(distinct_input), |x| x[0].max_dim(0, false).0, "g at the argmax, 0 elsewhere")
+        .note("ties: the first maximal index gets all of g"),
+    OpSpec::new("min_dim", Inputs::Custom(distinct_input), |x| x[0].min_dim(-1, true).0, "g at the argmin, 0 elsewhere")
+        .note("ties: the first minimal index gets all of g"),
+    OpSpec::new("var", Inputs::Custom(matrix_input), |x| x[0].var(&[0], true, false), "g*2*(x-mean)/(n-1)"),
+    OpSpec::new("std", Inputs::Custom(matrix_input), |x| x[0].std(&[-1, 0], false, true), "g*(x-mean)/(n*std)")
+        .note("std of a constant lane has an infinite gradient (sqrt'(0))"),
+    OpSpec::new("logsumexp", Inputs::Custom(matrix_input), |x| x[0].logsumexp(&[0], false), "g*softmax(x)")
+        .note("computed with the maximum subtracted: finite for any finite input"),
+    OpSpec::new("norm", Inputs::Unary(Domain::AwayFromZero), |x| x[0].norm(), "g*x/norm")
+        .note("the gradient at the zero vector is 0"),
+];
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, Tensor};
+
+    #[test]
+    fn max_with_ties_sends_gradient_to_first_index() {
+        let x = Tensor::from_vec(vec![3.0f64, 1.0, 3.0], &[3]).requires_grad();
+        let (v, idx) = x.max_dim(0, false);
+        assert_eq!(v.item(), 3.0);
+        assert_eq!(idx[[]], 0);
+        assert_eq!(v.backward()[&x].to_vec::<f64>(), vec![1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn broadcast_gradients_are_summed_back() {
+        let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3, 1]).requires_grad();
+        let b = Tensor::from_vec(vec![10.0f64, 20.0], &[2]).requires_grad();
+        let grads = a.mul(&b).sum().backward();
+        assert_eq!(grads[&a].shape(), &[3, 1]);
+        assert_eq!(grads[&a].to_vec::<f64>(), vec![30.0, 30.0, 30.0]);
+        assert_eq!(grads[&b].to_vec::<f64>(), vec![6.0, 6.0]);
+    }
+
+    #[test]
+    fn var_std_and_norm_values() {
+        let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[4]);
+        assert!((x.var(&[0], true, false).item() - 5.0 / 3.0).abs() < 1e-12);
+        assert!((x.var(&[0], false, false).item() - 1.25).abs() < 1e-12);
+        assert!((x.std(&[0], true, false).item() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((x.norm().item() - 30f64.sqrt()).abs() < 1e-12);
+        let z = Tensor::zeros(&[3], DType::F64).requires_grad();
+        assert_eq!(z.norm().backward()[&z].to_vec::<f64>(), vec![0.0; 3]);
+    }
+
+    #[test]
+    fn logsumexp_is_stable() {
+        let x = Tensor::from_vec(vec![1000.0f32, 1000.0], &[2]);
+        assert!((x.logsumexp(&[0], false).item() - (1000.0 + 2f64.ln())).abs() < 1e-3);
+        let x = Tensor::from_vec(vec![f32::NEG_INFINITY, f32::NEG_INFINITY], &[2]);
+        assert_eq!(x.logsumexp(&[0], false).item(), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    #[should_panic(expected = "sum_dim: axis 2 is out of range for a tensor of rank 2")]
+    fn sum_dim_bad_axis_panics() {
+        let _ = Tensor::zeros(&[2, 3], DType::F32).sum_dim(&[2], false);
+    }
+}

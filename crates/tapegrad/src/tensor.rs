@@ -1,0 +1,479 @@
+//! `Tensor`: a cheap-to-clone handle on an n-d array that may be recorded on the tape.
+//! Creation, access, dtype conversion, in-place updates for optimisers, and backward.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use ndarray::{ArcArray, ArrayD, ArrayViewD, ArrayViewMutD, Dimension, IxDyn};
+use rand::SeedableRng;
+use rand_distr::Distribution;
+
+use crate::autograd::engine::{run_backward, BackwardError, BackwardOptions};
+use crate::autograd::node::{record, Node};
+use crate::autograd::Grads;
+use crate::dtype::{DType, Element};
+use crate::shape::{numel, Shape};
+use crate::storage::{visit_storage, Storage};
+
+/// A unique tensor id from a global counter; gradients are keyed by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(u64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl TensorId {
+    pub(crate) fn fresh() -> Self {
+        TensorId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The raw number (for display and hashing in user code).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// An n-dimensional array of `f32` or `f64` that records the ops it takes part in when
+/// it requires grad.
+///
+/// Cloning is cheap (a reference count); ops return new tensors (value semantics).
+///
+/// ```
+/// use tapegrad::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]).requires_grad();
+/// let y = x.matmul(&x).sum();
+/// let grads = y.backward();
+/// assert_eq!(grads[&x].to_vec::<f32>(), vec![7.0, 11.0, 9.0, 13.0]);
+/// ```
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) id: TensorId,
+    pub(crate) shape: Shape,
+    pub(crate) dtype: DType,
+    pub(crate) data: RwLock<Storage>,
+    pub(crate) version: AtomicU64,
+    pub(crate) requires_grad: bool,
+    pub(crate) node: Option<Arc<Node>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Node's own Drop unlinks the chain behind it iteratively.
+        drop(self.node.take());
+    }
+}
+
+impl Tensor {
+    pub(crate) fn from_parts(id: TensorId, data: Storage, requires_grad: bool, node: Option<Arc<Node>>) -> Tensor {
+        Tensor(Arc::new(Inner {
+            id,
+            shape: data.shape(),
+            dtype: data.dtype(),
+            data: RwLock::new(data),
+            version: AtomicU64::new(0),
+            requires_grad,
+            node,
+        }))
+    }
+
+    pub(crate) fn from_storage(data: Storage) -> Tensor {
+        Tensor::from_parts(TensorId::fresh(), data, false, None)
+    }
+
+    pub(crate) fn from_arc<T: Element>(a: ArcArray<T, IxDyn>) -> Tensor {
+        Tensor::from_storage(Storage::from_array(a))
+    }
+
+    /// The storage (a reference-counted clone, no copy of the data).
+    pub(crate) fn storage(&self) -> Storage {
+        self.0.data.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
+        self.0.node.as_ref()
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.0.version.load(Ordering::Acquire)
+    }
+
+    // ---------------------------------------------------------------- creation
+
+    /// A tensor from a flat vector in row-major order.
+    ///
+    /// # Panics
+    /// If `data.len()` differs from the product of `shape`.
+    ///
+    /// ```
+    /// let t = tapegrad::Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert_eq!(t.shape(), &[3]);
+    /// ```
+    #[track_caller]
+    pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Tensor {
+        assert!(
+            data.len() == numel(shape),
+            "from_vec: {} values cannot fill shape {shape:?} ({} elements)",
+            data.len(),
+            numel(shape)
+        );
+        let a = ArrayD::from_shape_vec(IxDyn(shape), data).expect("length checked above");
+        Tensor::from_arc(a.into_shared())
+    }
+
+    /// A tensor that owns a copy of (or takes) an `ndarray` array.
+    ///
+    /// ```
+    /// let a = ndarray::array![[1.0f32, 2.0], [3.0, 4.0]];
+    /// let t = tapegrad::Tensor::from_array(a);
+    /// assert_eq!(t.shape(), &[2, 2]);
+    /// ```
+    pub fn from_array<T: Element, D: Dimension>(a: ndarray::Array<T, D>) -> Tensor {
+        Tensor::from_arc(a.into_dyn().into_shared())
+    }
+
+    /// A rank-0 tensor holding `v`.
+    pub fn scalar<T: Element>(v: T) -> Tensor {
+        Tensor::from_arc(ArrayD::from_elem(IxDyn(&[]), v).into_shared())
+    }
+
+    /// A rank-0 tensor of dtype `dtype` holding `v`.
+    pub fn scalar_of(v: f64, dtype: DType) -> Tensor {
+        Tensor::full(&[], v, dtype)
+    }
+
+    /// A tensor of the given shape with every element `value`.
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
+        match dtype {
+            DType::F32 => Tensor::from_arc(ArrayD::from_elem(IxDyn(shape), value as f32).into_shared()),
+            DType::F64 => Tensor::from_arc(ArrayD::from_elem(IxDyn(shape), value).into_shared()),
+        }
+    }
+
+    /// Zeros of the given shape.
+    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 0.0, dtype)
+    }
+
+    /// Ones of the given shape.
+    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 1.0, dtype)
+    }
+
+    /// Zeros with this tensor's shape and dtype.
+    pub fn zeros_like(&self) -> Tensor {
+        Tensor::zeros(self.shape(), self.dtype())
+    }
+
+    /// Ones with this tensor's shape and dtype.
+    pub fn ones_like(&self) -> Tensor {
+        Tensor::ones(self.shape(), self.dtype())
+    }
+
+    /// `value` everywhere, with this tensor's shape and dtype.
+    pub fn full_like(&self, value: f64) -> Tensor {
+        Tensor::full(self.shape(), value, self.dtype())
+    }
+
+    /// `start, start + step, ...` up to but excluding `end` (PyTorch's `arange`).
+    ///
+    /// # Panics
+    /// If `step` is zero or has the wrong sign to reach `end`.
+    ///
+    /// ```
+    /// let t = tapegrad::Tensor::arange(0.0, 1.0, 0.25, tapegrad::DType::F64);
+    /// assert_eq!(t.to_vec::<f64>(), vec![0.0, 0.25, 0.5, 0.75]);
+    /// ```
+    #[track_caller]
+    pub fn arange(start: f64, end: f64, step: f64, dtype: DType) -> Tensor {
+        assert!(
+            step != 0.0 && ((end - start) * step >= 0.0),
+            "arange: step {step} cannot go from {start} to {end}"
+        );
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
+        Tensor::from_vec(v, &[n]).to_dtype(dtype)
+    }
+
+    /// `n` evenly spaced values from `start` to `end` inclusive.
+    pub fn linspace(start: f64, end: f64, n: usize, dtype: DType) -> Tensor {
+        let v: Vec<f64> = match n {
+            0 => vec![],
+            1 => vec![start],
+            _ => (0..n).map(|i| start + (end - start) * i as f64 / (n - 1) as f64).collect(),
+        };
+        Tensor::from_vec(v, &[n]).to_dtype(dtype)
+    }
+
+    /// The `n x n` identity matrix.
+    pub fn eye(n: usize, dtype: DType) -> Tensor {
+        let a = ArrayD::from_shape_fn(IxDyn(&[n, n]), |i| if i[0] == i[1] { 1.0 } else { 0.0 });
+        Tensor::from_arc(a.into_shared()).to_dtype(dtype)
+    }
+
+    /// Standard normal samples from a seeded generator (same seed, same tensor).
+    pub fn randn(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let n = numel(shape);
+        match dtype {
+            DType::F32 => {
+                let v: Vec<f32> = (0..n).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect();
+                Tensor::from_vec(v, shape)
+            }
+            DType::F64 => {
+                let v: Vec<f64> = (0..n).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect();
+                Tensor::from_vec(v, shape)
+            }
+        }
+    }
+
+    /// Uniform samples in `[low, high)` from a seeded generator.
+    ///
+    /// # Panics
+    /// If `low >= high`.
+    #[track_caller]
+    pub fn rand_uniform(shape: &[usize], low: f64, high: f64, dtype: DType, seed: u64) -> Tensor {
+        assert!(low < high, "rand_uniform: low {low} must be below high {high}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let dist = rand_distr::Uniform::new(low, high);
+        let v: Vec<f64> = (0..numel(shape)).map(|_| dist.sample(&mut rng)).collect();
+        Tensor::from_vec(v, shape).to_dtype(dtype)
+    }
+
+    // ---------------------------------------------------------------- access
+
+    /// The tensor's id (stable for its lifetime; gradients are keyed by it).
+    pub fn id(&self) -> TensorId {
+        self.0.id
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.shape.len()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.0.shape)
+    }
+
+    /// Whether ops on this tensor are recorded (it is a leaf made with
+    /// [`requires_grad`](Self::requires_grad), or the result of a recorded op).
+    pub fn tracks_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+
+    /// Whether this tensor is a leaf (not the output of a recorded op).
+    pub fn is_leaf(&self) -> bool {
+        self.0.node.is_none()
+    }
+
+    /// The name of the op that produced this tensor, if it was recorded.
+    pub fn op_name(&self) -> Option<&'static str> {
+        self.0.node.as_ref().map(|n| n.op)
+    }
+
+    /// A leaf sharing this tensor's data that requires grad: ops on it are recorded and
+    /// backward returns its gradient. (The new leaf has a new id.)
+    pub fn requires_grad(self) -> Tensor {
+        Tensor::from_parts(TensorId::fresh(), self.storage(), true, None)
+    }
+
+    /// A tensor sharing this one's data, cut off from the tape: no gradient flows through it.
+    pub fn detach(&self) -> Tensor {
+        Tensor::from_storage(self.storage())
+    }
+
+    /// The elements in row-major order, converted to `T`.
+    pub fn to_vec<T: Element>(&self) -> Vec<T> {
+        visit_storage!(&self.storage(), a => a.iter().map(|&x| T::of(x.as_f64())).collect())
+    }
+
+    /// The data as an owned `ndarray` array of element type `T` (converted if needed).
+    pub fn to_array<T: Element>(&self) -> ArrayD<T> {
+        visit_storage!(&self.storage(), a => a.map(|&x| T::of(x.as_f64())))
+    }
+
+    /// The single value of a one-element tensor, as `f64`.
+    ///
+    /// # Panics
+    /// If the tensor has more than one element.
+    #[track_caller]
+    pub fn item(&self) -> f64 {
+        assert!(self.numel() == 1, "item: the tensor has shape {:?}; item() needs exactly one element", self.shape());
+        visit_storage!(&self.storage(), a => a.iter().next().expect("one element").as_f64())
+    }
+
+    /// Runs `f` on a view of the data without copying.
+    ///
+    /// # Panics
+    /// If `T` is not the tensor's dtype.
+    #[track_caller]
+    pub fn with_view<T: Element, R>(&self, f: impl FnOnce(ArrayViewD<'_, T>) -> R) -> R {
+        let guard = self.0.data.read().unwrap_or_else(|e| e.into_inner());
+        match guard.array::<T>() {
+            Some(a) => f(a.view()),
+            None => panic!("with_view: the tensor is {}, not {}", self.dtype(), T::DTYPE),
+        }
+    }
+
+    /// Modifies the data in place, outside the tape (what optimisers do to parameters).
+    /// The shape cannot change. Bumps the tensor's version, so a backward that needs the
+    /// old values fails instead of returning a wrong gradient.
+    ///
+    /// # Panics
+    /// If `T` is not the tensor's dtype.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let w = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).requires_grad();
+    /// w.update_(|mut a: ndarray::ArrayViewMutD<f32>| a.mapv_inplace(|x| x * 10.0));
+    /// assert_eq!(w.to_vec::<f32>(), vec![10.0, 20.0]);
+    /// ```
+    #[track_caller]
+    pub fn update_<T: Element, R>(&self, f: impl FnOnce(ArrayViewMutD<'_, T>) -> R) -> R {
+        let mut guard = self.0.data.write().unwrap_or_else(|e| e.into_inner());
+        let dtype = guard.dtype();
+        let r = match guard.array_mut::<T>() {
+            Some(a) => f(a.view_mut()),
+            None => panic!("update_: the tensor is {dtype}, not {}", T::DTYPE),
+        };
+        self.0.version.fetch_add(1, Ordering::AcqRel);
+        r
+    }
+
+    /// Copies `src`'s values into this tensor in place (see [`update_`](Self::update_)).
+    ///
+    /// # Panics
+    /// If shapes or dtypes differ.
+    #[track_caller]
+    pub fn assign_(&self, src: &Tensor) {
+        assert!(
+            self.shape() == src.shape() && self.dtype() == src.dtype(),
+            "assign_: source {:?} {} does not match destination {:?} {}",
+            src.shape(),
+            src.dtype(),
+            self.shape(),
+            self.dtype()
+        );
+        let s = src.storage();
+        match s {
+            Storage::F32(a) => self.update_(|mut d: ArrayViewMutD<f32>| d.assign(&a)),
+            Storage::F64(a) => self.update_(|mut d: ArrayViewMutD<f64>| d.assign(&a)),
+        }
+    }
+
+    /// Converts to another dtype. Differentiable: the gradient is converted back.
+    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.clone();
+        }
+        let from = self.dtype();
+        let value = match (self.storage(), dtype) {
+            (Storage::F32(a), DType::F64) => Storage::F64(a.mapv(|x| x as f64).into_shared()),
+            (Storage::F64(a), DType::F32) => Storage::F32(a.mapv(|x| x as f32).into_shared()),
+            (s, _) => s,
+        };
+        record("to_dtype", &[self], value, |_| Default::default(), false, move |_, g| {
+            smallvec::smallvec![Some(g.to_dtype(from))]
+        })
+    }
+
+    // ---------------------------------------------------------------- backward
+
+    /// Runs the chain rule from this scalar output back to every leaf that requires grad.
+    ///
+    /// # Panics
+    /// If the tensor has more than one element, requires no grad, or the graph cannot be
+    /// walked (see [`try_backward`](Self::try_backward) for the error cases).
+    #[track_caller]
+    pub fn backward(&self) -> Grads {
+        self.try_backward().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`backward`](Self::backward), returning the error instead of panicking.
+    pub fn try_backward(&self) -> Result<Grads, BackwardError> {
+        self.backward_opts(None, BackwardOptions::default())
+    }
+
+    /// Backward from a non-scalar output, seeded with `grad` (its shape).
+    #[track_caller]
+    pub fn backward_with(&self, grad: &Tensor) -> Grads {
+        self.backward_opts(Some(grad), BackwardOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Backward that keeps the saved tensors, so it can run again on the same graph.
+    #[track_caller]
+    pub fn backward_retain_graph(&self) -> Grads {
+        self.backward_opts(None, BackwardOptions { create_graph: false, retain_graph: true })
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Backward that records itself (PyTorch's `create_graph=True`): the returned
+    /// gradients are on the tape, so they can be differentiated again.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let x = Tensor::from_vec(vec![3.0f64], &[1]).requires_grad();
+    /// let y = (&x * &x * &x).sum(); // x^3
+    /// let dx = y.backward_with_graph()[&x].clone(); // 3x^2 = 27
+    /// let d2x = dx.sum().backward()[&x].clone(); // 6x = 18
+    /// assert_eq!(dx.item(), 27.0);
+    /// assert_eq!(d2x.item(), 18.0);
+    /// ```
+    #[track_caller]
+    pub fn backward_with_graph(&self) -> Grads {
+        self.backward_opts(None, BackwardOptions { create_graph: true, retain_graph: true })
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The general form: optional seed gradient (default: 1 for a scalar) and options.
+    pub fn backward_opts(&self, grad: Option<&Tensor>, opts: BackwardOptions) -> Result<Grads, BackwardError> {
+        let seed = match grad {
+            Some(g) => g.detach_if(!opts.create_graph),
+            None => {
+                if self.numel() != 1 {
+                    return Err(BackwardError::NotScalar { shape: self.shape().to_vec() });
+                }
+                self.ones_like()
+            }
+        };
+        run_backward(self, seed, opts)
+    }
+
+    fn detach_if(&self, cond: bool) -> Tensor {
+        if cond {
+            self.detach()
+        } else {
+            self.clone()
+        }
+    }
+}
+
+impl<T: Element, D: Dimension> From<ndarray::Array<T, D>> for Tensor {
+    fn from(a: ndarray::Array<T, D>) -> Self {
+        Tensor::from_array(a)
+    }
+}
+
+impl From<f32> for Tensor {
+    fn from(v: f32) -> Self {
+        Tensor::scalar(v)
+    }
+}
+
+impl From<f64> for Tensor {
+    fn from(v: f64) -> Self {
+        Tensor::scalar(v)
+    }
+}
