@@ -1,0 +1,1 @@
+//! Optimisers (not written yet).
