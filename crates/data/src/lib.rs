@@ -1,1 +1,33 @@
-//! Datasets and loaders (not written yet).
+//! # tapegrad-data
+//!
+//! Datasets and mini-batch loading for tapegrad: the [`Dataset`] trait, an in-memory
+//! dataset, the embedded digits data (works with no set-up), readers for IDX
+//! (MNIST / Fashion-MNIST) and CSV files, a [`DataLoader`] with seeded shuffling and
+//! background prefetch, and batch-size schedules.
+//!
+//! ```
+//! use tapegrad_data::{digits, DataLoader, Dataset};
+//! let data = digits().unwrap();
+//! assert_eq!(data.len(), 1797);
+//! let loader = DataLoader::new(data, 128).shuffle(7);
+//! let batches: Vec<_> = loader.epoch(0).collect();
+//! assert_eq!(batches.len(), 15); // 14 full batches and a partial one of 5
+//! assert_eq!(batches[14].x.shape(), &[5, 64]);
+//! ```
+#![warn(missing_docs)]
+
+mod csv;
+mod dataset;
+mod digits;
+mod error;
+mod idx;
+mod loader;
+mod schedule;
+
+pub use csv::read_csv;
+pub use dataset::{Dataset, InMemoryDataset};
+pub use digits::digits;
+pub use error::DataError;
+pub use idx::{fashion_mnist, read_idx, read_idx_pair, IdxArray, FASHION_MNIST_DIR};
+pub use loader::{Batch, DataLoader, EpochIter};
+pub use schedule::BatchSizeSchedule;

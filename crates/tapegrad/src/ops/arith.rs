@@ -498,6 +498,17 @@ pub(crate) const ROWS: &[OpSpec] = &[
     .first_order(),
 ];
 
+#[inline(always)]
+fn sign_scalar<T: Element>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
+    } else {
+        x
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{DType, Tensor};
@@ -566,13 +577,3 @@ mod tests {
     }
 }
 
-#[inline(always)]
-fn sign_scalar<T: Element>(x: T) -> T {
-    if x > T::zero() {
-        T::one()
-    } else if x < T::zero() {
-        -T::one()
-    } else {
-        x
-    }
-}

@@ -95,7 +95,7 @@ impl Tensor {
 
     /// Elementwise error function. Gradient: `g * 2/sqrt(pi) * e^(-x^2)`.
     pub fn erf(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| Element::erf(x)));
+        let value = map_storage!(self.storage(), a => map(&a.view(), Element::erf));
         let x = self.clone();
         record("erf", &[self], value, move |_| smallvec![Some(x)], false, |ctx, g| {
             let x = ctx.saved(0);

@@ -38,7 +38,7 @@ impl Tensor {
             .map(|&s| {
                 if s >= 0 {
                     s as usize
-                } else if known == 0 || self.numel() % known != 0 {
+                } else if known == 0 || !self.numel().is_multiple_of(known) {
                     panic!("reshape: cannot reshape {:?} ({} elements) into {shape:?}", self.shape(), self.numel())
                 } else {
                     self.numel() / known
