@@ -67,6 +67,10 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn softmax(&self, dim: isize) -> Tensor {
+        if self.rank() == 0 {
+            check_scalar_dim("softmax", dim);
+            return self.unsqueeze(0).softmax(0).squeeze(0);
+        }
         let shifted = self.sub(&self.max_shift(dim));
         let e = shifted.exp();
         e.div(&e.sum_dim(&[dim], true))
@@ -78,7 +82,20 @@ impl Tensor {
     /// If `dim` is out of range.
     #[track_caller]
     pub fn log_softmax(&self, dim: isize) -> Tensor {
+        if self.rank() == 0 {
+            check_scalar_dim("log_softmax", dim);
+            return self.unsqueeze(0).log_softmax(0).squeeze(0);
+        }
         self.sub(&self.logsumexp(&[dim], true))
+    }
+}
+
+/// A 0-d tensor is one element along its only (implicit) axis, as in PyTorch, where
+/// `softmax(scalar, dim=-1)` is 1: `dim` may be 0 or -1.
+#[track_caller]
+fn check_scalar_dim(op: &str, dim: isize) {
+    if dim != 0 && dim != -1 {
+        panic!("{op}: axis {dim} is out of range for a tensor of rank 0 (valid: -1 ..= 0)");
     }
 }
 
@@ -123,6 +140,26 @@ mod tests {
         let gv = g[&x].to_vec::<f32>();
         assert!(gv.iter().all(|v| v.is_finite()), "{gv:?}");
         assert_eq!(gv, vec![-1.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn softmax_of_a_scalar_is_one() {
+        // Found by the op-table property test: rank 0 used to panic in the max shift.
+        for dim in [0, -1] {
+            let x = Tensor::scalar(2.5f64).requires_grad();
+            let s = x.softmax(dim);
+            assert_eq!((s.shape(), s.item()), (&[] as &[usize], 1.0));
+            assert_eq!(s.backward()[&x].item(), 0.0);
+            let l = x.log_softmax(dim);
+            assert_eq!((l.shape(), l.item()), (&[] as &[usize], 0.0));
+            assert_eq!(l.backward()[&x].item(), 0.0);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "softmax: axis 1 is out of range for a tensor of rank 0 (valid: -1 ..= 0)")]
+    fn softmax_of_a_scalar_bad_axis_panics() {
+        let _ = Tensor::scalar(1.0f32).softmax(1);
     }
 
     #[test]
