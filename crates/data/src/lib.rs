@@ -22,6 +22,7 @@ mod digits;
 mod error;
 mod idx;
 mod loader;
+mod memory;
 mod schedule;
 
 pub use csv::read_csv;
@@ -30,4 +31,8 @@ pub use digits::digits;
 pub use error::DataError;
 pub use idx::{fashion_mnist, read_idx, read_idx_pair, IdxArray, FASHION_MNIST_DIR};
 pub use loader::{Batch, DataLoader, EpochIter};
+pub use memory::{
+    counting_enabled, current_bytes, format_bytes, largest_batch_that_fits, measure_peak, parse_bytes, peak_bytes,
+    reset_peak, CountingAllocator,
+};
 pub use schedule::BatchSizeSchedule;

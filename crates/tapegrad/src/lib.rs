@@ -37,3 +37,8 @@ pub use dtype::{DType, Element};
 pub use ops::table::{all_ops, find_op, Domain, Inputs, OpSpec};
 pub use shape::Shape;
 pub use tensor::{Tensor, TensorId};
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -40,6 +40,11 @@ impl Tensor {
                 other.shape()
             );
         }
+        let k1 = self.shape()[self.rank() - 1];
+        let k2 = other.shape()[other.rank().saturating_sub(2)];
+        if k1 != k2 {
+            panic!("matmul: inner dimensions differ: {:?} @ {:?} ({k1} != {k2})", self.shape(), other.shape());
+        }
         match (self.rank(), other.rank()) {
             (1, 1) => self.unsqueeze(0).matmul_nd(&other.unsqueeze(1)).reshape_to(&[]),
             (1, _) => self.unsqueeze(0).matmul_nd(other).squeeze(-2),
@@ -175,6 +180,12 @@ mod tests {
     #[should_panic(expected = "matmul: inner dimensions differ: [2, 3] @ [4, 5] (3 != 4)")]
     fn matmul_shape_mismatch_panics() {
         let _ = Tensor::zeros(&[2, 3], DType::F32).matmul(&Tensor::zeros(&[4, 5], DType::F32));
+    }
+
+    #[test]
+    #[should_panic(expected = "matmul: inner dimensions differ: [3] @ [4, 4] (3 != 4)")]
+    fn matmul_vector_mismatch_names_original_shapes() {
+        let _ = Tensor::zeros(&[3], DType::F32).matmul(&Tensor::zeros(&[4, 4], DType::F32));
     }
 
     #[test]
