@@ -52,8 +52,8 @@ themselves are pinned by known-value tests (`crates/gradcheck/tests/conventions.
 `tapegrad gradcheck` and the property tests (`crates/gradcheck/tests/op_table.rs`) run
 `gradcheck` in f64 (central differences, `eps = 1e-6`, `atol = 1e-5`, `rtol = 1e-3`,
 full Jacobian) on every row at random shapes of rank 0 to 4, and `gradgradcheck` on the
-rows marked *2nd order*. Domains: `Real` is `[-2, 2]`, `Positive` `[0.5, 2]`; rows with
-a custom generator constrain their shapes (an example drawn with seed 0 is shown).
+rows marked *2nd order*. The *inputs* column gives each input's value range; rows with
+a custom generator constrain their shapes (shapes drawn with seed 0 are shown).
 ";
 
 /// `docs/ops.md`: the header above (conventions at kinks and poles, how the table is
@@ -89,7 +89,7 @@ fn inputs_text(spec: &OpSpec) -> String {
         Inputs::Custom(generate) => {
             let example = generate(&mut StdRng::seed_from_u64(0), DType::F64);
             let shapes: Vec<String> = example.iter().map(|t| format!("{:?}", t.shape())).collect();
-            format!("custom, e.g. {}", shapes.join(", "))
+            format!("custom generator, e.g. {}", shapes.join(", "))
         }
     }
 }
