@@ -44,12 +44,12 @@ pub enum Observation {
 /// let mut outcome = Observation::Waiting;
 /// for (step, loss) in [3.0, 2.0, 2.5, 2.1].into_iter().enumerate() {
 ///     w.set(&Tensor::full(&[2], step as f64, DType::F64)); // "training"
-///     outcome = stop.observe(step, loss, || EarlyStopping::snapshot_params(&[w.clone()]));
+///     outcome = stop.observe(step, loss, || EarlyStopping::snapshot_params(std::slice::from_ref(&w)));
 /// }
 /// assert_eq!(outcome, Observation::Stop);
 /// let (best, step, snapshot) = stop.best().unwrap();
 /// assert_eq!((best, step), (2.0, 1));
-/// EarlyStopping::restore_params(&[w.clone()], snapshot);
+/// EarlyStopping::restore_params(std::slice::from_ref(&w), snapshot);
 /// assert_eq!(w.to_vec::<f64>(), vec![1.0, 1.0]);
 /// ```
 #[derive(Clone, Debug)]

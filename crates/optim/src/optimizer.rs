@@ -15,7 +15,7 @@ use crate::state::StateDict;
 /// buffers) saves and loads so that a resumed run continues exactly.
 ///
 /// ```
-/// use tapegrad::{DType, Tensor};
+/// use tapegrad::Tensor;
 /// use tapegrad_nn::Param;
 /// use tapegrad_optim::{Adam, AdamConfig, Optimizer};
 /// let w = Param::new(Tensor::from_vec(vec![1.0f64, -2.0], &[2]));

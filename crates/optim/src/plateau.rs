@@ -115,8 +115,9 @@ impl ReduceLrOnPlateau {
         }
     }
 
-    /// Observes `metric` and reduces the rates if it has plateaued. Returns whether a
-    /// reduction happened.
+    /// Observes `metric` and reduces the rates if it has plateaued. Returns whether some
+    /// group's rate changed (a plateau with every group already at its `min_lr` returns
+    /// false).
     ///
     /// # Panics
     /// If `factor` is not below 1, or `min_lrs` has another length than the optimiser's
@@ -152,16 +153,18 @@ impl ReduceLrOnPlateau {
             self.state.num_bad_epochs = 0;
         }
         if self.state.num_bad_epochs > self.patience {
+            let mut changed = false;
             for g in 0..opt.num_groups() {
                 let old = opt.group_lr(g);
                 let new = (old * self.factor).max(self.min_lrs[g]);
                 if old - new > self.eps {
                     opt.set_group_lr(g, new);
+                    changed = true;
                 }
             }
             self.state.cooldown_counter = self.cooldown;
             self.state.num_bad_epochs = 0;
-            return true;
+            return changed;
         }
         false
     }

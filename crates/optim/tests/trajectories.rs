@@ -484,7 +484,7 @@ struct AdaRef {
 
 fn ada_ref(h: AdaRef) -> Vec<Vec<f64>> {
     let mut w = W0.to_vec();
-    let mut sum = vec![h.init; 3];
+    let mut sum = [h.init; 3];
     let mut out = vec![];
     for t in 1..=STEPS {
         let clr = h.lr / (1.0 + (t as f64 - 1.0) * h.lr_decay);
@@ -561,7 +561,7 @@ fn norm(x: &[f64]) -> f64 {
 
 fn lars_ref(h: LarsRef) -> Vec<Vec<f64>> {
     let mut w = W0.to_vec();
-    let mut v = vec![0.0; 3];
+    let mut v = [0.0; 3];
     let mut out = vec![];
     for _ in 0..STEPS {
         let g = grad_ref(&w);
