@@ -7,6 +7,7 @@ pub(crate) mod arith;
 pub(crate) mod index;
 pub(crate) mod linalg;
 pub(crate) mod math;
+pub(crate) mod nn;
 pub(crate) mod reduce;
 pub(crate) mod shape;
 pub mod table;
