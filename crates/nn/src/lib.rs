@@ -1,11 +1,59 @@
 //! # tapegrad-nn
 //!
-//! Building blocks for models: the [`Module`] trait, [`Param`], layers, losses and
-//! initialisers.
+//! Building blocks for models, as `torch.nn`: the [`Module`] trait and [`Param`]; layers
+//! ([`Linear`], [`Conv2d`], pooling, [`Flatten`], [`Dropout`], batch and layer
+//! normalisation, [`Embedding`], activation modules); containers ([`Sequential`],
+//! [`Residual`]); [`loss`] functions; [`init`]ialisers; and safetensors weights ([`io`]).
+//!
+//! ```
+//! use tapegrad::{DType, Tensor};
+//! use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
+//! use tapegrad_nn::{Linear, Module, Relu, Sequential};
+//!
+//! let model = Sequential::new().add(Linear::new(4, 16, 0)).add(Relu).add(Linear::new(16, 3, 1));
+//! let x = Tensor::randn(&[8, 4], DType::F32, 2);
+//! let loss = cross_entropy(&model.forward(&x), &[0, 1, 2, 0, 1, 2, 0, 1], &CrossEntropyOptions::default());
+//! let grads = loss.backward();
+//! for (name, p) in model.named_params() {
+//!     assert_eq!(grads[&p].shape(), p.shape(), "{name}");
+//! }
+//! ```
 #![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
 
+mod activation;
+mod adaptive_avg_pool2d;
+mod avg_pool2d;
+mod batch_norm;
+mod conv2d;
+mod dropout;
+mod embedding;
+mod flatten;
+pub mod init;
+pub mod io;
+mod layer_norm;
+mod linear;
+pub mod loss;
+mod max_pool2d;
 mod module;
 mod param;
+mod residual;
+mod sequential;
 
-pub use module::Module;
+pub use activation::{
+    Elu, Gelu, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus, Softsign, Tanh,
+};
+pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
+pub use avg_pool2d::AvgPool2d;
+pub use batch_norm::{BatchNorm1d, BatchNorm2d};
+pub use conv2d::{Conv2d, Conv2dOptions};
+pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use flatten::Flatten;
+pub use layer_norm::LayerNorm;
+pub use linear::Linear;
+pub use max_pool2d::MaxPool2d;
+pub use module::{prefixed, Module};
 pub use param::Param;
+pub use residual::Residual;
+pub use sequential::Sequential;

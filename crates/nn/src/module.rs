@@ -1,4 +1,5 @@
-//! The `Module` trait: forward, named parameter traversal, train/eval mode.
+//! The `Module` trait: forward, named parameter traversal, train/eval mode; the
+//! naming helper containers use.
 
 use tapegrad::Tensor;
 
@@ -31,4 +32,39 @@ pub trait Module: Send + Sync {
     /// Switches training mode (dropout active, batch norm uses batch statistics) on or
     /// off (evaluation mode). Default: no effect.
     fn set_training(&mut self, _training: bool) {}
+
+    /// Training mode (PyTorch's `module.train()`): `set_training(true)`.
+    fn train(&mut self) {
+        self.set_training(true);
+    }
+
+    /// Evaluation mode (PyTorch's `module.eval()`): `set_training(false)`.
+    fn eval(&mut self) {
+        self.set_training(false);
+    }
+}
+
+/// A boxed module is a module, so containers can hold `Box<dyn Module>`.
+impl<M: Module + ?Sized> Module for Box<M> {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        (**self).forward(x)
+    }
+    fn named_params(&self) -> Vec<(String, Param)> {
+        (**self).named_params()
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        (**self).named_buffers()
+    }
+    fn set_training(&mut self, training: bool) {
+        (**self).set_training(training)
+    }
+}
+
+/// Prefixes every name of `items` with `prefix` and a dot (`"0"` + `"weight"` ->
+/// `"0.weight"`): how containers name their children's parameters.
+pub fn prefixed<T>(prefix: &str, items: Vec<(String, T)>) -> Vec<(String, T)> {
+    items
+        .into_iter()
+        .map(|(n, t)| (format!("{prefix}.{n}"), t))
+        .collect()
 }

@@ -25,7 +25,9 @@ pub struct Param {
 impl Param {
     /// A parameter holding (a copy-on-write share of) `value`, cut off from any graph.
     pub fn new(value: Tensor) -> Param {
-        Param { tensor: value.detach().requires_grad() }
+        Param {
+            tensor: value.detach().requires_grad(),
+        }
     }
 
     /// The parameter as a tensor (the same leaf: same id, same storage).
