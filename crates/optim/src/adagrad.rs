@@ -99,7 +99,7 @@ pub struct AdaGrad {
     core: Core<AdaGradConfig, AdaGradState>,
 }
 
-optimizer_inherent!(AdaGrad, AdaGradConfig, AdaGradState, "AdaGrad");
+optimizer_inherent!(AdaGrad, AdaGradConfig, "AdaGrad");
 
 /// Per-parameter state.
 #[derive(Debug)]

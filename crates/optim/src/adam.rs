@@ -111,7 +111,7 @@ pub struct Adam {
     core: Core<AdamConfig, AdamState>,
 }
 
-optimizer_inherent!(Adam, AdamConfig, AdamState, "Adam");
+optimizer_inherent!(Adam, AdamConfig, "Adam");
 
 impl Optimizer for Adam {
     fn step(&mut self, grads: &Grads) {

@@ -85,7 +85,7 @@ pub struct AdamW {
     core: Core<AdamWConfig, AdamState>,
 }
 
-optimizer_inherent!(AdamW, AdamWConfig, AdamState, "AdamW");
+optimizer_inherent!(AdamW, AdamWConfig, "AdamW");
 
 impl Optimizer for AdamW {
     fn step(&mut self, grads: &Grads) {

@@ -359,7 +359,7 @@ macro_rules! delegate_to_core {
 
 /// Inherent constructors and group accessors every optimiser has.
 macro_rules! optimizer_inherent {
-    ($ty:ident, $cfg:ident, $state:ty, $name:literal) => {
+    ($ty:ident, $cfg:ident, $name:literal) => {
         impl $ty {
             /// An optimiser over `params`, all in one group with hyper-parameters `config`.
             ///

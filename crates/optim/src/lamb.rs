@@ -90,7 +90,7 @@ pub struct Lamb {
     core: Core<LambConfig, LambState>,
 }
 
-optimizer_inherent!(Lamb, LambConfig, LambState, "Lamb");
+optimizer_inherent!(Lamb, LambConfig, "Lamb");
 
 /// Per-parameter state.
 #[derive(Debug)]

@@ -103,7 +103,7 @@ pub struct Lars {
     core: Core<LarsConfig, LarsState>,
 }
 
-optimizer_inherent!(Lars, LarsConfig, LarsState, "Lars");
+optimizer_inherent!(Lars, LarsConfig, "Lars");
 
 /// Per-parameter state: the momentum buffer (when momentum is used).
 #[derive(Debug)]

@@ -102,7 +102,7 @@ pub struct RmsProp {
     core: Core<RmsPropConfig, RmsPropState>,
 }
 
-optimizer_inherent!(RmsProp, RmsPropConfig, RmsPropState, "RmsProp");
+optimizer_inherent!(RmsProp, RmsPropConfig, "RmsProp");
 
 /// Per-parameter state.
 #[derive(Debug)]

@@ -105,7 +105,7 @@ pub struct Sgd {
     core: Core<SgdConfig, SgdState>,
 }
 
-optimizer_inherent!(Sgd, SgdConfig, SgdState, "Sgd");
+optimizer_inherent!(Sgd, SgdConfig, "Sgd");
 
 /// Per-parameter state: the momentum buffer, created at the first step with momentum.
 #[derive(Debug)]

@@ -225,8 +225,8 @@ impl<S: Schedule> LrScheduler<S> {
             self.state.base_lrs.len(),
             opt.num_groups()
         );
-        for (g, lr) in self.lrs().into_iter().enumerate() {
-            opt.set_group_lr(g, lr);
+        for (g, &base) in self.state.base_lrs.iter().enumerate() {
+            opt.set_group_lr(g, self.schedule.lr(base, self.state.step));
         }
     }
 }

@@ -34,7 +34,7 @@ impl Anneal {
 ///
 /// with `initial = max_lr / div_factor`, `min = initial / final_div_factor`. PyTorch
 /// raises an error past step `N`; here steps past `N − 1` stay at the final rate.
-/// (PyTorch also cycles the momentum; this schedule covers the learning rate only.)
+/// PyTorch also cycles the momentum by default; [`OneCycleLr::momentum`] gives its value.
 ///
 /// ```
 /// use tapegrad_optim::schedule::{OneCycleLr, Schedule};
@@ -57,6 +57,10 @@ pub struct OneCycleLr {
     pub final_div_factor: f64,
     /// Use three phases (default false).
     pub three_phase: bool,
+    /// Lowest momentum, reached at the peak rate (default 0.85); see [`momentum`](Self::momentum).
+    pub base_momentum: f64,
+    /// Highest momentum, at the start and the end (default 0.95).
+    pub max_momentum: f64,
 }
 
 impl OneCycleLr {
@@ -74,46 +78,77 @@ impl OneCycleLr {
             div_factor: 25.0,
             final_div_factor: 1e4,
             three_phase: false,
+            base_momentum: 0.85,
+            max_momentum: 0.95,
         }
     }
 }
 
-impl Schedule for OneCycleLr {
-    fn lr(&self, base_lr: f64, step: usize) -> f64 {
+impl OneCycleLr {
+    /// The phase containing `step` and the fraction of it done: `(phase, pct)`.
+    fn phase(&self, step: usize) -> (usize, f64) {
         let n = self.total_steps as f64;
-        let initial = base_lr / self.div_factor;
-        let min = initial / self.final_div_factor;
-        // (end step, start rate, end rate)
-        let phases: [(f64, f64, f64); 3];
-        let phases: &[(f64, f64, f64)] = if self.three_phase {
-            phases = [
-                (self.pct_start * n - 1.0, initial, base_lr),
-                (2.0 * self.pct_start * n - 2.0, base_lr, initial),
-                (n - 1.0, initial, min),
-            ];
-            &phases
+        let ends: &[f64] = if self.three_phase {
+            &[
+                self.pct_start * n - 1.0,
+                2.0 * self.pct_start * n - 2.0,
+                n - 1.0,
+            ]
         } else {
-            phases = [
-                (self.pct_start * n - 1.0, initial, base_lr),
-                (n - 1.0, base_lr, min),
-                (0.0, 0.0, 0.0),
-            ];
-            &phases[..2]
+            &[self.pct_start * n - 1.0, n - 1.0]
         };
         let t = step.min(self.total_steps - 1) as f64;
         let mut start = 0.0;
-        for (i, &(end, from, to)) in phases.iter().enumerate() {
-            if t <= end || i == phases.len() - 1 {
+        for (i, &end) in ends.iter().enumerate() {
+            if t <= end || i == ends.len() - 1 {
                 // a zero-length phase (tiny N) would divide by zero; it has reached its end
                 let pct = if end > start {
                     (t - start) / (end - start)
                 } else {
                     1.0
                 };
-                return self.anneal.at(from, to, pct);
+                return (i, pct);
             }
             start = end;
         }
         unreachable!("the last phase always matches")
+    }
+
+    /// The momentum PyTorch's `OneCycleLR` sets at `step` (`cycle_momentum=True`): it moves
+    /// opposite to the rate, `max_momentum → base_momentum` while the rate rises and back
+    /// while it falls (three phases: then stays at `max_momentum`). Apply it to SGD's
+    /// `momentum` or Adam's `β1` through `hyper_mut`.
+    ///
+    /// ```
+    /// use tapegrad_optim::schedule::OneCycleLr;
+    /// let s = OneCycleLr::new(100);
+    /// assert!((s.momentum(0) - 0.95).abs() < 1e-15);
+    /// assert!((s.momentum(29) - 0.85).abs() < 1e-15);
+    /// assert!((s.momentum(99) - 0.95).abs() < 1e-15);
+    /// ```
+    pub fn momentum(&self, step: usize) -> f64 {
+        let (lo, hi) = (self.base_momentum, self.max_momentum);
+        let (phase, pct) = self.phase(step);
+        let (from, to) = match phase {
+            0 => (hi, lo),
+            1 => (lo, hi),
+            _ => (hi, hi),
+        };
+        self.anneal.at(from, to, pct)
+    }
+}
+
+impl Schedule for OneCycleLr {
+    fn lr(&self, base_lr: f64, step: usize) -> f64 {
+        let initial = base_lr / self.div_factor;
+        let min = initial / self.final_div_factor;
+        let (phase, pct) = self.phase(step);
+        let (from, to) = match (self.three_phase, phase) {
+            (_, 0) => (initial, base_lr),
+            (false, _) => (base_lr, min),
+            (true, 1) => (base_lr, initial),
+            (true, _) => (initial, min),
+        };
+        self.anneal.at(from, to, pct)
     }
 }
