@@ -750,3 +750,56 @@ fn parameters_without_gradient_are_skipped() {
         vec![0]
     );
 }
+
+#[test]
+fn strided_parameters_and_gradients_take_the_same_steps() {
+    // a transposed parameter and a transposed gradient are strided views: the kernels
+    // then go through ndarray::Zip instead of flat slices, and must agree
+    let wv: Vec<f64> = (0..6).map(|i| 0.3 * i as f64 - 0.7).collect();
+    let gv: Vec<f64> = (0..6).map(|i| 0.2 * (i as f64).sin() + 0.1).collect();
+    let run = |w: Tensor, g: Tensor| {
+        let p = Param::new(w);
+        let mut opt = RmsProp::new(
+            [p.clone()],
+            RmsPropConfig {
+                momentum: 0.5,
+                centered: true,
+                ..Default::default()
+            },
+        );
+        let mut grads = Grads::new();
+        grads.insert(&p, g);
+        for _ in 0..3 {
+            opt.step(&grads);
+        }
+        p.to_vec::<f64>()
+    };
+    // the transpose of a row-major [3, 2] array, written out row-major
+    let transposed = |v: &[f64]| {
+        Tensor::from_vec(
+            (0..6).map(|k| v[(k % 3) * 2 + k / 3]).collect::<Vec<_>>(),
+            &[2, 3],
+        )
+    };
+    let strided = |v: &[f64]| Tensor::from_vec(v.to_vec(), &[3, 2]).t();
+    assert_eq!(
+        strided(&wv).to_vec::<f64>(),
+        transposed(&wv).to_vec::<f64>()
+    );
+    let contiguous = run(transposed(&wv), transposed(&gv));
+    let strided_param = run(strided(&wv), transposed(&gv));
+    let strided_grad = run(transposed(&wv), strided(&gv));
+    assert_eq!(contiguous, strided_param);
+    assert_eq!(contiguous, strided_grad);
+    // and the values are those of the element-wise rule (first element, by hand)
+    let (w, g) = (wv[0], gv[0]); // element (0, 0) is the same in both layouts
+    let mut want = w;
+    let (mut v, mut ga, mut b) = (0.0, 0.0, 0.0);
+    for _ in 0..3 {
+        v = 0.99 * v + 0.01 * g * g;
+        ga = 0.99 * ga + 0.01 * g;
+        b = 0.5 * b + g / ((v - ga * ga).sqrt() + 1e-8);
+        want -= 0.01 * b;
+    }
+    assert!((contiguous[0] - want).abs() < 1e-12);
+}
