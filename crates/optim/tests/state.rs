@@ -307,3 +307,31 @@ fn corrupt_truncated_and_missing_files() {
         .collect();
     assert_eq!(names.len(), 4, "{names:?}");
 }
+
+#[test]
+fn f32_and_f64_take_the_same_steps() {
+    // the kernels are one generic function per optimiser, instantiated for both dtypes
+    for (name, make) in makers() {
+        let run = |dtype: DType| {
+            // the same starting values in both dtypes
+            let ps: Vec<Param> = params(DType::F64)
+                .iter()
+                .map(|p| Param::new(p.to_dtype(dtype)))
+                .collect();
+            let mut opt = make(ps.clone());
+            for _ in 0..5 {
+                opt.step(&grads(&ps));
+            }
+            ps.iter()
+                .flat_map(|p| p.to_vec::<f64>())
+                .collect::<Vec<f64>>()
+        };
+        let (a, b) = (run(DType::F32), run(DType::F64));
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() < 1e-4 * (1.0 + y.abs()),
+                "{name}: f32 {x} vs f64 {y}"
+            );
+        }
+    }
+}
