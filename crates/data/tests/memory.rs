@@ -7,8 +7,12 @@ use tapegrad_data::{counting_enabled, largest_batch_that_fits, measure_peak, Cou
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
 
+/// The counts are process-wide: tests that measure must not overlap.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn peak_of_a_known_allocation() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_, peak) = measure_peak(|| {
         let v = vec![0u8; 10 << 20];
         std::hint::black_box(&v);
@@ -19,6 +23,7 @@ fn peak_of_a_known_allocation() {
 
 #[test]
 fn training_step_memory_grows_with_batch_and_search_uses_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let w = Tensor::randn(&[256, 256], DType::F32, 0).requires_grad();
     let step = |b: usize| {
         measure_peak(|| {
@@ -28,6 +33,7 @@ fn training_step_memory_grows_with_batch_and_search_uses_it() {
         })
         .1
     };
+    step(64); // warm-up: lazily created thread pools allocate once
     let (p8, p64) = (step(8), step(64));
     assert!(p64 > p8, "{p8} vs {p64}");
     // Each sample costs at least its activations: a few [256] f32 rows.
