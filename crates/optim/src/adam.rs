@@ -209,7 +209,7 @@ pub(crate) fn adam_update<T: Element>(
     let bias2_sqrt = (1.0 - b2.powf(t)).sqrt();
     // θ -= (γ / (1 − β1^t)) m / (√v / √(1 − β2^t) + ε), PyTorch's arrangement of the same formula
     let step_size = T::of(c.lr / bias1);
-    let inv_bias2_sqrt = T::of(1.0 / bias2_sqrt);
+    let bias2_sqrt = T::of(bias2_sqrt);
     let (beta1, beta2, one_b1, one_b2) = (T::of(b1), T::of(b2), T::of(1.0 - b1), T::of(1.0 - b2));
     let eps = T::of(c.eps);
     let sign = T::of(if c.maximize { -1.0 } else { 1.0 });
@@ -240,11 +240,11 @@ pub(crate) fn adam_update<T: Element>(
                     if *v > *vmax {
                         *vmax = *v;
                     }
-                    *p -= step_size * *m / (vmax.sqrt() * inv_bias2_sqrt + eps);
+                    *p -= step_size * *m / (vmax.sqrt() / bias2_sqrt + eps);
                 }),
                 None => zip4(pv, g, m, v, |p, g, m, v| {
                     moments(p, g, m, v);
-                    *p -= step_size * *m / (v.sqrt() * inv_bias2_sqrt + eps);
+                    *p -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
                 }),
             }
         })
