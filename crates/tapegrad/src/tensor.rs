@@ -12,6 +12,8 @@ use crate::autograd::engine::{run_backward, BackwardError, BackwardOptions};
 use crate::autograd::node::{record, Node};
 use crate::autograd::Grads;
 use crate::dtype::{DType, Element};
+use crate::kernels::elementwise::add_assign;
+use crate::kernels::pool;
 use crate::shape::{numel, Shape};
 use crate::storage::{visit_storage, Storage};
 
@@ -61,11 +63,25 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Node's own Drop unlinks the chain behind it iteratively.
         drop(self.node.take());
+        // A large buffer goes back to the kernels' pool (if no other tensor shares it).
+        if numel(&self.shape) * self.dtype.size_in_bytes() >= pool::MIN_BYTES {
+            let empty = match self.dtype {
+                DType::F32 => Storage::F32(ArcArray::from_vec(Vec::new()).into_dyn()),
+                DType::F64 => Storage::F64(ArcArray::from_vec(Vec::new()).into_dyn()),
+            };
+            let data = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
+            pool::recycle(std::mem::replace(data, empty));
+        }
     }
 }
 
 impl Tensor {
-    pub(crate) fn from_parts(id: TensorId, data: Storage, requires_grad: bool, node: Option<Arc<Node>>) -> Tensor {
+    pub(crate) fn from_parts(
+        id: TensorId,
+        data: Storage,
+        requires_grad: bool,
+        node: Option<Arc<Node>>,
+    ) -> Tensor {
         Tensor(Arc::new(Inner {
             id,
             shape: data.shape(),
@@ -87,7 +103,43 @@ impl Tensor {
 
     /// The storage (a reference-counted clone, no copy of the data).
     pub(crate) fn storage(&self) -> Storage {
-        self.0.data.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .data
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `*self = self + g` for gradient accumulation, done in place in `self`'s buffer
+    /// when no one else can see it: neither tensor is on a tape, this handle is the only
+    /// one on its tensor and the buffer is not shared with another tensor. Otherwise (or
+    /// when building a graph of the backward pass) a recorded `add`.
+    pub(crate) fn accumulate(&mut self, g: &Tensor) {
+        if !self.tracks_grad()
+            && !g.tracks_grad()
+            && self.shape() == g.shape()
+            && self.dtype() == g.dtype()
+        {
+            if let Some(inner) = Arc::get_mut(&mut self.0) {
+                let data = inner.data.get_mut().unwrap_or_else(|e| e.into_inner());
+                let src = g.storage();
+                let done = match (data, &src) {
+                    (Storage::F32(a), Storage::F32(b)) if a.is_unique() => {
+                        add_assign(&mut a.view_mut(), &b.view());
+                        true
+                    }
+                    (Storage::F64(a), Storage::F64(b)) if a.is_unique() => {
+                        add_assign(&mut a.view_mut(), &b.view());
+                        true
+                    }
+                    _ => false,
+                };
+                if done {
+                    return;
+                }
+            }
+        }
+        *self = self.add(g);
     }
 
     pub(crate) fn node(&self) -> Option<&Arc<Node>> {
@@ -145,7 +197,9 @@ impl Tensor {
     /// A tensor of the given shape with every element `value`.
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
         match dtype {
-            DType::F32 => Tensor::from_arc(ArrayD::from_elem(IxDyn(shape), value as f32).into_shared()),
+            DType::F32 => {
+                Tensor::from_arc(ArrayD::from_elem(IxDyn(shape), value as f32).into_shared())
+            }
             DType::F64 => Tensor::from_arc(ArrayD::from_elem(IxDyn(shape), value).into_shared()),
         }
     }
@@ -200,7 +254,9 @@ impl Tensor {
         let v: Vec<f64> = match n {
             0 => vec![],
             1 => vec![start],
-            _ => (0..n).map(|i| start + (end - start) * i as f64 / (n - 1) as f64).collect(),
+            _ => (0..n)
+                .map(|i| start + (end - start) * i as f64 / (n - 1) as f64)
+                .collect(),
         };
         Tensor::from_vec(v, &[n]).to_dtype(dtype)
     }
@@ -217,11 +273,15 @@ impl Tensor {
         let n = numel(shape);
         match dtype {
             DType::F32 => {
-                let v: Vec<f32> = (0..n).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect();
+                let v: Vec<f32> = (0..n)
+                    .map(|_| rand_distr::StandardNormal.sample(&mut rng))
+                    .collect();
                 Tensor::from_vec(v, shape)
             }
             DType::F64 => {
-                let v: Vec<f64> = (0..n).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect();
+                let v: Vec<f64> = (0..n)
+                    .map(|_| rand_distr::StandardNormal.sample(&mut rng))
+                    .collect();
                 Tensor::from_vec(v, shape)
             }
         }
@@ -233,7 +293,10 @@ impl Tensor {
     /// If `low >= high`.
     #[track_caller]
     pub fn rand_uniform(shape: &[usize], low: f64, high: f64, dtype: DType, seed: u64) -> Tensor {
-        assert!(low < high, "rand_uniform: low {low} must be below high {high}");
+        assert!(
+            low < high,
+            "rand_uniform: low {low} must be below high {high}"
+        );
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let dist = rand_distr::Uniform::new(low, high);
         let v: Vec<f64> = (0..numel(shape)).map(|_| dist.sample(&mut rng)).collect();
@@ -310,7 +373,11 @@ impl Tensor {
     /// If the tensor has more than one element.
     #[track_caller]
     pub fn item(&self) -> f64 {
-        assert!(self.numel() == 1, "item: the tensor has shape {:?}; item() needs exactly one element", self.shape());
+        assert!(
+            self.numel() == 1,
+            "item: the tensor has shape {:?}; item() needs exactly one element",
+            self.shape()
+        );
         visit_storage!(&self.storage(), a => a.iter().next().expect("one element").as_f64())
     }
 
@@ -323,7 +390,11 @@ impl Tensor {
         let guard = self.0.data.read().unwrap_or_else(|e| e.into_inner());
         match guard.array::<T>() {
             Some(a) => f(a.view()),
-            None => panic!("with_view: the tensor is {}, not {}", self.dtype(), T::DTYPE),
+            None => panic!(
+                "with_view: the tensor is {}, not {}",
+                self.dtype(),
+                T::DTYPE
+            ),
         }
     }
 
@@ -384,9 +455,14 @@ impl Tensor {
             (Storage::F64(a), DType::F32) => Storage::F32(a.mapv(|x| x as f32).into_shared()),
             (s, _) => s,
         };
-        record("to_dtype", &[self], value, |_| Default::default(), false, move |_, g| {
-            smallvec::smallvec![Some(g.to_dtype(from))]
-        })
+        record(
+            "to_dtype",
+            &[self],
+            value,
+            |_| Default::default(),
+            false,
+            move |_, g| smallvec::smallvec![Some(g.to_dtype(from))],
+        )
     }
 
     // ---------------------------------------------------------------- backward
@@ -409,14 +485,21 @@ impl Tensor {
     /// Backward from a non-scalar output, seeded with `grad` (its shape).
     #[track_caller]
     pub fn backward_with(&self, grad: &Tensor) -> Grads {
-        self.backward_opts(Some(grad), BackwardOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+        self.backward_opts(Some(grad), BackwardOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Backward that keeps the saved tensors, so it can run again on the same graph.
     #[track_caller]
     pub fn backward_retain_graph(&self) -> Grads {
-        self.backward_opts(None, BackwardOptions { create_graph: false, retain_graph: true })
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.backward_opts(
+            None,
+            BackwardOptions {
+                create_graph: false,
+                retain_graph: true,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Backward that records itself (PyTorch's `create_graph=True`): the returned
@@ -433,17 +516,29 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn backward_with_graph(&self) -> Grads {
-        self.backward_opts(None, BackwardOptions { create_graph: true, retain_graph: true })
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.backward_opts(
+            None,
+            BackwardOptions {
+                create_graph: true,
+                retain_graph: true,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The general form: optional seed gradient (default: 1 for a scalar) and options.
-    pub fn backward_opts(&self, grad: Option<&Tensor>, opts: BackwardOptions) -> Result<Grads, BackwardError> {
+    pub fn backward_opts(
+        &self,
+        grad: Option<&Tensor>,
+        opts: BackwardOptions,
+    ) -> Result<Grads, BackwardError> {
         let seed = match grad {
             Some(g) => g.detach_if(!opts.create_graph),
             None => {
                 if self.numel() != 1 {
-                    return Err(BackwardError::NotScalar { shape: self.shape().to_vec() });
+                    return Err(BackwardError::NotScalar {
+                        shape: self.shape().to_vec(),
+                    });
                 }
                 self.ones_like()
             }

@@ -78,9 +78,16 @@ impl Hasher for SeqHasher {
 
 type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
-pub(crate) fn run_backward(root: &Tensor, seed: Tensor, opts: BackwardOptions) -> Result<Grads, BackwardError> {
+pub(crate) fn run_backward(
+    root: &Tensor,
+    seed: Tensor,
+    opts: BackwardOptions,
+) -> Result<Grads, BackwardError> {
     if seed.shape() != root.shape() || seed.dtype() != root.dtype() {
-        return Err(BackwardError::SeedShape { output: root.shape().to_vec(), grad: seed.shape().to_vec() });
+        return Err(BackwardError::SeedShape {
+            output: root.shape().to_vec(),
+            grad: seed.shape().to_vec(),
+        });
     }
     if !root.tracks_grad() {
         return Err(BackwardError::NoGraph);
@@ -94,19 +101,23 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor, opts: BackwardOptions) -
         grads.accumulate(root.id(), seed);
         return Ok(grads);
     };
-    let mut heap: BinaryHeap<u64> = BinaryHeap::new();
-    let mut pending: SeqMap<(Arc<Node>, Tensor)> = SeqMap::default();
-    heap.push(root_node.seq);
-    pending.insert(root_node.seq, (root_node.clone(), seed));
+    let mut queue = Queue::default();
+    queue.add(root_node, seed);
 
-    while let Some(seq) = heap.pop() {
-        let (node, grad) = pending.remove(&seq).expect("every queued node has a pending gradient");
+    while let Some((node, grad)) = queue.pop() {
         let (saved, output) = take_saved(&node, retain)?;
-        let ctx = BackwardCtx { node: &node, saved: &saved, output: output.as_ref(), create_graph: opts.create_graph };
+        let ctx = BackwardCtx {
+            node: &node,
+            saved: &saved,
+            output: output.as_ref(),
+            create_graph: opts.create_graph,
+        };
         let input_grads = (node.rule)(&ctx, &grad);
         drop(grad);
         drop(saved);
-        drop(output);
+        if let Some(out) = output {
+            crate::kernels::pool::recycle(out);
+        }
         assert_eq!(
             input_grads.len(),
             node.edges.len(),
@@ -125,18 +136,68 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor, opts: BackwardOptions) -
                 }
                 Edge::Node(parent) => {
                     check_grad(node.op, &parent.out_shape, Some(parent.out_dtype), &g);
-                    match pending.get_mut(&parent.seq) {
-                        Some(slot) => slot.1 = slot.1.add(&g),
-                        None => {
-                            heap.push(parent.seq);
-                            pending.insert(parent.seq, (parent.clone(), g));
-                        }
-                    }
+                    queue.add(parent, g);
                 }
             }
         }
     }
     Ok(grads)
+}
+
+/// The nodes waiting to run, each with its gradient so far, popped in descending
+/// sequence number (so a node runs after all its consumers). The entry with the largest
+/// number is held aside in `top`, outside the heap and the map: on a chain of ops, where
+/// each node feeds the next, every entry passes through `top` alone and the heap and map
+/// stay empty. Invariant: `top`, when set, is above every number in `heap`.
+#[derive(Default)]
+struct Queue {
+    top: Option<(u64, Arc<Node>, Tensor)>,
+    heap: BinaryHeap<u64>,
+    pending: SeqMap<(Arc<Node>, Tensor)>,
+}
+
+impl Queue {
+    fn pop(&mut self) -> Option<(Arc<Node>, Tensor)> {
+        if let Some((_, node, grad)) = self.top.take() {
+            return Some((node, grad));
+        }
+        let seq = self.heap.pop()?;
+        Some(
+            self.pending
+                .remove(&seq)
+                .expect("every queued node has a pending gradient"),
+        )
+    }
+
+    /// Adds `g` to the gradient pending for `node`, queueing the node if it is new.
+    fn add(&mut self, node: &Arc<Node>, g: Tensor) {
+        let seq = node.seq;
+        match &mut self.top {
+            Some(top) if top.0 == seq => return top.2.accumulate(&g),
+            _ => {}
+        }
+        if !self.pending.is_empty() {
+            if let Some(slot) = self.pending.get_mut(&seq) {
+                return slot.1.accumulate(&g);
+            }
+        }
+        let above_heap = self.heap.peek().is_none_or(|&h| seq > h);
+        match &self.top {
+            None if above_heap => self.top = Some((seq, node.clone(), g)),
+            Some(top) if seq > top.0 => {
+                let (old, old_node, old_grad) = self
+                    .top
+                    .replace((seq, node.clone(), g))
+                    .expect("top is set");
+                self.heap.push(old);
+                self.pending.insert(old, (old_node, old_grad));
+            }
+            _ => {
+                self.heap.push(seq);
+                self.pending.insert(seq, (node.clone(), g));
+            }
+        }
+    }
 }
 
 #[track_caller]
@@ -147,11 +208,18 @@ fn check_grad(op: &str, shape: &[usize], dtype: Option<crate::DType>, g: &Tensor
         g.shape()
     );
     if let Some(d) = dtype {
-        assert!(g.dtype() == d, "backward of `{op}`: the rule returned a {} gradient for a {d} input", g.dtype());
+        assert!(
+            g.dtype() == d,
+            "backward of `{op}`: the rule returned a {} gradient for a {d} input",
+            g.dtype()
+        );
     }
 }
 
-type Taken = (smallvec::SmallVec<[Option<Tensor>; 2]>, Option<crate::storage::Storage>);
+type Taken = (
+    smallvec::SmallVec<[Option<Tensor>; 2]>,
+    Option<crate::storage::Storage>,
+);
 
 fn take_saved(node: &Node, retain: bool) -> Result<Taken, BackwardError> {
     let mut state = node.saved.lock().unwrap_or_else(|e| e.into_inner());
@@ -172,9 +240,15 @@ fn take_saved(node: &Node, retain: bool) -> Result<Taken, BackwardError> {
         }
     }
     if retain {
-        Ok((state.tensors.iter().map(|(t, _)| t.clone()).collect(), state.output.clone()))
+        Ok((
+            state.tensors.iter().map(|(t, _)| t.clone()).collect(),
+            state.output.clone(),
+        ))
     } else {
         state.freed = true;
-        Ok((state.tensors.drain(..).map(|(t, _)| t).collect(), state.output.take()))
+        Ok((
+            state.tensors.drain(..).map(|(t, _)| t).collect(),
+            state.output.take(),
+        ))
     }
 }

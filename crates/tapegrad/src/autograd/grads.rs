@@ -59,10 +59,7 @@ impl Grads {
     /// Adds `grad` to the gradient stored under `id` (or stores it).
     pub(crate) fn accumulate(&mut self, id: TensorId, grad: Tensor) {
         match self.map.entry(id) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let sum = e.get().add(&grad);
-                e.insert(sum);
-            }
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().accumulate(&grad),
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(grad);
             }
@@ -117,6 +114,8 @@ impl Index<&Tensor> for Grads {
 
 impl std::fmt::Debug for Grads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.map.iter().map(|(k, v)| (k, v.shape().to_vec()))).finish()
+        f.debug_map()
+            .entries(self.map.iter().map(|(k, v)| (k, v.shape().to_vec())))
+            .finish()
     }
 }

@@ -72,7 +72,10 @@ impl BackwardCtx<'_> {
     pub fn saved(&self, i: usize) -> &Tensor {
         match self.saved.get(i) {
             Some(Some(t)) => t,
-            _ => panic!("backward of `{}`: the rule read saved tensor {i}, which the op did not save", self.node.op),
+            _ => panic!(
+                "backward of `{}`: the rule read saved tensor {i}, which the op did not save",
+                self.node.op
+            ),
         }
     }
 
@@ -87,7 +90,10 @@ impl BackwardCtx<'_> {
     pub fn output(&self) -> Tensor {
         let storage = match self.output {
             Some(s) => s.clone(),
-            None => panic!("backward of `{}`: the rule read the output, which the op did not save", self.node.op),
+            None => panic!(
+                "backward of `{}`: the rule read the output, which the op did not save",
+                self.node.op
+            ),
         };
         if self.create_graph {
             Tensor::from_parts(self.node.out_id, storage, true, Some(self.node.clone()))
@@ -112,7 +118,10 @@ impl Tensor {
         if let Some(node) = self.node() {
             Edge::Node(node.clone())
         } else if self.tracks_grad() {
-            Edge::Leaf { id: self.id(), shape: Shape::from_slice(self.shape()) }
+            Edge::Leaf {
+                id: self.id(),
+                shape: Shape::from_slice(self.shape()),
+            }
         } else {
             Edge::Skip
         }
@@ -155,7 +164,11 @@ where
         out_shape: value.shape(),
         out_dtype: value.dtype(),
         edges,
-        saved: Mutex::new(SavedState { tensors, output: save_output.then(|| value.clone()), freed: false }),
+        saved: Mutex::new(SavedState {
+            tensors,
+            output: save_output.then(|| value.clone()),
+            freed: false,
+        }),
         rule: Box::new(rule),
     });
     Tensor::from_parts(id, value, true, Some(node))
@@ -197,16 +210,23 @@ where
 {
     let saved: SavedList = save.iter().map(|t| Some((*t).clone())).collect();
     let arity = inputs.len();
-    record(name, inputs, value.storage(), |_| saved, save_output, move |ctx, g| {
-        let grads = rule(ctx, g);
-        assert_eq!(
-            grads.len(),
-            arity,
-            "backward of custom op `{name}`: the rule returned {} gradients for {arity} inputs",
-            grads.len()
-        );
-        grads.into_iter().collect()
-    })
+    record(
+        name,
+        inputs,
+        value.storage(),
+        |_| saved,
+        save_output,
+        move |ctx, g| {
+            let grads = rule(ctx, g);
+            assert_eq!(
+                grads.len(),
+                arity,
+                "backward of custom op `{name}`: the rule returned {} gradients for {arity} inputs",
+                grads.len()
+            );
+            grads.into_iter().collect()
+        },
+    )
 }
 
 impl Drop for Node {
@@ -215,11 +235,15 @@ impl Drop for Node {
     fn drop(&mut self) {
         let mut stack: Vec<Arc<Node>> = Vec::new();
         take_links(self, &mut stack);
-        while let Some(arc) = stack.pop() {
-            if let Some(mut node) = Arc::into_inner(arc) {
-                take_links(&mut node, &mut stack);
-                // `node` drops here with no links left, so its own Drop does nothing deep.
+        while let Some(mut arc) = stack.pop() {
+            // Unlink in place rather than moving the node out of its Arc (a node is a few
+            // hundred bytes; the move showed in profiles of long chains).
+            if let Some(node) = Arc::get_mut(&mut arc) {
+                take_links(node, &mut stack);
             }
+            // Dropping `arc` now either frees a node with no links left (its own Drop does
+            // nothing deep) or releases one of several handles (whoever drops the last
+            // runs this same loop on it).
         }
     }
 }
@@ -244,5 +268,6 @@ fn take_links(node: &mut Node, stack: &mut Vec<Arc<Node>>) {
 
 /// If `t` is the last handle on its tensor, takes the tensor's node out of it.
 pub(crate) fn detach_node_if_last(t: Tensor) -> Option<Arc<Node>> {
-    Arc::into_inner(t.0).and_then(|mut inner: Inner| inner.node.take())
+    let mut t = t;
+    Arc::get_mut(&mut t.0).and_then(|inner: &mut Inner| inner.node.take())
 }

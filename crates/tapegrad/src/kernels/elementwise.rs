@@ -1,13 +1,75 @@
-//! Elementwise kernels: unary maps and broadcasting binary zips.
+//! Elementwise kernels: unary maps, broadcasting binary zips, the vectorised `exp`, the
+//! materialisation of a broadcast, and in-place accumulation.
+//!
+//! Contiguous (row-major) operands take a fast path over plain slices: the output is
+//! allocated once, uninitialised, and filled in chunks of [`CHUNK`] elements, in
+//! parallel with rayon from [`PAR_THRESHOLD`] elements on. The slice loops are simple
+//! enough for LLVM to vectorise. Strided or broadcast operands go through `ndarray::Zip`.
 
-use ndarray::{ArcArray, ArrayViewD, IxDyn, Zip};
+use std::mem::MaybeUninit;
+
+use ndarray::{ArcArray, ArrayViewD, ArrayViewMutD, Dimension, IxDyn, Zip};
+use rayon::prelude::*;
 
 use super::PAR_THRESHOLD;
+use super::{pool, simd};
 use crate::dtype::Element;
 use crate::shape::broadcast_shapes;
 
+/// Elements per parallel task: 256 KiB of `f32`, large enough to amortise a rayon task
+/// and small enough to balance two to a few dozen threads (see `docs/benchmarks.md`).
+pub(crate) const CHUNK: usize = 1 << 16;
+
+/// A vector of `n` elements filled by `fill(offset, chunk)` over disjoint chunks (in
+/// parallel when large). `fill` must write every element of its chunk.
+/// Large buffers come from the [`pool`] of recently freed ones.
+pub(crate) fn build_vec<T: Send + 'static>(
+    n: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let mut v = pool::take(n);
+    let spare = &mut v.spare_capacity_mut()[..n];
+    if n >= PAR_THRESHOLD {
+        spare
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| fill(i * CHUNK, c));
+    } else {
+        fill(0, spare);
+    }
+    // SAFETY: `fill` initialised every element of the `n` spare slots.
+    unsafe { v.set_len(n) };
+    v
+}
+
+fn with_shape<T>(shape: &[usize], v: Vec<T>) -> ArcArray<T, IxDyn> {
+    with_dim(IxDyn(shape), v)
+}
+
+/// A row-major array of shape `dim` over `v`, which holds exactly one element per position.
+fn with_dim<T>(dim: IxDyn, v: Vec<T>) -> ArcArray<T, IxDyn> {
+    assert_eq!(
+        dim.size(),
+        v.len(),
+        "kernel produced one element per position"
+    );
+    // SAFETY: the length matches the shape (checked above) and default strides are valid.
+    unsafe { ArcArray::from_shape_vec_unchecked(dim, v) }
+}
+
 /// `f` applied to every element, in parallel for large arrays.
-pub(crate) fn map<T: Element>(a: &ArrayViewD<'_, T>, f: impl Fn(T) -> T + Sync + Send) -> ArcArray<T, IxDyn> {
+pub(crate) fn map<T: Element>(
+    a: &ArrayViewD<'_, T>,
+    f: impl Fn(T) -> T + Sync + Send,
+) -> ArcArray<T, IxDyn> {
+    if let Some(src) = a.as_slice() {
+        let v = build_vec(src.len(), |off, dst| {
+            for (d, &x) in dst.iter_mut().zip(&src[off..]) {
+                d.write(f(x));
+            }
+        });
+        return with_dim(a.raw_dim(), v);
+    }
     if a.len() >= PAR_THRESHOLD {
         Zip::from(a).par_map_collect(|&x| f(x)).into_shared()
     } else {
@@ -16,7 +78,11 @@ pub(crate) fn map<T: Element>(a: &ArrayViewD<'_, T>, f: impl Fn(T) -> T + Sync +
 }
 
 /// `f(x, c)` for every element `x`, with the scalar `c` converted to the element type.
-pub(crate) fn map_c<T: Element>(a: &ArrayViewD<'_, T>, c: f64, f: impl Fn(T, T) -> T + Sync + Send) -> ArcArray<T, IxDyn> {
+pub(crate) fn map_c<T: Element>(
+    a: &ArrayViewD<'_, T>,
+    c: f64,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> ArcArray<T, IxDyn> {
     let c = T::of(c);
     map(a, move |x| f(x, c))
 }
@@ -39,13 +105,21 @@ pub(crate) fn zip<T: Element>(
     f: impl Fn(T, T) -> T + Sync + Send,
 ) -> ArcArray<T, IxDyn> {
     if a.shape() == b.shape() {
-        zip_same(a, b, f)
-    } else {
-        let shape = broadcast_shapes(a.shape(), b.shape()).expect("shapes checked by the op");
-        let av = a.broadcast(IxDyn(&shape)).expect("broadcastable");
-        let bv = b.broadcast(IxDyn(&shape)).expect("broadcastable");
-        zip_same(&av, &bv, f)
+        return zip_same(a, b, f);
     }
+    let shape = broadcast_shapes(a.shape(), b.shape()).expect("shapes checked by the op");
+    // One operand is a single element: a map with a constant, over the other's slice.
+    if b.len() == 1 && a.shape() == shape.as_slice() {
+        let c = *b.iter().next().expect("one element");
+        return map(a, move |x| f(x, c));
+    }
+    if a.len() == 1 && b.shape() == shape.as_slice() {
+        let c = *a.iter().next().expect("one element");
+        return map(b, move |y| f(c, y));
+    }
+    let av = a.broadcast(IxDyn(&shape)).expect("broadcastable");
+    let bv = b.broadcast(IxDyn(&shape)).expect("broadcastable");
+    zip_same(&av, &bv, f)
 }
 
 fn zip_same<T: Element>(
@@ -53,10 +127,24 @@ fn zip_same<T: Element>(
     b: &ArrayViewD<'_, T>,
     f: impl Fn(T, T) -> T + Sync + Send,
 ) -> ArcArray<T, IxDyn> {
+    if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) {
+        let v = build_vec(x.len(), |off, dst| {
+            for ((d, &p), &q) in dst.iter_mut().zip(&x[off..]).zip(&y[off..]) {
+                d.write(f(p, q));
+            }
+        });
+        return with_dim(a.raw_dim(), v);
+    }
     if a.len() >= PAR_THRESHOLD {
-        Zip::from(a).and(b).par_map_collect(|&x, &y| f(x, y)).into_shared()
+        Zip::from(a)
+            .and(b)
+            .par_map_collect(|&x, &y| f(x, y))
+            .into_shared()
     } else {
-        Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)).into_shared()
+        Zip::from(a)
+            .and(b)
+            .map_collect(|&x, &y| f(x, y))
+            .into_shared()
     }
 }
 
@@ -72,9 +160,195 @@ pub(crate) fn zip3<T: Element>(
     let cv = c.broadcast(IxDyn(&shape)).expect("broadcastable");
     let av = a.broadcast(IxDyn(&shape)).expect("broadcastable");
     let bv = b.broadcast(IxDyn(&shape)).expect("broadcastable");
+    if let (Some(cs), Some(xs), Some(ys)) = (cv.as_slice(), av.as_slice(), bv.as_slice()) {
+        let v = build_vec(cs.len(), |off, dst| {
+            for (((d, &k), &x), &y) in dst
+                .iter_mut()
+                .zip(&cs[off..])
+                .zip(&xs[off..])
+                .zip(&ys[off..])
+            {
+                d.write(f(k, x, y));
+            }
+        });
+        return with_shape(&shape, v);
+    }
     if cv.len() >= PAR_THRESHOLD {
-        Zip::from(&cv).and(&av).and(&bv).par_map_collect(|&c, &x, &y| f(c, x, y)).into_shared()
+        Zip::from(&cv)
+            .and(&av)
+            .and(&bv)
+            .par_map_collect(|&c, &x, &y| f(c, x, y))
+            .into_shared()
     } else {
-        Zip::from(&cv).and(&av).and(&bv).map_collect(|&c, &x, &y| f(c, x, y)).into_shared()
+        Zip::from(&cv)
+            .and(&av)
+            .and(&bv)
+            .map_collect(|&c, &x, &y| f(c, x, y))
+            .into_shared()
+    }
+}
+
+/// Element types with a vectorised `exp`: `f32` uses the SIMD kernel of
+/// [`simd`](super::simd); `f64` uses the standard library's.
+pub(crate) trait VecExp: Element {
+    /// `dst[i] = e^src[i]`.
+    fn exp_slice(src: &[Self], dst: &mut [MaybeUninit<Self>]);
+}
+
+impl VecExp for f32 {
+    fn exp_slice(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+        simd::exp_f32_slice(src, dst)
+    }
+}
+
+impl VecExp for f64 {
+    fn exp_slice(src: &[f64], dst: &mut [MaybeUninit<f64>]) {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            d.write(x.exp());
+        }
+    }
+}
+
+/// `e^x` elementwise: same values as `x.exp()` for `f64`, within 2 ulps of it for `f32`
+/// (identical infinities, zeros and NaNs).
+pub(crate) fn exp<T: VecExp>(a: &ArrayViewD<'_, T>) -> ArcArray<T, IxDyn> {
+    match a.as_slice() {
+        Some(src) => {
+            let v = build_vec(src.len(), |off, dst| {
+                let n = dst.len();
+                T::exp_slice(&src[off..off + n], dst)
+            });
+            with_shape(a.shape(), v)
+        }
+        None => exp(&a.as_standard_layout().view()),
+    }
+}
+
+/// `a` broadcast to `shape` and materialised in row-major order (a fill when `a` has one
+/// element). The caller has checked that the shapes broadcast.
+pub(crate) fn broadcast<T: Element>(a: &ArrayViewD<'_, T>, shape: &[usize]) -> ArcArray<T, IxDyn> {
+    let n: usize = shape.iter().product();
+    if a.len() == 1 {
+        let c = *a.iter().next().expect("one element");
+        let v = build_vec(n, |_, dst| {
+            for d in dst.iter_mut() {
+                d.write(c);
+            }
+        });
+        return with_shape(shape, v);
+    }
+    let view = a.broadcast(IxDyn(shape)).expect("shapes checked by the op");
+    if n >= PAR_THRESHOLD {
+        Zip::from(&view).par_map_collect(|&x| x).into_shared()
+    } else {
+        view.to_owned().into_shared()
+    }
+}
+
+/// `acc += g` in place (same shape), in parallel for large contiguous arrays.
+pub(crate) fn add_assign<T: Element>(acc: &mut ArrayViewMutD<'_, T>, g: &ArrayViewD<'_, T>) {
+    debug_assert_eq!(acc.shape(), g.shape());
+    if let (Some(a), Some(b)) = (acc.as_slice_mut(), g.as_slice()) {
+        if a.len() >= PAR_THRESHOLD {
+            a.par_chunks_mut(CHUNK)
+                .zip(b.par_chunks(CHUNK))
+                .for_each(|(a, b)| {
+                    for (x, &y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                });
+        } else {
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        return;
+    }
+    Zip::from(acc).and(g).for_each(|x, &y| *x += y);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, ShapeBuilder};
+
+    fn ramp(n: usize) -> ArrayD<f64> {
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| i[0] as f64 * 0.5 - 3.0)
+    }
+
+    #[test]
+    fn fast_and_strided_paths_agree() {
+        // A transposed (column-major) operand takes the Zip path; values must match.
+        let a = ArrayD::from_shape_fn(IxDyn(&[3, 4]), |i| (i[0] * 4 + i[1]) as f64);
+        let t = a.t();
+        let via_zip = map(&t.view(), |x| x * 2.0);
+        let contiguous = t.as_standard_layout().into_owned();
+        let via_slice = map(&contiguous.view(), |x| x * 2.0);
+        assert_eq!(via_zip, via_slice);
+        let f = ArrayD::from_shape_vec(IxDyn(&[3, 4]).f(), (0..12).map(|i| i as f64).collect())
+            .unwrap();
+        assert_eq!(
+            zip(&f.view(), &a.view(), |x, y| x - y),
+            (&f - &a).into_shared()
+        );
+    }
+
+    #[test]
+    fn large_arrays_are_filled_completely_in_parallel() {
+        let n = PAR_THRESHOLD * 3 + 17; // several chunks and a ragged tail
+        let a = ramp(n);
+        let m = map(&a.view(), |x| x + 1.0);
+        assert!(m.iter().zip(a.iter()).all(|(y, x)| *y == x + 1.0));
+        let z = zip(&a.view(), &m.view(), |x, y| y - x);
+        assert!(z.iter().all(|&v| v == 1.0));
+        let b = broadcast(&ndarray::arr0(2.5).into_dyn().view(), &[n]);
+        assert!(b.len() == n && b.iter().all(|&v| v == 2.5));
+        let mut acc = a.clone();
+        add_assign(&mut acc.view_mut(), &m.view());
+        assert!(acc.iter().zip(a.iter()).all(|(s, x)| *s == 2.0 * x + 1.0));
+    }
+
+    #[test]
+    fn scalar_operands_broadcast_on_either_side() {
+        let a = ramp(5);
+        let s = ndarray::arr0(10.0).into_dyn();
+        assert_eq!(
+            zip(&a.view(), &s.view(), |x, y| x - y),
+            a.mapv(|x| x - 10.0).into_shared()
+        );
+        assert_eq!(
+            zip(&s.view(), &a.view(), |x, y| x - y),
+            a.mapv(|x| 10.0 - x).into_shared()
+        );
+        let row = ArrayD::from_shape_vec(IxDyn(&[1, 5]), a.iter().copied().collect()).unwrap();
+        let col = ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![1.0, 2.0]).unwrap();
+        let p = zip(&row.view(), &col.view(), |x, y| x * y);
+        assert_eq!(p.shape(), &[2, 5]);
+        assert_eq!(p[[1, 4]], a[[4]] * 2.0);
+        let bc = broadcast(&col.view(), &[2, 3]);
+        assert_eq!(
+            bc.iter().copied().collect::<Vec<_>>(),
+            vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn exp_kernel_matches_std_for_both_dtypes() {
+        let a = ramp(PAR_THRESHOLD + 5);
+        let e = exp(&a.view());
+        assert!(e.iter().zip(a.iter()).all(|(y, x)| *y == x.exp()));
+        let a32 = a.mapv(|x| x as f32 * 0.001); // -0.003 ..= 16.4
+        let e32 = exp(&a32.view());
+        assert!(e32
+            .iter()
+            .zip(a32.iter())
+            .all(|(y, x)| ((y - x.exp()) / x.exp()).abs() <= 2.5 * f32::EPSILON));
+        let t = exp(&a32
+            .view()
+            .into_shape_with_order(IxDyn(&[PAR_THRESHOLD + 5, 1]))
+            .unwrap()
+            .t()
+            .into_dyn());
+        assert_eq!(t.shape(), &[1, PAR_THRESHOLD + 5]);
     }
 }

@@ -5,7 +5,9 @@ pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod index;
 pub(crate) mod matmul;
+pub(crate) mod pool;
 pub(crate) mod reduce;
+pub(crate) mod simd;
 
 /// Arrays with at least this many elements are processed in parallel with rayon; below
 /// it the fork-join overhead outweighs the gain (see `benches/`).

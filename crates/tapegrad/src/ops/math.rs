@@ -5,6 +5,7 @@ use smallvec::smallvec;
 use super::table::{Domain, Inputs, OpSpec};
 use crate::autograd::node::record;
 use crate::dtype::Element;
+use crate::kernels;
 use crate::kernels::elementwise::map;
 use crate::storage::map_storage;
 use crate::tensor::Tensor;
@@ -17,7 +18,7 @@ impl Tensor {
     /// assert_eq!(x.exp().to_vec::<f64>(), vec![1.0, std::f64::consts::E]);
     /// ```
     pub fn exp(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.exp()));
+        let value = map_storage!(self.storage(), a => kernels::elementwise::exp(&a.view()));
         record("exp", &[self], value, |_| smallvec![], true, |ctx, g| smallvec![Some(g.mul(&ctx.output()))])
     }
 
