@@ -803,3 +803,22 @@ fn strided_parameters_and_gradients_take_the_same_steps() {
     }
     assert!((contiguous[0] - want).abs() < 1e-12);
 }
+
+#[test]
+#[should_panic(expected = "optimiser")]
+fn the_comparison_catches_a_slightly_wrong_rule() {
+    // momentum with dampening 0.05 against a reference without: the comparison must fail
+    let h = SgdRef {
+        lr: 0.1,
+        mu: 0.9,
+        damp: 0.0,
+        wd: 0.0,
+        nesterov: false,
+        maximize: false,
+    };
+    assert_close(
+        &sgd_run(SgdRef { damp: 0.05, ..h }),
+        &sgd_ref(h),
+        "deliberately wrong",
+    );
+}
