@@ -1,7 +1,7 @@
-//! W5 `conv_train` (BENCHMARKS.md): Conv2d(1 -> 16, 3x3, padding 1) + ReLU + MaxPool 2x2
-//! + Linear(16*14*14 -> 10), batch 64 of 1x28x28 (N(0,1) inputs, labels uniform in 0..10
-//! from a fixed seed), cross-entropy, plain SGD step (lr 0.01). One iteration = forward +
-//! backward + update. Run with `cargo bench -p tapegrad-nn --bench conv_train`.
+//! W5 `conv_train` (BENCHMARKS.md): Conv2d(1 -> 16, 3x3, padding 1), ReLU, MaxPool 2x2
+//! and Linear(16*14*14 -> 10) on a batch of 64 1x28x28 inputs (N(0,1), labels uniform in
+//! 0..10 from a fixed seed), cross-entropy, plain SGD step with lr 0.01. One iteration is
+//! forward, backward and update. Run with `cargo bench -p tapegrad-nn --bench conv_train`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::{ArrayViewD, ArrayViewMutD};
@@ -11,7 +11,16 @@ use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
 use tapegrad_nn::{Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Relu, Sequential};
 
 fn conv_train(c: &mut Criterion) {
-    let conv = Conv2d::with_options(1, 16, [3, 3], Conv2dOptions { padding: [1, 1], ..Default::default() }, 0);
+    let conv = Conv2d::with_options(
+        1,
+        16,
+        [3, 3],
+        Conv2dOptions {
+            padding: [1, 1],
+            ..Default::default()
+        },
+        0,
+    );
     let model = Sequential::new()
         .add(conv)
         .add(Relu)
@@ -29,7 +38,9 @@ fn conv_train(c: &mut Criterion) {
             let grads = loss.backward();
             for p in &params {
                 let g = &grads[p];
-                g.with_view(|g: ArrayViewD<f32>| p.update_(|mut w: ArrayViewMutD<f32>| w.scaled_add(-0.01, &g)));
+                g.with_view(|g: ArrayViewD<f32>| {
+                    p.update_(|mut w: ArrayViewMutD<f32>| w.scaled_add(-0.01, &g))
+                });
             }
             loss
         })

@@ -115,6 +115,8 @@ activation!(
     |s, x| if s.tanh_approximation { x.gelu_tanh() } else { x.gelu() }
 );
 
+// Spelled out rather than derived: the default is PyTorch's (the exact form).
+#[allow(clippy::derivable_impls)]
 impl Default for Gelu {
     fn default() -> Self {
         Gelu {

@@ -92,7 +92,7 @@ impl Conv2d {
         seed: u64,
     ) -> Conv2d {
         let g = options.groups;
-        if g == 0 || in_channels % g != 0 || out_channels % g != 0 {
+        if g == 0 || !in_channels.is_multiple_of(g) || !out_channels.is_multiple_of(g) {
             panic!("Conv2d: groups = {g} must be positive and divide in_channels = {in_channels} and out_channels = {out_channels}");
         }
         let shape = [out_channels, in_channels / g, kernel[0], kernel[1]];

@@ -139,7 +139,7 @@ fn le_bytes(t: &Tensor) -> Vec<u8> {
 /// the file cannot be written.
 ///
 /// ```
-/// use tapegrad_nn::{io, Linear, Module};
+/// use tapegrad_nn::{io, Linear};
 /// let dir = std::env::temp_dir().join(format!("tapegrad-doc-save-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
 /// let path = dir.join("linear.safetensors");

@@ -14,9 +14,9 @@ use crate::{Module, Param};
 /// PyTorch: `torch.nn.LayerNorm`.
 ///
 /// ```
-/// use tapegrad::Tensor;
+/// use tapegrad::{DType, Tensor};
 /// use tapegrad_nn::{LayerNorm, Module};
-/// let ln = LayerNorm::new(&[4]);
+/// let ln = LayerNorm::with_options(&[4], 1e-5, true, DType::F64);
 /// let y = ln.forward(&Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 4]));
 /// let v = y.to_vec::<f64>();
 /// let s = (1.25f64 + 1e-5).sqrt();

@@ -12,7 +12,7 @@ use crate::{Module, Param};
 /// `a = sqrt(5)`). Parameters: `weight`, `bias`. PyTorch: `torch.nn.Linear`.
 ///
 /// ```
-/// use tapegrad::{DType, Tensor};
+/// use tapegrad::Tensor;
 /// use tapegrad_nn::{Linear, Module};
 /// let layer = Linear::new(3, 2, 0);
 /// assert_eq!(layer.num_params(), 3 * 2 + 2);

@@ -28,7 +28,8 @@ impl Sequential {
         Sequential { layers: Vec::new() }
     }
 
-    /// Appends a module (builder style).
+    /// Appends a module (builder style, as candle's `seq().add(..)`).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, layer: impl Module + 'static) -> Sequential {
         self.layers.push(Box::new(layer));
         self

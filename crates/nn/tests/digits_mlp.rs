@@ -17,10 +17,19 @@ fn load_digits() -> (Vec<[f32; 64]>, Vec<usize>) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/digits.csv.gz");
     let gz = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).expect("valid gzip");
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .expect("valid gzip");
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let fields: Vec<f32> = line.split(',').map(|f| f.trim().parse().unwrap_or_else(|_| panic!("row {i}: {f:?}"))).collect();
+        let fields: Vec<f32> = line
+            .split(',')
+            .map(|f| {
+                f.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("row {i}: {f:?}"))
+            })
+            .collect();
         assert_eq!(fields.len(), 65, "row {i}");
         let mut x = [0.0f32; 64];
         for (d, s) in x.iter_mut().zip(&fields[..64]) {
@@ -74,7 +83,11 @@ fn mlp_learns_digits() {
     order.shuffle(&mut rng);
     let (test, train) = order.split_at(xs.len() / 5);
 
-    let mut model = Sequential::new().add(Linear::new(64, 64, 1)).add(Relu).add(Dropout::new(0.1, 2)).add(Linear::new(64, 10, 3));
+    let mut model = Sequential::new()
+        .add(Linear::new(64, 64, 1))
+        .add(Relu)
+        .add(Dropout::new(0.1, 2))
+        .add(Linear::new(64, 10, 3));
     let params = model.params();
     let mut adam = Adam {
         lr: 0.005,
@@ -99,10 +112,17 @@ fn mlp_learns_digits() {
     model.eval();
     let logits = no_grad(|| model.forward(&batch(&xs, test)));
     let predicted = logits.argmax(1, false);
-    let correct = test.iter().zip(predicted.iter()).filter(|(&i, &p)| ys[i] == p).count();
+    let correct = test
+        .iter()
+        .zip(predicted.iter())
+        .filter(|(&i, &p)| ys[i] == p)
+        .count();
     let accuracy = correct as f64 / test.len() as f64;
     let elapsed = start.elapsed();
-    println!("digits MLP: test accuracy {accuracy:.4}, loss {:.3} -> {last_loss:.3}, {elapsed:?}", first_loss.unwrap());
+    println!(
+        "digits MLP: test accuracy {accuracy:.4}, loss {:.3} -> {last_loss:.3}, {elapsed:?}",
+        first_loss.unwrap()
+    );
     assert!(accuracy >= 0.90, "test accuracy {accuracy}");
     assert!(last_loss < first_loss.unwrap() / 4.0);
 }

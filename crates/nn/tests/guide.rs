@@ -59,7 +59,9 @@ impl Module for SkipMlp {
 fn focal_loss(logits: &Tensor, targets: &Tensor, gamma: f64) -> Tensor {
     let log_p = logits.neg().softplus().neg(); // ln sigmoid(x)
     let log_q = logits.softplus().neg(); // ln (1 - sigmoid(x))
-    let log_pt = targets.mul(&log_p).add(&targets.rsub_scalar(1.0).mul(&log_q));
+    let log_pt = targets
+        .mul(&log_p)
+        .add(&targets.rsub_scalar(1.0).mul(&log_q));
     let pt = log_pt.exp();
     pt.rsub_scalar(1.0).powf(gamma).mul(&log_pt).neg().mean()
 }
@@ -68,7 +70,18 @@ fn focal_loss(logits: &Tensor, targets: &Tensor, gamma: f64) -> Tensor {
 fn custom_module_names_modes_and_gradients() {
     let mut model = SkipMlp::new(4, 8, 1, DType::F64, 0);
     let names: Vec<String> = model.named_params().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["fc1.weight", "fc1.bias", "bn.weight", "bn.bias", "fc2.weight", "fc2.bias", "skip.weight"]);
+    assert_eq!(
+        names,
+        [
+            "fc1.weight",
+            "fc1.bias",
+            "bn.weight",
+            "bn.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "skip.weight"
+        ]
+    );
     assert_eq!(model.num_params(), 4 * 8 + 8 + 8 + 8 + 8 + 1 + 4);
 
     // The input gradient of the whole model, in eval mode (deterministic), against
@@ -84,10 +97,16 @@ fn custom_loss_is_right_to_second_order() {
     let logits = Tensor::randn(&[6], DType::F64, 2).mul_scalar(2.0);
     let targets = Tensor::from_vec(vec![1.0f64, 0.0, 1.0, 1.0, 0.0, 0.0], &[6]);
     let f = |t: &[Tensor]| focal_loss(&t[0], &targets, 2.0);
-    gradcheck(f, &[logits.clone()], &Options::default()).unwrap();
-    gradgradcheck(f, &[logits.clone()], &Options::default()).unwrap();
+    gradcheck(f, std::slice::from_ref(&logits), &Options::default()).unwrap();
+    gradgradcheck(f, std::slice::from_ref(&logits), &Options::default()).unwrap();
     // gamma = 0 is the binary cross-entropy with logits.
-    let bce = tapegrad_nn::loss::binary_cross_entropy_with_logits(&logits, &targets, None, None, Default::default());
+    let bce = tapegrad_nn::loss::binary_cross_entropy_with_logits(
+        &logits,
+        &targets,
+        None,
+        None,
+        Default::default(),
+    );
     assert!((focal_loss(&logits, &targets, 0.0).item() - bce.item()).abs() < 1e-12);
     // And it is finite at extreme logits.
     let extreme = Tensor::from_vec(vec![1000.0f64, -1000.0], &[2]);
@@ -105,7 +124,9 @@ fn train_step_and_weights_on_disk() {
         let loss = focal_loss(&model.forward(&x), &y, 2.0);
         let grads = loss.backward();
         for p in model.params() {
-            grads[&p].with_view(|g: ArrayViewD<f32>| p.update_(|mut w: ArrayViewMutD<f32>| w.scaled_add(-0.5, &g)));
+            grads[&p].with_view(|g: ArrayViewD<f32>| {
+                p.update_(|mut w: ArrayViewMutD<f32>| w.scaled_add(-0.5, &g))
+            });
         }
     }
     let after = focal_loss(&model.forward(&x), &y, 2.0).item();
@@ -119,5 +140,8 @@ fn train_step_and_weights_on_disk() {
     let mut model = model;
     model.eval();
     restored.eval();
-    assert_eq!(model.forward(&x).to_vec::<f32>(), restored.forward(&x).to_vec::<f32>());
+    assert_eq!(
+        model.forward(&x).to_vec::<f32>(),
+        restored.forward(&x).to_vec::<f32>()
+    );
 }

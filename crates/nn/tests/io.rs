@@ -10,7 +10,10 @@ use tapegrad_nn::io::{load, save, WeightsError};
 use tapegrad_nn::*;
 
 fn model(seed: u64) -> Sequential {
-    let opts = Conv2dOptions { padding: [1, 1], ..Default::default() };
+    let opts = Conv2dOptions {
+        padding: [1, 1],
+        ..Default::default()
+    };
     Sequential::new()
         .add(Conv2d::with_options(1, 4, [3, 3], opts, seed))
         .add(BatchNorm2d::new(4))
@@ -21,7 +24,11 @@ fn model(seed: u64) -> Sequential {
 }
 
 fn values(m: &dyn Module) -> Vec<Vec<f32>> {
-    let mut v: Vec<Vec<f32>> = m.named_params().iter().map(|(_, p)| p.to_vec::<f32>()).collect();
+    let mut v: Vec<Vec<f32>> = m
+        .named_params()
+        .iter()
+        .map(|(_, p)| p.to_vec::<f32>())
+        .collect();
     v.extend(m.named_buffers().iter().map(|(_, t)| t.to_vec::<f32>()));
     v
 }
@@ -42,9 +49,20 @@ fn round_trip_gives_identical_outputs() {
     load(&b, &path).unwrap();
     assert_eq!(a.forward(&x).to_vec::<f32>(), b.forward(&x).to_vec::<f32>());
     assert_eq!(values(&a), values(&b));
-    assert_eq!(ids, b.params().iter().map(|p| p.id()).collect::<Vec<_>>(), "loading keeps parameter ids");
-    let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert_eq!(names, ["model.safetensors"], "no temporary file is left behind");
+    assert_eq!(
+        ids,
+        b.params().iter().map(|p| p.id()).collect::<Vec<_>>(),
+        "loading keeps parameter ids"
+    );
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["model.safetensors"],
+        "no temporary file is left behind"
+    );
     // Overwriting an existing file works too (rename over it).
     save(&b, &path).unwrap();
     load(&a, &path).unwrap();
@@ -78,8 +96,14 @@ fn truncated_and_corrupt_files_are_errors() {
     for len in [0, 4, 8, 20, bytes.len() / 2, bytes.len() - 1] {
         fs::write(&cut, &bytes[..len]).unwrap();
         let err = load(&target, &cut).unwrap_err();
-        assert!(matches!(err, WeightsError::Corrupt { ref path, .. } if path == &cut), "len {len}: {err}");
-        assert!(err.to_string().contains("cut.safetensors"), "the error names the file: {err}");
+        assert!(
+            matches!(err, WeightsError::Corrupt { ref path, .. } if path == &cut),
+            "len {len}: {err}"
+        );
+        assert!(
+            err.to_string().contains("cut.safetensors"),
+            "the error names the file: {err}"
+        );
         expect_untouched(&target, &before);
     }
     let garbage = dir.path().join("garbage.safetensors");
@@ -88,7 +112,10 @@ fn truncated_and_corrupt_files_are_errors() {
         *b = b'#';
     }
     fs::write(&garbage, &g).unwrap();
-    assert!(matches!(load(&target, &garbage), Err(WeightsError::Corrupt { .. })));
+    assert!(matches!(
+        load(&target, &garbage),
+        Err(WeightsError::Corrupt { .. })
+    ));
     expect_untouched(&target, &before);
 
     let missing = dir.path().join("nope.safetensors");
@@ -104,7 +131,10 @@ fn mismatched_files_name_the_first_mismatch() {
 
     // Shape: a model with 6 output classes reading a 3-class file.
     save(&model(0), p("m.safetensors")).unwrap();
-    let opts = Conv2dOptions { padding: [1, 1], ..Default::default() };
+    let opts = Conv2dOptions {
+        padding: [1, 1],
+        ..Default::default()
+    };
     let wider = Sequential::new()
         .add(Conv2d::with_options(1, 4, [3, 3], opts, 0))
         .add(BatchNorm2d::new(4))
@@ -114,7 +144,12 @@ fn mismatched_files_name_the_first_mismatch() {
         .add(Linear::new(64, 6, 1));
     let before = values(&wider);
     match load(&wider, p("m.safetensors")).unwrap_err() {
-        WeightsError::Shape { name, expected, found, .. } => {
+        WeightsError::Shape {
+            name,
+            expected,
+            found,
+            ..
+        } => {
             assert_eq!(name, "5.weight");
             assert_eq!((expected, found), (vec![6, 64], vec![3, 64]));
         }
@@ -125,19 +160,37 @@ fn mismatched_files_name_the_first_mismatch() {
     // Missing: the model has batch-norm buffers the file lacks.
     let no_bn = Sequential::new().add(Conv2d::with_options(1, 4, [3, 3], opts, 0));
     save(&no_bn, p("conv.safetensors")).unwrap();
-    let with_bn = Sequential::new().add(Conv2d::with_options(1, 4, [3, 3], opts, 0)).add(BatchNorm2d::new(4));
+    let with_bn = Sequential::new()
+        .add(Conv2d::with_options(1, 4, [3, 3], opts, 0))
+        .add(BatchNorm2d::new(4));
     let err = load(&with_bn, p("conv.safetensors")).unwrap_err();
-    assert!(matches!(err, WeightsError::Missing { ref name, .. } if name == "1.weight"), "{err}");
+    assert!(
+        matches!(err, WeightsError::Missing { ref name, .. } if name == "1.weight"),
+        "{err}"
+    );
 
     // Unexpected: the file has more than the model.
     let err = load(&no_bn, p("m.safetensors")).unwrap_err();
-    assert!(matches!(err, WeightsError::Unexpected { ref name, .. } if name == "1.bias"), "{err}");
+    assert!(
+        matches!(err, WeightsError::Unexpected { ref name, .. } if name == "1.bias"),
+        "{err}"
+    );
 
     // DType: an f64 file for an f32 model.
-    save(&Linear::with_options(3, 2, true, DType::F64, 0), p("f64.safetensors")).unwrap();
+    save(
+        &Linear::with_options(3, 2, true, DType::F64, 0),
+        p("f64.safetensors"),
+    )
+    .unwrap();
     let err = load(&Linear::new(3, 2, 0), p("f64.safetensors")).unwrap_err();
-    assert!(matches!(err, WeightsError::DType { ref name, expected: DType::F32, .. } if name == "weight"), "{err}");
-    assert!(err.to_string().contains("f64.safetensors") && err.to_string().contains("`weight`"), "{err}");
+    assert!(
+        matches!(err, WeightsError::DType { ref name, expected: DType::F32, .. } if name == "weight"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("f64.safetensors") && err.to_string().contains("`weight`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -156,6 +209,9 @@ fn duplicate_names_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.safetensors");
     let err = save(&Twice(Linear::new(2, 2, 0)), &path).unwrap_err();
-    assert!(matches!(err, WeightsError::DuplicateName { ref name, .. } if name == "weight"), "{err}");
+    assert!(
+        matches!(err, WeightsError::DuplicateName { ref name, .. } if name == "weight"),
+        "{err}"
+    );
     assert!(!Path::new(&path).exists(), "nothing is written on error");
 }

@@ -15,7 +15,10 @@ fn t(v: &[f64], shape: &[usize]) -> Tensor {
 fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: got {g}, want {w}");
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w}"
+        );
     }
 }
 
@@ -24,30 +27,97 @@ fn regression_losses_by_hand() {
     let x = t(&[0.5, -2.0, 3.0, 0.1], &[2, 2]);
     let y = t(&[0.0, 0.0, 1.0, 1.1], &[2, 2]);
     // d = [0.5, -2, 2, -1]
-    assert_close(&[mse_loss(&x, &y, Reduction::Mean).item()], &[(0.25 + 4.0 + 4.0 + 1.0) / 4.0], 1e-15, "mse mean");
-    assert_close(&[mse_loss(&x, &y, Reduction::Sum).item()], &[9.25], 1e-15, "mse sum");
-    assert_close(&mse_loss(&x, &y, Reduction::None).to_vec(), &[0.25, 4.0, 4.0, 1.0], 1e-15, "mse none");
-    assert_close(&[mse_loss(&x, &y, Reduction::BatchMean).item()], &[9.25 / 2.0], 1e-15, "mse batchmean");
-    assert_close(&[l1_loss(&x, &y, Reduction::Mean).item()], &[5.5 / 4.0], 1e-15, "l1 mean");
+    assert_close(
+        &[mse_loss(&x, &y, Reduction::Mean).item()],
+        &[(0.25 + 4.0 + 4.0 + 1.0) / 4.0],
+        1e-15,
+        "mse mean",
+    );
+    assert_close(
+        &[mse_loss(&x, &y, Reduction::Sum).item()],
+        &[9.25],
+        1e-15,
+        "mse sum",
+    );
+    assert_close(
+        &mse_loss(&x, &y, Reduction::None).to_vec(),
+        &[0.25, 4.0, 4.0, 1.0],
+        1e-15,
+        "mse none",
+    );
+    assert_close(
+        &[mse_loss(&x, &y, Reduction::BatchMean).item()],
+        &[9.25 / 2.0],
+        1e-15,
+        "mse batchmean",
+    );
+    assert_close(
+        &[l1_loss(&x, &y, Reduction::Mean).item()],
+        &[5.5 / 4.0],
+        1e-15,
+        "l1 mean",
+    );
     // huber delta 1: |d|<1 -> 0.5 d^2; else |d| - 0.5. d = 0.5 -> 0.125; 2 -> 1.5; |d| = 1 -> 0.5 (linear branch).
-    assert_close(&huber_loss(&x, &y, 1.0, Reduction::None).to_vec(), &[0.125, 1.5, 1.5, 0.5], 1e-12, "huber");
+    assert_close(
+        &huber_loss(&x, &y, 1.0, Reduction::None).to_vec(),
+        &[0.125, 1.5, 1.5, 0.5],
+        1e-12,
+        "huber",
+    );
     // delta 3: all quadratic.
-    assert_close(&huber_loss(&x, &y, 3.0, Reduction::None).to_vec(), &[0.125, 2.0, 2.0, 0.5], 1e-12, "huber d3");
+    assert_close(
+        &huber_loss(&x, &y, 3.0, Reduction::None).to_vec(),
+        &[0.125, 2.0, 2.0, 0.5],
+        1e-12,
+        "huber d3",
+    );
     // smooth l1 beta 1 equals huber delta 1; beta 4: 0.5 d^2 / 4.
-    assert_close(&smooth_l1_loss(&x, &y, 1.0, Reduction::None).to_vec(), &[0.125, 1.5, 1.5, 0.5], 1e-12, "sl1");
-    assert_close(&smooth_l1_loss(&x, &y, 4.0, Reduction::None).to_vec(), &[0.03125, 0.5, 0.5, 0.125], 1e-12, "sl1 b4");
-    assert_close(&smooth_l1_loss(&x, &y, 0.0, Reduction::None).to_vec(), &[0.5, 2.0, 2.0, 1.0], 1e-12, "sl1 b0 = l1");
+    assert_close(
+        &smooth_l1_loss(&x, &y, 1.0, Reduction::None).to_vec(),
+        &[0.125, 1.5, 1.5, 0.5],
+        1e-12,
+        "sl1",
+    );
+    assert_close(
+        &smooth_l1_loss(&x, &y, 4.0, Reduction::None).to_vec(),
+        &[0.03125, 0.5, 0.5, 0.125],
+        1e-12,
+        "sl1 b4",
+    );
+    assert_close(
+        &smooth_l1_loss(&x, &y, 0.0, Reduction::None).to_vec(),
+        &[0.5, 2.0, 2.0, 1.0],
+        1e-12,
+        "sl1 b0 = l1",
+    );
 
     // Gradients: mse mean 2d/n; huber clipped to ±delta.
     let xl = leaf(&x);
     let g = mse_loss(&xl, &y, Reduction::Mean).backward();
-    assert_close(&g[&xl].to_vec(), &[0.25, -1.0, 1.0, -0.5], 1e-12, "mse grad");
+    assert_close(
+        &g[&xl].to_vec(),
+        &[0.25, -1.0, 1.0, -0.5],
+        1e-12,
+        "mse grad",
+    );
     let g = huber_loss(&xl, &y, 1.0, Reduction::Sum).backward();
-    assert_close(&g[&xl].to_vec(), &[0.5, -1.0, 1.0, -1.0], 1e-12, "huber grad");
+    assert_close(
+        &g[&xl].to_vec(),
+        &[0.5, -1.0, 1.0, -1.0],
+        1e-12,
+        "huber grad",
+    );
 }
 
 /// Reference cross-entropy in plain f64 (PyTorch's definition, written out).
-fn ce_reference(x: &[f64], c: usize, targets: &[usize], w: Option<&[f64]>, ignore: Option<usize>, eps: f64) -> (Vec<f64>, f64) {
+fn ce_reference(
+    x: &[f64],
+    c: usize,
+    targets: &[usize],
+    w: Option<&[f64]>,
+    ignore: Option<usize>,
+    eps: f64,
+) -> (Vec<f64>, f64) {
     let n = targets.len();
     let mut per = vec![0.0; n];
     let (mut num, mut den) = (0.0, 0.0);
@@ -76,9 +146,22 @@ fn cross_entropy_by_hand() {
     let targets = [1, 2, 0, 2];
     let (per, mean) = ce_reference(&x, 3, &targets, None, None, 0.0);
     let o = CrossEntropyOptions::default();
-    assert_close(&[cross_entropy(&logits, &targets, &o).item()], &[mean], 1e-14, "ce mean");
-    let none = CrossEntropyOptions { reduction: Reduction::None, ..Default::default() };
-    assert_close(&cross_entropy(&logits, &targets, &none).to_vec(), &per, 1e-14, "ce none");
+    assert_close(
+        &[cross_entropy(&logits, &targets, &o).item()],
+        &[mean],
+        1e-14,
+        "ce mean",
+    );
+    let none = CrossEntropyOptions {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    assert_close(
+        &cross_entropy(&logits, &targets, &none).to_vec(),
+        &per,
+        1e-14,
+        "ce none",
+    );
 
     // Class weights, ignore_index and label smoothing together.
     let w = [0.2, 1.0, 3.0];
@@ -89,16 +172,45 @@ fn cross_entropy_by_hand() {
         label_smoothing: 0.1,
         reduction: Reduction::Mean,
     };
-    assert_close(&[cross_entropy(&logits, &[1, 2, 0, 1], &full).item()], &[mean], 1e-14, "ce weighted smoothed");
-    let full_none = CrossEntropyOptions { reduction: Reduction::None, ..full.clone() };
-    assert_close(&cross_entropy(&logits, &[1, 2, 0, 1], &full_none).to_vec(), &per, 1e-14, "ce per sample");
-    let full_sum = CrossEntropyOptions { reduction: Reduction::Sum, ..full.clone() };
-    assert_close(&[cross_entropy(&logits, &[1, 2, 0, 1], &full_sum).item()], &[per.iter().sum()], 1e-14, "ce sum");
+    assert_close(
+        &[cross_entropy(&logits, &[1, 2, 0, 1], &full).item()],
+        &[mean],
+        1e-14,
+        "ce weighted smoothed",
+    );
+    let full_none = CrossEntropyOptions {
+        reduction: Reduction::None,
+        ..full.clone()
+    };
+    assert_close(
+        &cross_entropy(&logits, &[1, 2, 0, 1], &full_none).to_vec(),
+        &per,
+        1e-14,
+        "ce per sample",
+    );
+    let full_sum = CrossEntropyOptions {
+        reduction: Reduction::Sum,
+        ..full.clone()
+    };
+    assert_close(
+        &[cross_entropy(&logits, &[1, 2, 0, 1], &full_sum).item()],
+        &[per.iter().sum()],
+        1e-14,
+        "ce sum",
+    );
 
     // An ignore_index outside the class range is fine (PyTorch's -100 style).
-    let ig = CrossEntropyOptions { ignore_index: Some(255), ..Default::default() };
+    let ig = CrossEntropyOptions {
+        ignore_index: Some(255),
+        ..Default::default()
+    };
     let (_, mean) = ce_reference(&x, 3, &[1, 255, 0, 2], None, Some(255), 0.0);
-    assert_close(&[cross_entropy(&logits, &[1, 255, 0, 2], &ig).item()], &[mean], 1e-14, "ce ignore 255");
+    assert_close(
+        &[cross_entropy(&logits, &[1, 255, 0, 2], &ig).item()],
+        &[mean],
+        1e-14,
+        "ce ignore 255",
+    );
 
     // Gradient of the mean: (softmax - onehot) / n.
     let xl = leaf(&logits);
@@ -112,18 +224,29 @@ fn cross_entropy_by_hand() {
         }
     }
     // And with every option on, against finite differences.
-    gradcheck("cross_entropy all options", &|| cross_entropy(&xl, &[1, 2, 0, 1], &full), &[("logits", &xl)]);
+    gradcheck(
+        "cross_entropy all options",
+        &|| cross_entropy(&xl, &[1, 2, 0, 1], &full),
+        &[("logits", &xl)],
+    );
 }
 
 #[test]
 fn cross_entropy_extreme_logits() {
     for dtype in [DType::F32, DType::F64] {
-        let logits = t(&[1000.0, -1000.0, 0.0, -1000.0, 1000.0, 0.0], &[2, 3]).to_dtype(dtype).requires_grad();
+        let logits = t(&[1000.0, -1000.0, 0.0, -1000.0, 1000.0, 0.0], &[2, 3])
+            .to_dtype(dtype)
+            .requires_grad();
         // Sample 0 is right with certainty (loss 0); sample 1 is wrong by 2000 (loss 2000).
-        let none = CrossEntropyOptions { reduction: Reduction::None, ..Default::default() };
+        let none = CrossEntropyOptions {
+            reduction: Reduction::None,
+            ..Default::default()
+        };
         let per = cross_entropy(&logits, &[0, 0], &none).to_vec::<f64>();
         assert_eq!(per, vec![0.0, 2000.0], "{dtype}");
-        let g = cross_entropy(&logits, &[0, 0], &CrossEntropyOptions::default()).backward()[&logits].to_vec::<f64>();
+        let g = cross_entropy(&logits, &[0, 0], &CrossEntropyOptions::default()).backward()
+            [&logits]
+            .to_vec::<f64>();
         assert_eq!(g, vec![0.0, 0.0, 0.0, -0.5, 0.5, 0.0], "{dtype}");
     }
 }
@@ -134,18 +257,35 @@ fn cross_entropy_spatial_and_unbatched() {
     let x = Tensor::randn(&[2, 3, 2], DType::F64, 0);
     let targets = [0, 2, 1, 1];
     let flat = x.permute(&[0, 2, 1]).reshape(&[4, 3]);
-    let none = CrossEntropyOptions { reduction: Reduction::None, ..Default::default() };
+    let none = CrossEntropyOptions {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
     let a = cross_entropy(&x, &targets, &none);
     assert_eq!(a.shape(), &[2, 2]);
-    assert_close(&a.to_vec(), &cross_entropy(&flat, &targets, &none).to_vec(), 1e-15, "spatial");
+    assert_close(
+        &a.to_vec(),
+        &cross_entropy(&flat, &targets, &none).to_vec(),
+        1e-15,
+        "spatial",
+    );
     let one = t(&[0.0, 0.0], &[2]);
-    assert_close(&[cross_entropy(&one, &[1], &CrossEntropyOptions::default()).item()], &[2f64.ln()], 1e-15, "unbatched");
+    assert_close(
+        &[cross_entropy(&one, &[1], &CrossEntropyOptions::default()).item()],
+        &[2f64.ln()],
+        1e-15,
+        "unbatched",
+    );
 }
 
 #[test]
 #[should_panic(expected = "cross_entropy: target 3 (sample 1) is out of range for 3 classes")]
 fn cross_entropy_bad_target_panics() {
-    let _ = cross_entropy(&Tensor::zeros(&[2, 3], DType::F32), &[0, 3], &CrossEntropyOptions::default());
+    let _ = cross_entropy(
+        &Tensor::zeros(&[2, 3], DType::F32),
+        &[0, 3],
+        &CrossEntropyOptions::default(),
+    );
 }
 
 #[test]
@@ -153,8 +293,18 @@ fn nll_loss_by_hand() {
     let logp = t(&[-0.1, -2.5, -3.0, -1.2, -0.4, -2.0], &[2, 3]);
     let w = t(&[1.0, 2.0, 0.5], &[3]);
     // mean with weights: (2 * 2.5 + 0.5 * 2.0) / (2 + 0.5)
-    assert_close(&[nll_loss(&logp, &[1, 2], Some(&w), None, Reduction::Mean).item()], &[6.0 / 2.5], 1e-15, "nll");
-    assert_close(&[nll_loss(&logp, &[1, 2], None, Some(1), Reduction::Mean).item()], &[2.0], 1e-15, "nll ignore");
+    assert_close(
+        &[nll_loss(&logp, &[1, 2], Some(&w), None, Reduction::Mean).item()],
+        &[6.0 / 2.5],
+        1e-15,
+        "nll",
+    );
+    assert_close(
+        &[nll_loss(&logp, &[1, 2], None, Some(1), Reduction::Mean).item()],
+        &[2.0],
+        1e-15,
+        "nll ignore",
+    );
 }
 
 #[test]
@@ -165,14 +315,27 @@ fn binary_cross_entropy_by_hand() {
         .iter()
         .map(|&(p, y)| -(y * p.ln() + (1.0 - y) * (1.0 - p).ln()))
         .collect();
-    assert_close(&binary_cross_entropy(&p, &y, None, Reduction::None).to_vec(), &want, 1e-15, "bce");
+    assert_close(
+        &binary_cross_entropy(&p, &y, None, Reduction::None).to_vec(),
+        &want,
+        1e-15,
+        "bce",
+    );
     let w = t(&[2.0, 1.0, 0.0], &[3]);
     let wm = (2.0 * want[0] + want[1]) / 3.0;
-    assert_close(&[binary_cross_entropy(&p, &y, Some(&w), Reduction::Mean).item()], &[wm], 1e-15, "bce weighted");
+    assert_close(
+        &[binary_cross_entropy(&p, &y, Some(&w), Reduction::Mean).item()],
+        &[wm],
+        1e-15,
+        "bce weighted",
+    );
     // Log clamped at -100: p = 0 with y = 1 costs exactly 100.
     let p0 = t(&[0.0, 1.0], &[2]);
     let y0 = t(&[1.0, 0.0], &[2]);
-    assert_eq!(binary_cross_entropy(&p0, &y0, None, Reduction::None).to_vec::<f64>(), vec![100.0, 100.0]);
+    assert_eq!(
+        binary_cross_entropy(&p0, &y0, None, Reduction::None).to_vec::<f64>(),
+        vec![100.0, 100.0]
+    );
 }
 
 #[test]
@@ -192,8 +355,13 @@ fn bce_with_logits_stable_and_by_hand() {
     assert_eq!(got[6], 1000.0);
     // Gradient sigmoid(x) - y, finite at ±1000.
     let xl = leaf(&x);
-    let g = binary_cross_entropy_with_logits(&xl, &y, None, None, Reduction::Sum).backward()[&xl].to_vec::<f64>();
-    let gw: Vec<f64> = xs.iter().zip(&ys).map(|(&x, &y)| 1.0 / (1.0 + (-x).exp()) - y).collect();
+    let g = binary_cross_entropy_with_logits(&xl, &y, None, None, Reduction::Sum).backward()[&xl]
+        .to_vec::<f64>();
+    let gw: Vec<f64> = xs
+        .iter()
+        .zip(&ys)
+        .map(|(&x, &y)| 1.0 / (1.0 + (-x).exp()) - y)
+        .collect();
     assert_close(&g, &gw, 1e-14, "bce logits grad");
 
     // pos_weight per class on [N, C]: -[pw y log s(x) + (1 - y) log(1 - s(x))].
@@ -203,17 +371,23 @@ fn bce_with_logits_stable_and_by_hand() {
     let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
     let want: Vec<f64> = (0..4)
         .map(|i| {
-            let (xv, yv, p) = ([0.3, -1.2, 2.0, -0.4][i], [1.0, 0.0, 0.5, 1.0][i], pw[i % 2]);
+            let (xv, yv, p) = (
+                [0.3, -1.2, 2.0, -0.4][i],
+                [1.0, 0.0, 0.5, 1.0][i],
+                pw[i % 2],
+            );
             -(p * yv * sig(xv).ln() + (1.0 - yv) * (1.0 - sig(xv)).ln())
         })
         .collect();
-    let got = binary_cross_entropy_with_logits(&x2, &y2, None, Some(&t(&pw, &[2])), Reduction::None);
+    let got =
+        binary_cross_entropy_with_logits(&x2, &y2, None, Some(&t(&pw, &[2])), Reduction::None);
     assert_close(&got.to_vec(), &want, 1e-14, "pos_weight");
     // In f32 at ±1000 with pos_weight: finite.
     let xf = t(&[1000.0, -1000.0], &[2]).to_dtype(DType::F32);
     let yf = t(&[0.0, 1.0], &[2]).to_dtype(DType::F32);
     let pwf = t(&[2.0, 2.0], &[2]).to_dtype(DType::F32);
-    let l = binary_cross_entropy_with_logits(&xf, &yf, None, Some(&pwf), Reduction::None).to_vec::<f32>();
+    let l = binary_cross_entropy_with_logits(&xf, &yf, None, Some(&pwf), Reduction::None)
+        .to_vec::<f32>();
     assert_eq!(l, vec![1000.0, 2000.0]);
 }
 
@@ -223,22 +397,56 @@ fn kl_div_by_hand() {
     let q = [0.3, 0.3, 0.4, 0.2, 0.2, 0.6];
     let input = t(&q, &[2, 3]).log();
     let target = t(&p, &[2, 3]);
-    let pointwise: Vec<f64> = p.iter().zip(&q).map(|(&p, &q)| if p > 0.0 { p * (p / q).ln() } else { 0.0 }).collect();
-    assert_close(&kl_div(&input, &target, false, Reduction::None).to_vec(), &pointwise, 1e-15, "kl none");
+    let pointwise: Vec<f64> = p
+        .iter()
+        .zip(&q)
+        .map(|(&p, &q)| if p > 0.0 { p * (p / q).ln() } else { 0.0 })
+        .collect();
+    assert_close(
+        &kl_div(&input, &target, false, Reduction::None).to_vec(),
+        &pointwise,
+        1e-15,
+        "kl none",
+    );
     let total: f64 = pointwise.iter().sum();
-    assert_close(&[kl_div(&input, &target, false, Reduction::BatchMean).item()], &[total / 2.0], 1e-15, "kl batchmean");
-    assert_close(&[kl_div(&input, &target, false, Reduction::Mean).item()], &[total / 6.0], 1e-15, "kl mean");
+    assert_close(
+        &[kl_div(&input, &target, false, Reduction::BatchMean).item()],
+        &[total / 2.0],
+        1e-15,
+        "kl batchmean",
+    );
+    assert_close(
+        &[kl_div(&input, &target, false, Reduction::Mean).item()],
+        &[total / 6.0],
+        1e-15,
+        "kl mean",
+    );
     // log_target: the same divergence from log p.
     let p2 = [0.2, 0.5, 0.3];
-    let lt2 = kl_div(&t(&q[..3], &[1, 3]).log(), &t(&p2, &[1, 3]).log(), true, Reduction::Sum).item();
-    let want2: f64 = p2.iter().zip(&q[..3]).map(|(&p, &q)| p * (p / q).ln()).sum();
+    let lt2 = kl_div(
+        &t(&q[..3], &[1, 3]).log(),
+        &t(&p2, &[1, 3]).log(),
+        true,
+        Reduction::Sum,
+    )
+    .item();
+    let want2: f64 = p2
+        .iter()
+        .zip(&q[..3])
+        .map(|(&p, &q)| p * (p / q).ln())
+        .sum();
     assert!((lt2 - want2).abs() < 1e-15, "{lt2} vs {want2}");
     // Finite gradient w.r.t. both arguments where the target is 0.
     let tl = leaf(&target);
     let il = leaf(&input);
     let grads = kl_div(&il, &tl, false, Reduction::Sum).backward();
     assert!(grads[&tl].to_vec::<f64>().iter().all(|v| v.is_finite()));
-    assert_close(&grads[&il].to_vec(), &p.iter().map(|v| -v).collect::<Vec<_>>(), 1e-15, "kl grad input");
+    assert_close(
+        &grads[&il].to_vec(),
+        &p.iter().map(|v| -v).collect::<Vec<_>>(),
+        1e-15,
+        "kl grad input",
+    );
 }
 
 #[test]
@@ -252,9 +460,29 @@ fn losses_gradcheck() {
     let pw = Tensor::rand_uniform(&[4], 0.5, 3.0, DType::F64, 6);
     gradcheck("mse", &|| mse_loss(&x, &y, Reduction::Mean), &[("x", &x)]);
     gradcheck("l1", &|| l1_loss(&x, &y, Reduction::Sum), &[("x", &x)]);
-    gradcheck("huber", &|| huber_loss(&x, &y, 0.7, Reduction::Mean), &[("x", &x)]);
-    gradcheck("smooth_l1", &|| smooth_l1_loss(&x, &y, 0.7, Reduction::None), &[("x", &x)]);
-    gradcheck("bce", &|| binary_cross_entropy(&prob, &yb, None, Reduction::Mean), &[("p", &prob)]);
-    gradcheck("bce logits", &|| binary_cross_entropy_with_logits(&x, &yb, None, Some(&pw), Reduction::Mean), &[("x", &x)]);
-    gradcheck("kl", &|| kl_div(&logq, &p, false, Reduction::BatchMean), &[("input", &logq)]);
+    gradcheck(
+        "huber",
+        &|| huber_loss(&x, &y, 0.7, Reduction::Mean),
+        &[("x", &x)],
+    );
+    gradcheck(
+        "smooth_l1",
+        &|| smooth_l1_loss(&x, &y, 0.7, Reduction::None),
+        &[("x", &x)],
+    );
+    gradcheck(
+        "bce",
+        &|| binary_cross_entropy(&prob, &yb, None, Reduction::Mean),
+        &[("p", &prob)],
+    );
+    gradcheck(
+        "bce logits",
+        &|| binary_cross_entropy_with_logits(&x, &yb, None, Some(&pw), Reduction::Mean),
+        &[("x", &x)],
+    );
+    gradcheck(
+        "kl",
+        &|| kl_div(&logq, &p, false, Reduction::BatchMean),
+        &[("input", &logq)],
+    );
 }

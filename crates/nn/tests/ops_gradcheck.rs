@@ -12,11 +12,25 @@ fn check_row(name: &str, samples: u64) {
     let spec = find_op(name).unwrap_or_else(|| panic!("op table has no row `{name}`"));
     for seed in 0..samples {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let inputs: Vec<Tensor> = spec.sample_inputs(&mut rng, DType::F64).iter().map(leaf).collect();
+        let inputs: Vec<Tensor> = spec
+            .sample_inputs(&mut rng, DType::F64)
+            .iter()
+            .map(leaf)
+            .collect();
         let f = || (spec.apply)(&inputs);
         let names: Vec<String> = (0..inputs.len()).map(|i| format!("input{i}")).collect();
-        let wrt: Vec<(&str, &Tensor)> = names.iter().map(|s| s.as_str()).zip(inputs.iter()).collect();
-        let label = format!("{name} (seed {seed}, shapes {:?})", inputs.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>());
+        let wrt: Vec<(&str, &Tensor)> = names
+            .iter()
+            .map(|s| s.as_str())
+            .zip(inputs.iter())
+            .collect();
+        let label = format!(
+            "{name} (seed {seed}, shapes {:?})",
+            inputs
+                .iter()
+                .map(|t| t.shape().to_vec())
+                .collect::<Vec<_>>()
+        );
         gradcheck(&label, &f, &wrt);
         if spec.second_order {
             gradgradcheck(&label, &f, &wrt);
@@ -45,7 +59,15 @@ fn dropout_row_first_and_second_order() {
 fn conv2d_hand_picked_configurations() {
     // (input, weight, stride, padding, dilation, groups): strided, dilated, depthwise,
     // pointwise, padding larger than the kernel reach.
-    let configs: [(&[usize], &[usize], [usize; 2], [usize; 2], [usize; 2], usize); 5] = [
+    type Config<'a> = (
+        &'a [usize],
+        &'a [usize],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        usize,
+    );
+    let configs: [Config; 5] = [
         (&[2, 2, 5, 4], &[3, 2, 3, 2], [2, 1], [1, 0], [1, 1], 1),
         (&[1, 2, 7, 7], &[2, 2, 3, 3], [1, 2], [2, 2], [2, 2], 1),
         (&[2, 3, 4, 4], &[3, 1, 3, 3], [1, 1], [1, 1], [1, 1], 3),
@@ -69,7 +91,10 @@ fn conv2d_third_order_through_recorded_backward() {
     // are convolutions, so this must be exact (a cubic in x has a constant third derivative).
     let x = leaf(&Tensor::randn(&[1, 1, 4, 4], DType::F64, 3));
     let w = leaf(&Tensor::randn(&[1, 1, 2, 2], DType::F64, 4));
-    let y = x.conv2d(&w, None, [1, 1], [0, 0], [1, 1], 1).powf(3.0).sum();
+    let y = x
+        .conv2d(&w, None, [1, 1], [0, 0], [1, 1], 1)
+        .powf(3.0)
+        .sum();
     let gx = y.backward_with_graph()[&x].clone();
     let gxx = gx.sum().backward_with_graph()[&x].clone();
     assert!(gxx.tracks_grad(), "second derivative is on the tape");
@@ -99,7 +124,9 @@ fn the_checker_catches_a_wrong_gradient() {
     let x = leaf(&Tensor::randn(&[3], DType::F64, 1));
     let f = || {
         let v = tapegrad::no_grad(|| x.square());
-        custom_op("bad_square", &[&x], v, &[&x], false, |ctx, g| vec![Some(g.mul(&ctx.saved(0).mul_scalar(3.0)))])
+        custom_op("bad_square", &[&x], v, &[&x], false, |ctx, g| {
+            vec![Some(g.mul(&ctx.saved(0).mul_scalar(3.0)))]
+        })
     };
     gradcheck("bad_square", &f, &[("x", &x)]);
 }

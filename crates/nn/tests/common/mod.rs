@@ -33,8 +33,11 @@ pub fn gradcheck(label: &str, f: &dyn Fn() -> Tensor, wrt: &[(&str, &Tensor)]) {
     let scalar = |y: &Tensor| y.mul(&r).sum();
     let grads = scalar(&y).backward();
     for (name, t) in wrt {
-        let analytic = grads.get(t).map(|g| g.to_vec::<f64>()).unwrap_or_else(|| vec![0.0; t.numel()]);
-        for k in 0..t.numel() {
+        let analytic = grads
+            .get(t)
+            .map(|g| g.to_vec::<f64>())
+            .unwrap_or_else(|| vec![0.0; t.numel()]);
+        for (k, &a) in analytic.iter().enumerate() {
             let orig = get(t, k);
             set(t, k, orig + H);
             let lp = no_grad(|| scalar(&f()).item());
@@ -43,9 +46,8 @@ pub fn gradcheck(label: &str, f: &dyn Fn() -> Tensor, wrt: &[(&str, &Tensor)]) {
             set(t, k, orig);
             let numeric = (lp - lm) / (2.0 * H);
             assert!(
-                close(analytic[k], numeric, 1e-5, 1e-4),
-                "{label}: d/d{name}[{k}]: backward {} vs finite difference {numeric}",
-                analytic[k]
+                close(a, numeric, 1e-5, 1e-4),
+                "{label}: d/d{name}[{k}]: backward {a} vs finite difference {numeric}"
             );
         }
     }
@@ -57,11 +59,19 @@ pub fn gradcheck(label: &str, f: &dyn Fn() -> Tensor, wrt: &[(&str, &Tensor)]) {
 pub fn gradgradcheck(label: &str, f: &dyn Fn() -> Tensor, wrt: &[(&str, &Tensor)]) {
     let y0 = f();
     let r = Tensor::randn(y0.shape(), DType::F64, 777);
-    let vs: Vec<Tensor> = wrt.iter().enumerate().map(|(i, (_, t))| Tensor::randn(t.shape(), DType::F64, 900 + i as u64)).collect();
+    let vs: Vec<Tensor> = wrt
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| Tensor::randn(t.shape(), DType::F64, 900 + i as u64))
+        .collect();
     // G = sum_i <dL/dt_i, v_i>; with graph so G can be differentiated.
     let g_of = |graph: bool| -> Tensor {
         let l = f().mul(&r).sum();
-        let grads = if graph { l.backward_with_graph() } else { l.backward() };
+        let grads = if graph {
+            l.backward_with_graph()
+        } else {
+            l.backward()
+        };
         let mut total = Tensor::zeros(&[], DType::F64);
         for ((_, t), v) in wrt.iter().zip(&vs) {
             if let Some(g) = grads.get(t) {
@@ -71,14 +81,18 @@ pub fn gradgradcheck(label: &str, f: &dyn Fn() -> Tensor, wrt: &[(&str, &Tensor)
         total
     };
     let g = g_of(true);
-    let second = if g.tracks_grad() { Some(g.backward()) } else { None };
+    let second = if g.tracks_grad() {
+        Some(g.backward())
+    } else {
+        None
+    };
     for (name, t) in wrt {
         let analytic = second
             .as_ref()
             .and_then(|s| s.get(t))
             .map(|g| g.to_vec::<f64>())
             .unwrap_or_else(|| vec![0.0; t.numel()]);
-        for k in 0..t.numel() {
+        for (k, &a) in analytic.iter().enumerate() {
             let orig = get(t, k);
             set(t, k, orig + H);
             let gp = g_of(false).item();
@@ -87,9 +101,8 @@ pub fn gradgradcheck(label: &str, f: &dyn Fn() -> Tensor, wrt: &[(&str, &Tensor)
             set(t, k, orig);
             let numeric = (gp - gm) / (2.0 * H);
             assert!(
-                close(analytic[k], numeric, 1e-4, 1e-3),
-                "{label}: second order d/d{name}[{k}]: backward {} vs finite difference {numeric}",
-                analytic[k]
+                close(a, numeric, 1e-4, 1e-3),
+                "{label}: second order d/d{name}[{k}]: backward {a} vs finite difference {numeric}"
             );
         }
     }
