@@ -14,7 +14,8 @@ impl Tensor {
     /// Elementwise `max(x, 0)`. Gradient: `g` where `x > 0`, else 0, so `relu'(0) = 0`
     /// (as in PyTorch). The rule reads the saved output (`out > 0` iff `x > 0`).
     pub fn relu(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| if x > num_traits::Zero::zero() { x } else { num_traits::Zero::zero() }));
+        // `x < 0` is false for NaN, so a NaN propagates (as in PyTorch) instead of vanishing.
+        let value = map_storage!(self.storage(), a => map(&a.view(), |x| if x < num_traits::Zero::zero() { num_traits::Zero::zero() } else { x }));
         record("relu", &[self], value, |_| smallvec![], true, |ctx, g| {
             smallvec![Some(g.mul(&ctx.output().gt_scalar(0.0)))]
         })
@@ -129,6 +130,14 @@ mod tests {
         assert_eq!(g[&x].to_vec::<f64>(), vec![0.0, 0.0, 1.0]);
         let g = x.leaky_relu(0.1).sum().backward();
         assert_eq!(g[&x].to_vec::<f64>(), vec![0.1, 0.1, 1.0]);
+    }
+
+    #[test]
+    fn relu_propagates_nan() {
+        let x = Tensor::from_vec(vec![f32::NAN, -1.0, 1.0], &[3]);
+        let y = x.relu().to_vec::<f32>();
+        assert!(y[0].is_nan());
+        assert_eq!(&y[1..], &[0.0, 1.0]);
     }
 
     #[test]

@@ -1,0 +1,211 @@
+//! The training loop: accumulation equals the large batch, a stopped and resumed run
+//! ends where an uninterrupted one does, a diverging run stops at the right step with its
+//! last good checkpoint intact.
+
+use tapegrad::DType;
+use tapegrad_data::train::{Stop, TrainConfig, TrainError, Trainer};
+use tapegrad_data::{digits, BatchSizeSchedule, InMemoryDataset};
+use tapegrad_nn::{Linear, Module, Relu, Sequential};
+use tapegrad_optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+
+fn model(seed: u64) -> Sequential {
+    Sequential::new()
+        .add(Linear::with_options(64, 32, true, DType::F64, seed))
+        .add(Relu)
+        .add(Linear::with_options(32, 10, true, DType::F64, seed + 1))
+}
+
+fn small_digits() -> (InMemoryDataset, InMemoryDataset) {
+    let d = digits().unwrap();
+    let (rest, val) = d.split(0.1, 1);
+    (rest.subset(&(0..600).collect::<Vec<_>>()), val)
+}
+
+fn weights(m: &Sequential) -> Vec<f64> {
+    m.params().iter().flat_map(|p| p.to_vec::<f64>()).collect()
+}
+
+fn sgd(m: &Sequential, lr: f64) -> Box<dyn Optimizer> {
+    Box::new(Sgd::new(m.params(), SgdConfig { lr, momentum: 0.9, ..SgdConfig::default() }))
+}
+
+#[test]
+fn accumulated_micro_batches_equal_one_large_batch() {
+    let (train, _) = small_digits();
+    let run = |batch: usize, accumulate: usize| {
+        let m = model(3);
+        let opt = sgd(&m, 0.05);
+        let config = TrainConfig {
+            epochs: 1,
+            batch_size: BatchSizeSchedule::new(batch),
+            accumulate,
+            lr: 0.05,
+            max_iterations: Some(3),
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::new(m, opt, config);
+        assert_eq!(t.fit(&train, None, None, |_| {}).unwrap(), Stop::Budget);
+        assert_eq!(t.state.iteration, 3);
+        weights(&t.model)
+    };
+    let big = run(60, 1);
+    for (b, a) in [(15, 4), (20, 3), (60, 1)] {
+        let acc = run(b, a);
+        let worst = big.iter().zip(&acc).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-12, "micro-batch {b} x {a}: max difference {worst}");
+    }
+    // And the comparison can fail: a different effective batch gives different weights.
+    let other = run(30, 1);
+    assert!(big.iter().zip(&other).any(|(x, y)| (x - y).abs() > 1e-6));
+}
+
+#[test]
+fn unequal_micro_batches_are_weighted_by_size() {
+    // 50 samples in micro-batches of 20 + 20 + 10 must equal one batch of 50.
+    let (train, _) = small_digits();
+    let train = train.subset(&(0..50).collect::<Vec<_>>());
+    let run = |batch: usize, accumulate: usize| {
+        let m = model(5);
+        let opt = sgd(&m, 0.1);
+        let config = TrainConfig { epochs: 1, batch_size: BatchSizeSchedule::new(batch), accumulate, lr: 0.1, ..TrainConfig::default() };
+        let mut t = Trainer::new(m, opt, config);
+        t.fit(&train, None, None, |_| {}).unwrap();
+        assert_eq!(t.state.iteration, 1);
+        weights(&t.model)
+    };
+    let (a, b) = (run(50, 1), run(20, 3));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-12, "{worst}");
+}
+
+fn config(dir: Option<std::path::PathBuf>, max_iterations: Option<usize>) -> TrainConfig {
+    TrainConfig {
+        epochs: 3,
+        batch_size: BatchSizeSchedule::new(32).grow_at(2, 64),
+        lr: 0.01,
+        seed: 11,
+        checkpoint_dir: dir,
+        max_iterations,
+        ..TrainConfig::default()
+    }
+}
+
+fn adam(m: &Sequential) -> Box<dyn Optimizer> {
+    Box::new(Adam::new(m.params(), AdamConfig { lr: 0.01, ..AdamConfig::default() }))
+}
+
+#[test]
+fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
+    let (train, val) = small_digits();
+    let m = model(7);
+    let o = adam(&m);
+    let mut whole = Trainer::new(m, o, config(None, None));
+    assert_eq!(whole.fit(&train, Some(&val), None, |_| {}).unwrap(), Stop::Completed);
+
+    let dir = tempfile::tempdir().unwrap();
+    // Stop mid-epoch 1 (600 / 32 = 19 updates per epoch at first).
+    let m = model(7);
+    let o = adam(&m);
+    let mut first = Trainer::new(m, o, config(Some(dir.path().into()), Some(25)));
+    assert_eq!(first.fit(&train, Some(&val), None, |_| {}).unwrap(), Stop::Budget);
+    assert_eq!((first.state.epoch, first.state.batch_in_epoch), (1, 6));
+    drop(first);
+
+    // A fresh process would rebuild the model with any seed and load the checkpoint.
+    let m = model(99);
+    let o = adam(&m);
+    let mut resumed = Trainer::new(m, o, config(Some(dir.path().into()), None));
+    resumed.resume(dir.path()).unwrap();
+    assert_eq!(resumed.state.iteration, 25);
+    assert_eq!(resumed.fit(&train, Some(&val), None, |_| {}).unwrap(), Stop::Completed);
+
+    assert_eq!(resumed.state.iteration, whole.state.iteration);
+    assert_eq!(weights(&resumed.model), weights(&whole.model), "resumed weights differ");
+    assert_eq!(resumed.state.history, {
+        // Timing fields differ between runs; compare everything else.
+        let mut h = whole.state.history.clone();
+        for (a, b) in h.iter_mut().zip(&resumed.state.history) {
+            a.samples_per_s = b.samples_per_s;
+            a.seconds = b.seconds;
+        }
+        h
+    });
+}
+
+#[test]
+fn non_finite_loss_stops_with_its_step_and_keeps_the_last_checkpoint() {
+    let (train, _) = small_digits();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |epochs| TrainConfig {
+        epochs,
+        batch_size: BatchSizeSchedule::new(100),
+        lr: 0.01,
+        seed: 4,
+        checkpoint_dir: Some(dir.path().into()),
+        ..TrainConfig::default()
+    };
+    // One clean epoch, checkpointed.
+    let m = model(1);
+    let o = adam(&m);
+    let mut t = Trainer::new(m, o, config(1));
+    t.fit(&train, None, None, |_| {}).unwrap();
+    // Then a sample turns NaN: epoch 1 must stop at the batch that holds it.
+    let poisoned_sample = 123;
+    let mut features = train.features().to_vec();
+    features[poisoned_sample * 64 + 10] = f32::NAN;
+    let poisoned = InMemoryDataset::new("poisoned", features, train.labels().to_vec(), &[64], 10);
+    let position = tapegrad_data::DataLoader::new(poisoned.clone(), 100)
+        .shuffle(4)
+        .order(1)
+        .iter()
+        .position(|&i| i == poisoned_sample)
+        .unwrap();
+    t.config = config(2);
+    let before = weights(&t.model);
+    let err = t.fit(&poisoned, None, None, |_| {}).unwrap_err();
+    let TrainError::NonFiniteLoss { epoch, iteration, batch, value } = err else { panic!("{err}") };
+    assert!(value.is_nan());
+    assert_eq!((epoch, batch, iteration), (1, position / 100, 6 + position / 100));
+    let text = TrainError::NonFiniteLoss { epoch, iteration, batch, value }.to_string();
+    assert!(text.contains(&format!("at epoch 1, iteration {iteration} (batch {batch} of the epoch)")), "{text}");
+    // No update used the NaN: weights are finite.
+    assert!(weights(&t.model).iter().all(|w| w.is_finite()));
+    // The checkpoint on disk is the end of epoch 0, and it loads.
+    let m = model(2);
+    let o = adam(&m);
+    let mut again = Trainer::new(m, o, config(2));
+    again.resume(dir.path()).unwrap();
+    assert_eq!((again.state.epoch, again.state.iteration), (1, 6));
+    assert_eq!(weights(&again.model), before);
+}
+
+#[test]
+fn corrupt_checkpoint_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("checkpoint.json"), b"{ not json").unwrap();
+    let m = model(1);
+    let o = adam(&m);
+    let mut t = Trainer::new(m, o, TrainConfig::default());
+    let e = t.resume(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("checkpoint.json"), "{e}");
+}
+
+#[test]
+fn trains_digits_to_high_accuracy() {
+    let d = digits().unwrap();
+    let (train, test) = d.split(0.2, 0);
+    let m = model(0);
+    let o = adam(&m);
+    let config = TrainConfig { epochs: 15, batch_size: BatchSizeSchedule::new(32), lr: 0.01, ..TrainConfig::default() };
+    let mut t = Trainer::new(m, o, config);
+    let mut epochs = 0;
+    t.fit(&train, None, Some(&test), |e| {
+        if let tapegrad_data::train::Event::Epoch(_) = e {
+            epochs += 1
+        }
+    })
+    .unwrap();
+    assert_eq!(epochs, 15);
+    let acc = t.state.history.last().unwrap().test_accuracy.unwrap();
+    assert!(acc >= 0.95, "test accuracy {acc}");
+}
