@@ -245,6 +245,7 @@ pub(crate) fn compare(
         rtol: options.rtol,
         output_shape: out_shape,
         inputs: reports,
+        cotangent: None,
     })
 }
 

@@ -109,7 +109,22 @@ pub enum Order {
 
 /// The result of a gradient check: the options used and one [`InputReport`] per
 /// checked input. [`gradcheck`](crate::gradcheck) returns it when every entry passes,
-/// and inside [`GradcheckError::Mismatch`] when one does not.
+/// and inside [`GradcheckError::Mismatch`] when one does not. `Display` prints it as a
+/// short table, one line per input and one for its worst entry.
+///
+/// ```
+/// use tapegrad::Tensor;
+/// use tapegrad_gradcheck::{gradcheck, Options, Position};
+///
+/// let x = Tensor::from_vec(vec![0.0f64, 1.0], &[2]);
+/// let report = gradcheck(|t: &[Tensor]| t[0].exp(), &[x], &Options::default()).unwrap();
+/// let input = &report.inputs[0];
+/// assert_eq!(input.compared, 4); // the 2 x 2 Jacobian
+/// let worst = input.worst.as_ref().unwrap();
+/// assert!(matches!(worst.position, Position::Element { .. }));
+/// assert!(worst.abs_error <= report.max_abs_error() && report.max_abs_error() < 1e-8);
+/// assert!(report.to_string().contains("input 0 (shape [2]): 4 entries"));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
     /// First or second order.
@@ -126,6 +141,9 @@ pub struct Report {
     pub output_shape: Vec<usize>,
     /// One report per checked input, in input order.
     pub inputs: Vec<InputReport>,
+    /// In a second-order report, the index of the random cotangent `u` among the
+    /// checked function's inputs (the last one); `None` in a first-order report.
+    pub cotangent: Option<usize>,
 }
 
 impl Report {
@@ -184,12 +202,17 @@ impl fmt::Display for Report {
             if self.passed() { "passed" } else { "FAILED" }
         )?;
         for r in &self.inputs {
+            let name = if self.cotangent == Some(r.input) {
+                format!("input {} = the cotangent u", r.input)
+            } else {
+                format!("input {}", r.input)
+            };
             write!(
                 f,
-                "  input {} (shape {:?}): {} entries, max abs error {:.3e}, max rel error {:.3e}: {}",
-                r.input,
+                "  {name} (shape {:?}): {} {}, max abs error {:.3e}, max rel error {:.3e}: {}",
                 r.shape,
                 r.compared,
+                if r.compared == 1 { "entry" } else { "entries" },
                 r.max_abs_error,
                 r.max_rel_error,
                 if r.passed() { "ok" } else { "FAILED" }
@@ -229,6 +252,16 @@ impl fmt::Display for Quantity {
 }
 
 /// Why a gradient check failed.
+///
+/// ```
+/// use tapegrad::{DType, Tensor};
+/// use tapegrad_gradcheck::{gradcheck, GradcheckError, Options};
+///
+/// let x = Tensor::ones(&[2], DType::F32);
+/// let err = gradcheck(|t: &[Tensor]| t[0].exp(), &[x], &Options::default()).unwrap_err();
+/// assert_eq!(err, GradcheckError::NotF64 { input: 0, dtype: DType::F32 });
+/// assert!(err.report().is_none());
+/// ```
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum GradcheckError {
     /// Some entry is out of tolerance; the report names the worst one per input.

@@ -134,5 +134,8 @@ fn second_order(
     if let Some(e) = failure.into_inner() {
         return Err(GradcheckError::Backward(e));
     }
-    report
+    Ok(Report {
+        cotangent: Some(n),
+        ..report?
+    })
 }

@@ -241,6 +241,7 @@ fn the_report_names_the_worst_entry() {
     let r = gradcheck(f, &[a, b], &Options::default()).unwrap();
     assert_eq!(r.order, Order::First);
     assert_eq!(r.output_shape, vec![2]);
+    assert_eq!(r.cotangent, None);
     assert_eq!(r.inputs[0].compared, 2 * 6);
     assert_eq!(r.inputs[1].compared, 2 * 3);
     let text = r.to_string();
@@ -324,5 +325,11 @@ fn gradgradcheck_checks_the_inputs_and_the_cotangent() {
         vec![1, 2]
     );
     assert_eq!(r.output_shape, vec![2]);
-    assert!(r.to_string().starts_with("gradgradcheck"));
+    assert_eq!(r.cotangent, Some(2));
+    let text = r.to_string();
+    assert!(
+        text.starts_with("gradgradcheck")
+            && text.contains("input 2 = the cotangent u (shape [2]): 4 entries"),
+        "{text}"
+    );
 }
