@@ -1,0 +1,65 @@
+//! The models the CLI trains: an MLP and a small CNN (2 conv + pooling), built for a
+//! dataset's sample shape and class count.
+
+use tapegrad::Tensor;
+use tapegrad_nn::{Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Param, Relu, Sequential};
+
+/// Which model to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum Arch {
+    /// Multi-layer perceptron: flatten, 256 and 128 hidden ReLU units.
+    Mlp,
+    /// Conv(32, 3x3) + ReLU + MaxPool 2, Conv(64, 3x3) + ReLU + MaxPool 2, Linear 128, Linear.
+    Cnn,
+}
+
+/// Reshapes each sample to a fixed shape (e.g. 64 digit pixels to a 1x8x8 image).
+struct Reshape(Vec<isize>);
+
+impl Module for Reshape {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut shape = vec![x.shape()[0] as isize];
+        shape.extend_from_slice(&self.0);
+        x.reshape(&shape)
+    }
+
+    fn named_params(&self) -> Vec<(String, Param)> {
+        Vec::new()
+    }
+}
+
+/// Builds `arch` for samples of `sample_shape` and `classes` outputs, seeded.
+pub fn build(arch: Arch, sample_shape: &[usize], classes: usize, seed: u64) -> Sequential {
+    let d: usize = sample_shape.iter().product();
+    match arch {
+        Arch::Mlp => Sequential::new()
+            .add(Flatten::new())
+            .add(Linear::new(d, 256, seed))
+            .add(Relu)
+            .add(Linear::new(256, 128, seed + 1))
+            .add(Relu)
+            .add(Linear::new(128, classes, seed + 2)),
+        Arch::Cnn => {
+            // Square single-channel images; flat vectors of a square size are reshaped.
+            let side = match sample_shape {
+                [1, h, w] if h == w => *h,
+                _ => (d as f64).sqrt().round() as usize,
+            };
+            assert_eq!(side * side, d, "cnn: samples of shape {sample_shape:?} are not square images");
+            let pad = Conv2dOptions { padding: [1, 1], ..Conv2dOptions::default() };
+            let pooled = side / 4;
+            Sequential::new()
+                .add(Reshape(vec![1, side as isize, side as isize]))
+                .add(Conv2d::with_options(1, 32, [3, 3], pad, seed))
+                .add(Relu)
+                .add(MaxPool2d::new(2))
+                .add(Conv2d::with_options(32, 64, [3, 3], pad, seed + 1))
+                .add(Relu)
+                .add(MaxPool2d::new(2))
+                .add(Flatten::new())
+                .add(Linear::new(64 * pooled * pooled, 128, seed + 2))
+                .add(Relu)
+                .add(Linear::new(128, classes, seed + 3))
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! `tapegrad train`: trains an MLP or a CNN on the embedded digits or on Fashion-MNIST,
+//! with progress bars, `metrics.jsonl`, an SVG plot and resumable checkpoints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tapegrad_data::train::{write_atomic, Event, Stop, TrainConfig, Trainer};
+use tapegrad_data::{BatchSizeSchedule, Dataset};
+use tapegrad_nn::Module;
+
+use crate::datasets::{self, DatasetName};
+use crate::models::{self, Arch};
+use crate::plot;
+use crate::setup::{OptimizerName, ScheduleName};
+
+/// Train a model and write metrics, a plot and checkpoints.
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+pub struct Args {
+    /// Dataset to train on.
+    #[arg(long, value_enum, default_value = "digits")]
+    pub dataset: DatasetName,
+    /// Folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Model architecture.
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: Arch,
+    /// Micro-batch size (samples per forward/backward pass).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Number of epochs (full passes over the training set) to reach [default: 10].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptimizerName,
+    /// Learning rate [default: 0.05 for sgd, 0.5 for lars, 0.01 for adagrad, 1e-3 otherwise].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Learning-rate schedule over the run's updates.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub schedule: ScheduleName,
+    /// Micro-batches per parameter update (effective batch = batch-size x accumulate).
+    #[arg(long, default_value_t = 1)]
+    pub accumulate: usize,
+    /// Grow the batch at an epoch: EPOCH:SIZE, repeatable (e.g. --grow-batch 5:128).
+    #[arg(long, value_parser = parse_milestone)]
+    pub grow_batch: Vec<(usize, usize)>,
+    /// Scale the learning rate with the batch size (linear scaling rule) when it grows.
+    #[arg(long)]
+    pub lr_scaling: bool,
+    /// Clip the global gradient L2 norm to this value.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    /// Stop when the validation loss has not improved for this many epochs.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Seed for initialisation and shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder [default: runs/<dataset>-<model>-<seed>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run saved in this folder (its settings are reused; --epochs may extend it).
+    #[arg(long)]
+    #[serde(skip)]
+    pub resume: Option<PathBuf>,
+    /// No progress bars, one line per epoch.
+    #[arg(long)]
+    #[serde(default)]
+    pub quiet: bool,
+}
+
+fn parse_milestone(s: &str) -> Result<(usize, usize), String> {
+    let (e, b) = s.split_once(':').ok_or_else(|| format!("{s:?}: expected EPOCH:SIZE, e.g. 5:128"))?;
+    let e = e.trim().parse().map_err(|_| format!("{s:?}: {e:?} is not an epoch number"))?;
+    let b: usize = b.trim().parse().map_err(|_| format!("{s:?}: {b:?} is not a batch size"))?;
+    if b == 0 {
+        return Err(format!("{s:?}: the batch size must be positive"));
+    }
+    Ok((e, b))
+}
+
+impl Args {
+    fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(10)
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr.unwrap_or_else(|| self.optimizer.default_lr())
+    }
+
+    fn batch_schedule(&self) -> BatchSizeSchedule {
+        let mut s = BatchSizeSchedule::new(self.batch_size);
+        let mut ms = self.grow_batch.clone();
+        ms.sort_unstable();
+        for (e, b) in ms {
+            s = s.grow_at(e, b);
+        }
+        if self.lr_scaling {
+            s = s.with_linear_lr_scaling();
+        }
+        s
+    }
+}
+
+/// Runs `tapegrad train`.
+pub fn run(args: &Args) -> ExitCode {
+    match train(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn train(cli: &Args) -> Result<(), String> {
+    let args = match &cli.resume {
+        Some(dir) => {
+            let path = dir.join("args.json");
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut saved: Args = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            saved.epochs = Some(cli.epochs.unwrap_or(saved.epochs()));
+            saved.out = Some(dir.clone());
+            saved.quiet = cli.quiet;
+            saved
+        }
+        None => cli.clone(),
+    };
+    if args.batch_size == 0 || args.accumulate == 0 {
+        return Err("--batch-size and --accumulate must be positive".into());
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("runs/{}-{}-{}", name(args.dataset), name(args.model), args.seed))
+    });
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let settings = serde_json::to_string_pretty(&args).expect("serialisable");
+    write_atomic(&out.join("args.json"), settings.as_bytes()).map_err(|e| e.to_string())?;
+
+    let started = Instant::now();
+    let data = datasets::load(args.dataset, args.data_dir.as_ref()).map_err(|e| e.to_string())?;
+    let model = models::build(args.model, data.train.sample_shape(), data.train.num_classes(), args.seed);
+    let optimizer = args.optimizer.build(model.params(), args.lr(), args.weight_decay);
+    let schedule = args.batch_schedule();
+    let total_updates: usize = (0..args.epochs())
+        .map(|e| data.train.len().div_ceil(schedule.batch_size(e)).div_ceil(args.accumulate))
+        .sum();
+    let config = TrainConfig {
+        epochs: args.epochs(),
+        batch_size: schedule,
+        accumulate: args.accumulate,
+        lr: args.lr(),
+        schedule: args.schedule.build(total_updates),
+        clip_grad_norm: args.clip_grad_norm,
+        seed: args.seed,
+        early_stopping_patience: args.patience,
+        checkpoint_dir: Some(out.clone()),
+        ..TrainConfig::default()
+    };
+    println!(
+        "training {} on {} ({} train / {} val / {} test samples), {} parameters, {} for {} epochs, batch {}{}",
+        name(args.model),
+        name(args.dataset),
+        data.train.len(),
+        data.val.len(),
+        data.test.len(),
+        model.num_params(),
+        name(args.optimizer),
+        args.epochs(),
+        args.batch_size,
+        if args.accumulate > 1 { format!(" x {} accumulated", args.accumulate) } else { String::new() },
+    );
+    let mut trainer = Trainer::new(model, optimizer, config);
+    if cli.resume.is_some() {
+        trainer.resume(&out).map_err(|e| e.to_string())?;
+        println!("resumed at epoch {}, iteration {}", trainer.state.epoch, trainer.state.iteration);
+    }
+
+    let epochs = args.epochs();
+    let quiet = args.quiet;
+    let mut bar: Option<ProgressBar> = None;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut history = trainer.state.history.clone();
+    let result = trainer.fit(&data.train, Some(&data.val), Some(&data.test), |event| match event {
+        Event::Batch { epoch, batch, batches, loss, samples_per_s, .. } => {
+            if quiet {
+                return;
+            }
+            let b = bar.get_or_insert_with(|| new_bar(*epoch, epochs, *batches));
+            b.set_position(*batch as u64 + 1);
+            b.set_message(format!("loss {loss:.4}  {samples_per_s:>8.0} samples/s"));
+        }
+        Event::Epoch(m) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            println!(
+                "epoch {:>3}/{epochs}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}{}  {:.0} samples/s  lr {:.2e}  batch {}",
+                m.epoch,
+                m.train_loss,
+                m.val_loss.unwrap_or(f64::NAN),
+                m.val_accuracy.unwrap_or(f64::NAN),
+                m.test_accuracy.map(|a| format!("  test_acc {a:.4}")).unwrap_or_default(),
+                m.samples_per_s,
+                m.lr,
+                m.batch_size,
+            );
+            history.push(m.clone());
+            let lines: String = history.iter().map(|h| serde_json::to_string(h).expect("serialisable") + "\n").collect();
+            if let Err(e) = write_atomic(&metrics_path, lines.as_bytes()) {
+                eprintln!("warning: {e}");
+            }
+        }
+    });
+    if let Some(b) = bar.take() {
+        b.finish_and_clear();
+    }
+    let plot_path = out.join("metrics.svg");
+    if let Err(e) = plot::training_curves(&trainer.state.history, &plot_path) {
+        eprintln!("warning: could not draw {}: {e}", plot_path.display());
+    }
+    let stop = result.map_err(|e| e.to_string())?;
+    let secs = started.elapsed().as_secs_f64();
+    let last = trainer.state.history.last();
+    match (stop, last.and_then(|m| m.test_accuracy)) {
+        (_, Some(acc)) => println!("test accuracy {acc:.4} after {} epochs ({secs:.1} s)", trainer.state.epoch),
+        (Stop::EarlyStopped, None) => {
+            let (_, acc) = trainer.evaluate(&data.test);
+            println!("early stop at epoch {}: test accuracy {acc:.4} ({secs:.1} s)", trainer.state.epoch);
+        }
+        _ => println!("stopped at epoch {} ({secs:.1} s)", trainer.state.epoch),
+    }
+    println!("wrote {}, {} and a checkpoint in {}", metrics_path.display(), plot_path.display(), out.display());
+    Ok(())
+}
+
+fn new_bar(epoch: usize, epochs: usize, batches: usize) -> ProgressBar {
+    let bar = ProgressBar::new(batches as u64);
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{:>3}/{epochs}", epoch + 1));
+    bar
+}
+
+/// The command-line spelling of a value enum.
+pub fn name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+}
+
