@@ -181,6 +181,10 @@ impl Tensor {
     /// The gradient of `slice`: zeros of `full`, with `self` at `start, start+step, ...`
     /// along `axis`. Its own gradient is the slice again.
     fn unslice(&self, full: &[usize], axis: usize, start: usize, step: usize) -> Tensor {
+        if self.shape()[axis] == 0 {
+            // An empty slice took nothing: its gradient is all zeros and nothing flows back.
+            return Tensor::zeros(full, self.dtype());
+        }
         let value = map_storage!(self.storage(), a => unslice(&a.view(), full, axis, start, step));
         let len = self.shape()[axis];
         record("slice_backward", &[self], value, |_| smallvec![], false, move |_, g| {
@@ -367,6 +371,20 @@ mod tests {
         let x = Tensor::arange(0.0, 6.0, 1.0, DType::F64).requires_grad();
         let g = x.slice(0, 1, 6, 2).sum().backward();
         assert_eq!(g[&x].to_vec::<f64>(), vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn empty_slice_has_zero_gradient() {
+        // Found by the op-argument property tests: backward through an empty slice
+        // panicked in the scatter-back kernel (a window of one for zero elements).
+        let x = Tensor::arange(0.0, 3.0, 1.0, DType::F64).requires_grad();
+        for (start, end) in [(1, 1), (3, 3), (0, 0)] {
+            let y = x.slice(0, start, end, 2);
+            assert_eq!(y.shape(), &[0]);
+            assert_eq!(y.sum().backward()[&x].to_vec::<f64>(), vec![0.0; 3]);
+        }
+        let g = x.narrow(0, 2, 0).sum().backward_with_graph();
+        assert_eq!(g[&x].to_vec::<f64>(), vec![0.0; 3]);
     }
 
     #[test]
