@@ -1,13 +1,25 @@
 //! The `tapegrad` command. Each subcommand lives in its own module and exposes an
 //! `Args` struct (clap) and a `run(args) -> ExitCode`; `main` only parses and dispatches.
 //!
+//! - `tapegrad train`: trains an MLP or a CNN on the embedded digits or Fashion-MNIST.
+//! - `tapegrad batch-sweep`: compares batch sizes (throughput, memory, accuracy).
 //! - `tapegrad gradcheck`: checks every op of the op table against finite differences.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod datasets;
 mod gradcheck;
+mod models;
+mod plot;
+mod setup;
+mod sweep;
+mod train;
+
+/// Counts allocations so `batch-sweep` can report peak memory per batch size.
+#[global_allocator]
+static ALLOC: tapegrad_data::CountingAllocator = tapegrad_data::CountingAllocator;
 
 /// tapegrad: reverse-mode autodiff on n-d tensors.
 #[derive(Parser, Debug)]
@@ -19,12 +31,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train a model (default: an MLP on the embedded digits, no set-up needed).
+    Train(train::Args),
+    /// Train the same model at several batch sizes and compare speed, memory and accuracy.
+    BatchSweep(sweep::Args),
     /// Check every op's gradients (and second derivatives) against finite differences.
     Gradcheck(gradcheck::Args),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Train(args) => train::run(&args),
+        Command::BatchSweep(args) => sweep::run(&args),
         Command::Gradcheck(args) => gradcheck::run(&args),
     }
 }
