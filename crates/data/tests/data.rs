@@ -181,3 +181,26 @@ fn fashion_mnist_layout_and_count_mismatch() {
     let e = fashion_mnist(Some(dir.path())).unwrap_err().to_string();
     assert!(e.contains("has 2 images but") && e.contains("has 5 labels"), "{e}");
 }
+
+/// Reads the real Fashion-MNIST files that `apt-get install dataset-fashion-mnist` puts
+/// in /usr/share/datasets/fashion-mnist (`.ci/run` installs them). Outside CI a machine
+/// without them skips this test with a note; in CI (`CI` set) their absence fails it.
+#[test]
+fn reads_the_installed_fashion_mnist() {
+    let dir = std::path::Path::new(tapegrad_data::FASHION_MNIST_DIR);
+    if !dir.join("train-images-idx3-ubyte.gz").exists() && std::env::var_os("CI").is_none() {
+        eprintln!("skipped: {} not installed (apt-get install dataset-fashion-mnist)", dir.display());
+        return;
+    }
+    let (train, test) = fashion_mnist(None).unwrap();
+    assert_eq!((train.len(), test.len()), (60_000, 10_000));
+    assert_eq!(train.sample_shape(), &[1, 28, 28]);
+    for data in [&train, &test] {
+        let mut counts = [0usize; 10];
+        data.labels().iter().for_each(|&l| counts[l] += 1);
+        let per_class = data.len() / 10;
+        assert!(counts.iter().all(|&c| c == per_class), "balanced classes: {counts:?}");
+    }
+    let mean = train.features().iter().map(|&v| v as f64).sum::<f64>() / train.features().len() as f64;
+    assert!((mean - 0.2860).abs() < 1e-3, "Fashion-MNIST's known pixel mean is 0.2860, got {mean}");
+}
