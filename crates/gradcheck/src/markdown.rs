@@ -42,6 +42,7 @@ training code ported from PyTorch behaves the same:
 | `log(0)` | `-inf`, gradient `+inf` | `log(x < 0) = NaN` |
 | `0/0` | `NaN` | IEEE 754; `x/0 = ±inf`, and the gradients follow IEEE arithmetic |
 | `norm` at the zero vector | gradient `0` | the subgradient PyTorch picks, instead of `0/0` |
+| `pow(x, e)` at `x = 0` | base gradient `0` where `e = 0`, exponent gradient `0` where `e >= 0` | PyTorch masks the `0 * inf` of the formulas; `powf(x, 0)` likewise |
 
 The gradient checks sample inputs from each row's domain, which keeps them away from
 these points (central differences across a kink measure neither side); the conventions

@@ -106,6 +106,16 @@ fn norm_has_zero_gradient_at_the_zero_vector() {
 }
 
 #[test]
+fn pow_at_zero_has_the_masked_gradients() {
+    let (x, e) = (leaf(&[0.0, 0.0, 0.0]), leaf(&[0.0, 1.0, 3.0]));
+    let g = x.pow(&e).sum().backward();
+    assert_eq!(g[&x].to_vec::<f64>(), vec![0.0, 1.0, 0.0]);
+    assert_eq!(g[&e].to_vec::<f64>(), vec![0.0, 0.0, 0.0]);
+    let x = leaf(&[0.0]);
+    assert_eq!(x.powf(0.0).sum().backward()[&x].to_vec::<f64>(), vec![0.0]);
+}
+
+#[test]
 fn the_documented_conventions_are_the_ones_tested_here() {
     let md = tapegrad_gradcheck::ops_markdown();
     for claim in [
@@ -118,6 +128,7 @@ fn the_documented_conventions_are_the_ones_tested_here() {
         "log(0)",
         "0/0",
         "norm",
+        "pow(x, e)",
     ] {
         assert!(
             md.contains(claim),

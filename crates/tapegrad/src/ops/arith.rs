@@ -140,7 +140,9 @@ impl Tensor {
     }
 
     /// Elementwise `self ^ exponent` with a tensor exponent, broadcasting. Gradient:
-    /// `g * e * x^(e-1)` and `g * x^e * ln x` (NaN for `x < 0`, as in PyTorch).
+    /// `g * e * x^(e-1)` and `g * x^e * ln x` (NaN for `x < 0`, as in PyTorch). As in
+    /// PyTorch, the base's gradient is 0 where `e = 0` and the exponent's is 0 where
+    /// `x = 0` and `e >= 0`, instead of the `0 * inf = NaN` the formulas give there.
     ///
     /// # Panics
     /// If dtypes differ or shapes do not broadcast.
@@ -159,19 +161,30 @@ impl Tensor {
             true,
             move |ctx, g| {
                 let (x, e) = (ctx.saved(0), ctx.saved(1));
+                let zero = Tensor::scalar_of(0.0, g.dtype());
                 smallvec![
-                    ctx.needs_grad(0).then(|| g.mul(e).mul(&x.pow(&e.sub_scalar(1.0))).sum_to(&sa)),
-                    ctx.needs_grad(1).then(|| g.mul(&ctx.output()).mul(&x.log()).sum_to(&sb))
+                    ctx.needs_grad(0).then(|| {
+                        let dx = g.mul(e).mul(&x.pow(&e.sub_scalar(1.0)));
+                        Tensor::where_(&e.eq_scalar(0.0), &zero, &dx).sum_to(&sa)
+                    }),
+                    ctx.needs_grad(1).then(|| {
+                        let de = g.mul(&ctx.output()).mul(&x.log());
+                        Tensor::where_(&x.eq_scalar(0.0).mul(&e.ge_scalar(0.0)), &zero, &de).sum_to(&sb)
+                    })
                 ]
             },
         )
     }
 
-    /// Elementwise `self ^ p` for a scalar `p`. Gradient: `g * p * x^(p-1)`.
+    /// Elementwise `self ^ p` for a scalar `p`. Gradient: `g * p * x^(p-1)`, and 0 for
+    /// `p = 0` (as in PyTorch; the formula would give `0 * inf = NaN` at `x = 0`).
     pub fn powf(&self, p: f64) -> Tensor {
         let value = map_storage!(self.storage(), a => map_c(&a.view(), p, |x, p| x.powf(p)));
         let x = self.clone();
         record("powf", &[self], value, move |_| smallvec![Some(x)], false, move |ctx, g| {
+            if p == 0.0 {
+                return smallvec![Some(g.zeros_like())];
+            }
             smallvec![Some(g.mul(&ctx.saved(0).powf(p - 1.0)).mul_scalar(p))]
         })
     }
@@ -474,8 +487,8 @@ pub(crate) const ROWS: &[OpSpec] = &[
     OpSpec::new("add_scalar", Inputs::Unary(Domain::Real), |x| x[0].add_scalar(1.5), "g"),
     OpSpec::new("mul_scalar", Inputs::Unary(Domain::Real), |x| x[0].mul_scalar(-2.5), "g*c"),
     OpSpec::new("pow", Inputs::Binary(Domain::Positive, Domain::Real), |x| x[0].pow(&x[1]), "g*e*x^(e-1), g*x^e*ln(x)")
-        .note("the exponent's gradient is NaN for x < 0 and -inf·0 at x = 0"),
-    OpSpec::new("powf", Inputs::Unary(Domain::Positive), |x| x[0].powf(2.5), "g*p*x^(p-1)"),
+        .note("x = 0: the exponent's gradient is 0 for e >= 0; e = 0: the base's gradient is 0; x < 0: the exponent's is NaN"),
+    OpSpec::new("powf", Inputs::Unary(Domain::Positive), |x| x[0].powf(2.5), "g*p*x^(p-1)").note("p = 0: the gradient is 0"),
     OpSpec::new("square", Inputs::Unary(Domain::Real), |x| x[0].square(), "2*x*g"),
     OpSpec::new("sqrt", Inputs::Unary(Domain::Positive), |x| x[0].sqrt(), "g/(2*sqrt(x))")
         .note("sqrt'(0) = inf; sqrt(x < 0) = NaN"),
@@ -532,6 +545,21 @@ mod tests {
         let x = Tensor::from_vec(vec![0.0f64, 4.0], &[2]).requires_grad();
         let g = x.sqrt().sum().backward();
         assert_eq!(g[&x].to_vec::<f64>(), vec![f64::INFINITY, 0.25]);
+    }
+
+    #[test]
+    fn pow_at_zero_follows_pytorch() {
+        // Found by exploring edge cases for the gradcheck crate: 0^0 gave NaN and -inf
+        // gradients where PyTorch masks them to 0.
+        let x = Tensor::from_vec(vec![0.0f64, 0.0, 0.0, 2.0], &[4]).requires_grad();
+        let e = Tensor::from_vec(vec![0.0f64, 2.0, 0.5, 0.0], &[4]).requires_grad();
+        let g = x.pow(&e).sum().backward();
+        // d/dx: e x^(e-1) -> 0 at e = 0, 2*0 = 0, 0.5 * 0^-0.5 = inf, 0 at e = 0.
+        assert_eq!(g[&x].to_vec::<f64>(), vec![0.0, 0.0, f64::INFINITY, 0.0]);
+        // d/de: x^e ln x -> 0 wherever x = 0 and e >= 0; 1 * ln 2 at x = 2, e = 0.
+        assert_eq!(g[&e].to_vec::<f64>(), vec![0.0, 0.0, 0.0, 2f64.ln()]);
+        let x = Tensor::from_vec(vec![0.0f64, 3.0], &[2]).requires_grad();
+        assert_eq!(x.powf(0.0).sum().backward()[&x].to_vec::<f64>(), vec![0.0, 0.0]);
     }
 
     #[test]
