@@ -34,6 +34,23 @@ fn main() {
             us(s.p75_ms)
         );
     }
+    if wants("op_parts") {
+        // Where W2's time goes: the forward chain without recording, with recording, and
+        // the whole workload (forward + backward).
+        let x = tapegrad::Tensor::randn(&[16], tapegrad::DType::F32, 0);
+        let chain = |x: &tapegrad::Tensor| {
+            let mut y = x.clone();
+            for _ in 0..1000 {
+                y = y.mul_scalar(1.01).add_scalar(0.1).tanh();
+            }
+            y
+        };
+        let s = measure(5, reps, || tapegrad::no_grad(|| chain(&x)));
+        eprintln!("  forward, no_grad:   {:.3} us/op", s.median_ms * 1e3 / 3000.0);
+        let xr = x.clone().requires_grad();
+        let s = measure(5, reps, || chain(&xr));
+        eprintln!("  forward, recorded:  {:.3} us/op (incl. freeing the graph)", s.median_ms * 1e3 / 3000.0);
+    }
     if wants("matmul_fb") {
         let w = MatmulFb::new(1024);
         let s = measure(5, reps, || w.run());

@@ -11,6 +11,8 @@
 use ndarray::{ArcArray, Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Ix2, IxDyn};
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::sgemm;
 use crate::dtype::Element;
 use crate::shape::broadcast_shapes;
 
@@ -25,6 +27,22 @@ pub(crate) const BLAS_MIN_FLOPS: usize = 2 * 128 * 128 * 128;
 /// A batched product whose matrices each take fewer flops than this runs its matrices
 /// in parallel (one thread per matrix) rather than threading each product.
 const BATCH_PAR_MAX_FLOPS: usize = 2 * 64 * 64 * 64;
+
+/// Whether an `m x k @ k x n` product of `T` goes to the AVX-512 kernel of
+/// [`sgemm`]: `f32`, an AVX-512 CPU, and a product big enough for its 12 x 32 tiles
+/// (thin products, such as a batch of one, are faster in `gemm`).
+#[cfg(target_arch = "x86_64")]
+fn use_avx512_sgemm<T: Element>(m: usize, k: usize, n: usize) -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && m >= SGEMM_MIN_ROWS
+        && n >= 16
+        && k >= 16
+        && super::simd::isa() == super::simd::Isa::Avx512
+}
+
+/// Fewest rows of the left operand for which the AVX-512 kernel beats `gemm`.
+#[cfg(target_arch = "x86_64")]
+const SGEMM_MIN_ROWS: usize = 32;
 
 /// How a single product may use threads.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,6 +70,36 @@ fn gemm_into<T: Element>(
         c.fill(T::zero());
         return;
     }
+    let strides_ok = a
+        .strides()
+        .iter()
+        .chain(b.strides())
+        .chain(c.strides())
+        .all(|&s| s >= 0);
+    #[cfg(target_arch = "x86_64")]
+    if strides_ok && use_avx512_sgemm::<T>(m, k, n) {
+        let mat = |v: &ArrayView2<'_, T>| sgemm::Mat {
+            ptr: v.as_ptr().cast(),
+            rs: v.strides()[0],
+            cs: v.strides()[1],
+        };
+        let out = sgemm::MatMut {
+            ptr: c.as_mut_ptr().cast(),
+            rs: c.strides()[0],
+            cs: c.strides()[1],
+        };
+        let n_threads = if threads == Threads::Pool {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        // SAFETY: `T` is f32 (checked), so the casts are identities; the views describe
+        // valid memory with non-negative strides; `c` is a distinct mutable borrow whose
+        // positions are distinct (a view from ndarray never aliases itself); AVX-512F
+        // was detected by `use_avx512_sgemm`.
+        unsafe { sgemm::sgemm(m, n, k, mat(a), mat(b), out, n_threads) };
+        return;
+    }
     #[cfg(feature = "openblas")]
     if 2 * m * k * n >= BLAS_MIN_FLOPS && threads == Threads::Pool {
         // ndarray hands BLAS-compatible layouts (either stride 1, transposed or not) to
@@ -59,12 +107,6 @@ fn gemm_into<T: Element>(
         ndarray::linalg::general_mat_mul(T::one(), a, b, T::zero(), c);
         return;
     }
-    let strides_ok = a
-        .strides()
-        .iter()
-        .chain(b.strides())
-        .chain(c.strides())
-        .all(|&s| s >= 0);
     if !strides_ok {
         // Reversed views (negative strides): matrixmultiply handles any stride.
         ndarray::linalg::general_mat_mul(T::one(), a, b, T::zero(), c);

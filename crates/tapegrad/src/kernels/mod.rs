@@ -7,6 +7,7 @@ pub(crate) mod index;
 pub(crate) mod matmul;
 pub(crate) mod pool;
 pub(crate) mod reduce;
+pub(crate) mod sgemm;
 pub(crate) mod simd;
 
 /// Arrays with at least this many elements are processed in parallel with rayon; below

@@ -1,0 +1,388 @@
+//! `f32` matrix product with an AVX-512 micro-kernel (selected at run time).
+//!
+//! The `gemm` crate's AVX-512 kernels need a nightly compiler, and the Debian OpenBLAS
+//! uses AVX2 kernels on this CPU, so both stop at half of what AVX-512 hardware can do.
+//! AVX-512 intrinsics are stable since Rust 1.89, so this is the classic Goto/BLIS
+//! layout, written out: `B` is packed in panels of `KC x NR` (`NR` = 32 columns, two
+//! vectors), `A` in slivers of `MR x KC` (`MR` = 12 rows); the micro-kernel keeps a
+//! 12 x 32 tile of `C` in 24 vector registers and does 24 FMAs per step of `k`, each
+//! with an `A` value broadcast from memory. Edge tiles go through a small buffer.
+//! Threads split the columns (or the rows, when there are few columns) of `C`.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+/// Rows of a micro-tile.
+const MR: usize = 12;
+/// Columns of a micro-tile (two 16-lane vectors).
+const NR: usize = 32;
+/// Depth of a packed block (a 12 x 256 sliver of `A` is 12 KiB: it stays in L1).
+const KC: usize = 256;
+/// Rows of `A` packed at once (a multiple of `MR`; 96 x 256 floats = 96 KiB, in L2).
+const MC: usize = 96;
+/// Columns of `B` packed at once (256 x 512 floats = 512 KiB, in L2).
+const NC: usize = 512;
+
+/// A strided matrix operand: element `(i, j)` is at `ptr + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat {
+    pub(crate) ptr: *const f32,
+    pub(crate) rs: isize,
+    pub(crate) cs: isize,
+}
+
+/// The output matrix, written through a raw pointer.
+#[derive(Clone, Copy)]
+pub(crate) struct MatMut {
+    pub(crate) ptr: *mut f32,
+    pub(crate) rs: isize,
+    pub(crate) cs: isize,
+}
+
+// SAFETY: the pointers are only dereferenced inside `sgemm`, whose caller guarantees they
+// are valid; threads write disjoint parts of the output.
+unsafe impl Send for Mat {}
+unsafe impl Sync for Mat {}
+unsafe impl Send for MatMut {}
+unsafe impl Sync for MatMut {}
+
+impl Mat {
+    fn at(self, i: usize, j: usize) -> Mat {
+        // SAFETY (of later reads): offsets stay inside the matrix the caller described.
+        Mat {
+            ptr: self
+                .ptr
+                .wrapping_offset(i as isize * self.rs + j as isize * self.cs),
+            ..self
+        }
+    }
+}
+
+impl MatMut {
+    fn at(self, i: usize, j: usize) -> MatMut {
+        MatMut {
+            ptr: self
+                .ptr
+                .wrapping_offset(i as isize * self.rs + j as isize * self.cs),
+            ..self
+        }
+    }
+}
+
+/// `c = a @ b` for `a: m x k`, `b: k x n`, `c: m x n`, using up to `threads` threads of
+/// the rayon pool.
+///
+/// # Safety
+/// The CPU must support AVX-512F; the three descriptions must be valid for their shapes
+/// (every element in bounds); `c` must not overlap `a` or `b`, and no element of `c` may
+/// be reachable from two index pairs.
+pub(crate) unsafe fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: MatMut,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = threads.max(1).min(if n >= m {
+        n.div_ceil(NR)
+    } else {
+        m.div_ceil(MR)
+    });
+    if threads == 1 || (m * n * k) < 64 * 64 * 64 {
+        // SAFETY: forwarded from the caller.
+        unsafe { sgemm_serial(m, n, k, a, b, c) };
+        return;
+    }
+    // Split the longer side of C into `threads` parts aligned to the micro-tile.
+    let (split_cols, len, unit) = if n >= m {
+        (true, n, NR)
+    } else {
+        (false, m, MR)
+    };
+    let per = len.div_ceil(threads).div_ceil(unit) * unit;
+    rayon::scope(|s| {
+        for start in (0..len).step_by(per) {
+            let size = per.min(len - start);
+            s.spawn(move |_| {
+                // SAFETY: each part is a disjoint block of C over the same valid operands.
+                unsafe {
+                    if split_cols {
+                        sgemm_serial(m, size, k, a, b.at(0, start), c.at(0, start));
+                    } else {
+                        sgemm_serial(size, n, k, a.at(start, 0), b, c.at(start, 0));
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Single-threaded [`sgemm`].
+///
+/// # Safety
+/// As for [`sgemm`].
+unsafe fn sgemm_serial(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: MatMut) {
+    if k == 0 {
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: (i, j) is inside C.
+                unsafe { *c.at(i, j).ptr = 0.0 };
+            }
+        }
+        return;
+    }
+    let mut bp = vec![0.0f32; KC * NC.next_multiple_of(NR)];
+    let mut ap = vec![0.0f32; MC * KC];
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            pack_b(kc, nc, b.at(pc, jc), &mut bp);
+            for ic in (0..m).step_by(MC) {
+                let mc = MC.min(m - ic);
+                pack_a(mc, kc, a.at(ic, pc), &mut ap);
+                for jr in (0..nc).step_by(NR) {
+                    for ir in (0..mc).step_by(MR) {
+                        let tile = c.at(ic + ir, jc + jr);
+                        let (mr, nr) = (MR.min(mc - ir), NR.min(nc - jr));
+                        // SAFETY: the packed slivers hold kc * MR and kc * NR floats; the
+                        // tile's mr x nr elements are inside C; AVX-512F by contract.
+                        unsafe {
+                            kernel(
+                                kc,
+                                ap[ir * kc..].as_ptr(),
+                                bp[jr * kc..].as_ptr(),
+                                tile,
+                                mr,
+                                nr,
+                                pc > 0,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs `b[0..kc, 0..nc]` as slivers of `NR` columns, each `kc` rows of `NR` floats,
+/// zero-padded on the right. Reads along whichever axis is contiguous in memory.
+fn pack_b(kc: usize, nc: usize, b: Mat, out: &mut [f32]) {
+    for (s, jr) in (0..nc).step_by(NR).enumerate() {
+        let nr = NR.min(nc - jr);
+        let sliver = &mut out[s * kc * NR..(s + 1) * kc * NR];
+        if nr < NR {
+            sliver.fill(0.0);
+        }
+        let src = b.at(0, jr);
+        if b.rs.abs() < b.cs.abs() {
+            // Column-major (a transposed view): walk down each column.
+            for j in 0..nr {
+                for p in 0..kc {
+                    // SAFETY: (p, jr + j) is inside B.
+                    sliver[p * NR + j] =
+                        unsafe { *src.ptr.offset(p as isize * src.rs + j as isize * src.cs) };
+                }
+            }
+        } else {
+            for p in 0..kc {
+                for j in 0..nr {
+                    // SAFETY: (p, jr + j) is inside B.
+                    sliver[p * NR + j] =
+                        unsafe { *src.ptr.offset(p as isize * src.rs + j as isize * src.cs) };
+                }
+            }
+        }
+    }
+}
+
+/// Packs `a[0..mc, 0..kc]` as slivers of `MR` rows, each `kc` columns of `MR` floats,
+/// zero-padded at the bottom. Reads along whichever axis is contiguous in memory.
+fn pack_a(mc: usize, kc: usize, a: Mat, out: &mut [f32]) {
+    for (s, ir) in (0..mc).step_by(MR).enumerate() {
+        let mr = MR.min(mc - ir);
+        let sliver = &mut out[s * kc * MR..(s + 1) * kc * MR];
+        if mr < MR {
+            sliver.fill(0.0);
+        }
+        let src = a.at(ir, 0);
+        if a.cs.abs() <= a.rs.abs() {
+            // Row-major: walk along each row.
+            for i in 0..mr {
+                for p in 0..kc {
+                    // SAFETY: (ir + i, p) is inside A.
+                    sliver[p * MR + i] =
+                        unsafe { *src.ptr.offset(i as isize * src.rs + p as isize * src.cs) };
+                }
+            }
+        } else {
+            for p in 0..kc {
+                for i in 0..mr {
+                    // SAFETY: (ir + i, p) is inside A.
+                    sliver[p * MR + i] =
+                        unsafe { *src.ptr.offset(i as isize * src.rs + p as isize * src.cs) };
+                }
+            }
+        }
+    }
+}
+
+/// `C[0..mr, 0..nr] (+)= Ap @ Bp` for packed slivers of depth `kc`; adds to `C` when
+/// `accumulate`, else overwrites it.
+///
+/// # Safety
+/// AVX-512F; `ap` and `bp` readable for `kc * MR` and `kc * NR` floats; the tile inside C.
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel(
+    kc: usize,
+    ap: *const f32,
+    bp: *const f32,
+    c: MatMut,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut c0 = [_mm512_setzero_ps(); MR];
+    let mut c1 = [_mm512_setzero_ps(); MR];
+    for p in 0..kc {
+        // SAFETY: p < kc, within the packed slivers.
+        unsafe {
+            let b0 = _mm512_loadu_ps(bp.add(p * NR));
+            let b1 = _mm512_loadu_ps(bp.add(p * NR + 16));
+            let a = ap.add(p * MR);
+            for i in 0..MR {
+                let ai = _mm512_set1_ps(*a.add(i));
+                c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+                c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+            }
+        }
+    }
+    if mr == MR && nr == NR && c.cs == 1 {
+        for i in 0..MR {
+            // SAFETY: row i of the full tile is 32 contiguous floats inside C.
+            unsafe {
+                let row = c.ptr.offset(i as isize * c.rs);
+                let (mut v0, mut v1) = (c0[i], c1[i]);
+                if accumulate {
+                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(row));
+                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(row.add(16)));
+                }
+                _mm512_storeu_ps(row, v0);
+                _mm512_storeu_ps(row.add(16), v1);
+            }
+        }
+    } else {
+        let mut tmp = [0.0f32; MR * NR];
+        for i in 0..MR {
+            // SAFETY: tmp holds MR rows of NR floats.
+            unsafe {
+                _mm512_storeu_ps(tmp.as_mut_ptr().add(i * NR), c0[i]);
+                _mm512_storeu_ps(tmp.as_mut_ptr().add(i * NR + 16), c1[i]);
+            }
+        }
+        for i in 0..mr {
+            for j in 0..nr {
+                // SAFETY: (i, j) is inside the tile.
+                unsafe {
+                    let dst = c.at(i, j).ptr;
+                    *dst = if accumulate {
+                        *dst + tmp[i * NR + j]
+                    } else {
+                        tmp[i * NR + j]
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::{isa, Isa};
+    use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+
+    fn run(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: &mut ArrayViewMut2<f32>, threads: usize) {
+        let (m, k) = a.dim();
+        let n = b.ncols();
+        let mat = |v: &ArrayView2<f32>| Mat {
+            ptr: v.as_ptr(),
+            rs: v.strides()[0],
+            cs: v.strides()[1],
+        };
+        let out = MatMut {
+            ptr: c.as_mut_ptr(),
+            rs: c.strides()[0],
+            cs: c.strides()[1],
+        };
+        // SAFETY: AVX-512F checked by the caller; views describe valid, disjoint memory.
+        unsafe { sgemm(m, n, k, mat(a), mat(b), out, threads) };
+    }
+
+    fn filled(r: usize, c: usize, seed: usize) -> Array2<f32> {
+        Array2::from_shape_fn((r, c), |(i, j)| {
+            ((i * 31 + j * 17 + seed * 7) % 23) as f32 - 11.0
+        })
+    }
+
+    fn naive(a: &ArrayView2<f32>, b: &ArrayView2<f32>) -> Array2<f32> {
+        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+            (0..a.ncols()).map(|p| a[[i, p]] * b[[p, j]]).sum()
+        })
+    }
+
+    #[test]
+    fn matches_the_naive_product_on_edges_blocks_and_strides() {
+        if isa() < Isa::Avx512 {
+            return; // nothing to test on this CPU: the kernel is never selected
+        }
+        // Small integers: every partial sum is exact, so results must be equal.
+        let shapes = [
+            (1, 1, 1),
+            (12, 7, 32),
+            (13, 300, 33),
+            (97, 513, 65),
+            (200, 40, 1030),
+            (5, 3, 700),
+        ];
+        for &(m, k, n) in &shapes {
+            let a = filled(m, k, 1);
+            let b = filled(k, n, 2);
+            let want = naive(&a.view(), &b.view());
+            for threads in [1, 2, 3] {
+                let mut c = Array2::<f32>::from_elem((m, n), f32::NAN);
+                run(&a.view(), &b.view(), &mut c.view_mut(), threads);
+                assert_eq!(c, want, "{m}x{k}x{n}, {threads} threads");
+            }
+            // Transposed operands and a column-major output.
+            let at = a.t().as_standard_layout().into_owned();
+            let bt = b.t().as_standard_layout().into_owned();
+            let mut ct = Array2::<f32>::from_elem((n, m), f32::NAN);
+            run(&at.t(), &bt.t(), &mut ct.view_mut().reversed_axes(), 2);
+            assert_eq!(ct.t(), want);
+            // Every other column of a wider output.
+            let mut wide = Array2::<f32>::from_elem((m, 2 * n), -7.0);
+            run(&a.view(), &b.view(), &mut wide.slice_mut(s![.., ..;2]), 2);
+            assert_eq!(wide.slice(s![.., ..;2]), want);
+            assert!(wide.slice(s![.., 1..;2]).iter().all(|&v| v == -7.0));
+        }
+    }
+
+    #[test]
+    fn empty_depth_gives_zeros() {
+        if isa() < Isa::Avx512 {
+            return;
+        }
+        let a = Array2::<f32>::zeros((3, 0));
+        let b = Array2::<f32>::zeros((0, 5));
+        let mut c = Array2::<f32>::from_elem((3, 5), f32::NAN);
+        run(&a.view(), &b.view(), &mut c.view_mut(), 2);
+        assert!(c.iter().all(|&v| v == 0.0));
+    }
+}
