@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use tapegrad_data::{digits, fashion_mnist, DataError, Dataset, InMemoryDataset};
 
 /// Which dataset to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum DatasetName {
     /// The 1,797 8x8 digits embedded in the binary (no set-up).
     Digits,

@@ -2,10 +2,14 @@
 //! dataset's sample shape and class count.
 
 use tapegrad::Tensor;
-use tapegrad_nn::{Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Param, Relu, Sequential};
+use tapegrad_nn::{
+    Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Param, Relu, Sequential,
+};
 
 /// Which model to train.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum Arch {
     /// Multi-layer perceptron: flatten, 256 and 128 hidden ReLU units.
     Mlp,
@@ -45,8 +49,15 @@ pub fn build(arch: Arch, sample_shape: &[usize], classes: usize, seed: u64) -> S
                 [1, h, w] if h == w => *h,
                 _ => (d as f64).sqrt().round() as usize,
             };
-            assert_eq!(side * side, d, "cnn: samples of shape {sample_shape:?} are not square images");
-            let pad = Conv2dOptions { padding: [1, 1], ..Conv2dOptions::default() };
+            assert_eq!(
+                side * side,
+                d,
+                "cnn: samples of shape {sample_shape:?} are not square images"
+            );
+            let pad = Conv2dOptions {
+                padding: [1, 1],
+                ..Conv2dOptions::default()
+            };
             let pooled = side / 4;
             Sequential::new()
                 .add(Reshape(vec![1, side as isize, side as isize]))

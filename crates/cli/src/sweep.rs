@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tapegrad_data::train::{evaluate, Event, TrainConfig, Trainer};
 use tapegrad_data::{
-    counting_enabled, format_bytes, largest_batch_that_fits, measure_peak, parse_bytes, BatchSizeSchedule, Dataset,
-    InMemoryDataset,
+    counting_enabled, format_bytes, largest_batch_that_fits, measure_peak, parse_bytes,
+    BatchSizeSchedule, Dataset, InMemoryDataset,
 };
 use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
 use tapegrad_nn::Module;
@@ -91,15 +91,29 @@ pub fn run(args: &Args) -> ExitCode {
 /// Peak bytes above the baseline of one training step (forward, backward, update) at
 /// batch size `batch`.
 fn step_peak(args: &Args, data: &InMemoryDataset, batch: usize) -> usize {
-    let model = models::build(args.model, data.sample_shape(), data.num_classes(), args.seed);
-    let mut opt = args.optimizer.build(model.params(), args.optimizer.default_lr(), 0.0);
+    let model = models::build(
+        args.model,
+        data.sample_shape(),
+        data.num_classes(),
+        args.seed,
+    );
+    let mut opt = args
+        .optimizer
+        .build(model.params(), args.optimizer.default_lr(), 0.0);
     let n = batch.min(data.len());
     let idx: Vec<usize> = (0..batch).map(|i| i % n).collect();
     let part = data.subset(&idx);
-    let x = tapegrad::Tensor::from_vec(part.features().to_vec(), &[&[batch][..], data.sample_shape()].concat());
+    let x = tapegrad::Tensor::from_vec(
+        part.features().to_vec(),
+        &[&[batch][..], data.sample_shape()].concat(),
+    );
     // One step first: optimiser state is allocated once, not per step.
     let mut step = || {
-        let loss = cross_entropy(&model.forward(&x), part.labels(), &CrossEntropyOptions::default());
+        let loss = cross_entropy(
+            &model.forward(&x),
+            part.labels(),
+            &CrossEntropyOptions::default(),
+        );
         opt.step(&loss.backward());
     };
     step();
@@ -119,7 +133,11 @@ fn sweep(args: &Args) -> Result<(), String> {
         name(args.dataset),
         data.train.len(),
         name(args.optimizer),
-        if args.lr_scaling { format!(" x batch/{}", args.base_batch) } else { " (fixed)".into() },
+        if args.lr_scaling {
+            format!(" x batch/{}", args.base_batch)
+        } else {
+            " (fixed)".into()
+        },
         match args.seconds {
             Some(s) => format!("{s} s per batch size"),
             None => format!("{} epochs per batch size", args.epochs),
@@ -127,12 +145,25 @@ fn sweep(args: &Args) -> Result<(), String> {
     );
     let mut rows = Vec::new();
     for &batch in &args.batch_sizes {
-        let lr = if args.lr_scaling { base_lr * batch as f64 / args.base_batch as f64 } else { base_lr };
+        let lr = if args.lr_scaling {
+            base_lr * batch as f64 / args.base_batch as f64
+        } else {
+            base_lr
+        };
         let peak_bytes = step_peak(args, &data.train, batch);
-        let model = models::build(args.model, data.train.sample_shape(), data.train.num_classes(), args.seed);
+        let model = models::build(
+            args.model,
+            data.train.sample_shape(),
+            data.train.num_classes(),
+            args.seed,
+        );
         let opt = args.optimizer.build(model.params(), lr, 0.0);
         let config = TrainConfig {
-            epochs: if args.seconds.is_some() { usize::MAX } else { args.epochs },
+            epochs: if args.seconds.is_some() {
+                usize::MAX
+            } else {
+                args.epochs
+            },
             batch_size: BatchSizeSchedule::new(batch),
             lr,
             seed: args.seed,
@@ -143,9 +174,18 @@ fn sweep(args: &Args) -> Result<(), String> {
         let (mut samples, mut in_epoch, mut recent) = (0usize, 0usize, Vec::new());
         let started = Instant::now();
         let result = trainer.fit(&data.train, None, None, |e| {
-            if let Event::Batch { loss, samples: so_far, .. } = e {
+            if let Event::Batch {
+                loss,
+                samples: so_far,
+                ..
+            } = e
+            {
                 // `so_far` counts the current epoch's samples; it restarts each epoch.
-                samples += if *so_far > in_epoch { so_far - in_epoch } else { *so_far };
+                samples += if *so_far > in_epoch {
+                    so_far - in_epoch
+                } else {
+                    *so_far
+                };
                 in_epoch = *so_far;
                 recent.push(*loss);
             }
@@ -181,9 +221,13 @@ fn sweep(args: &Args) -> Result<(), String> {
         );
     }
     println!();
-    println!("| batch | lr | samples/s | updates/s | peak memory | epochs | train loss | val accuracy |");
+    println!(
+        "| batch | lr | samples/s | updates/s | peak memory | epochs | train loss | val accuracy |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mut csv = String::from("batch_size,lr,samples_per_s,updates_per_s,peak_bytes,epochs,train_loss,val_accuracy\n");
+    let mut csv = String::from(
+        "batch_size,lr,samples_per_s,updates_per_s,peak_bytes,epochs,train_loss,val_accuracy\n",
+    );
     for r in &rows {
         println!(
             "| {} | {:.4} | {:.0} | {:.1} | {} | {:.2} | {:.4} | {:.4} |",
@@ -198,7 +242,14 @@ fn sweep(args: &Args) -> Result<(), String> {
         );
         csv.push_str(&format!(
             "{},{},{:.3},{:.3},{},{:.4},{:.6},{:.6}\n",
-            r.batch, r.lr, r.samples_per_s, r.updates_per_s, r.peak_bytes, r.epochs, r.train_loss, r.val_accuracy
+            r.batch,
+            r.lr,
+            r.samples_per_s,
+            r.updates_per_s,
+            r.peak_bytes,
+            r.epochs,
+            r.train_loss,
+            r.val_accuracy
         ));
     }
     let csv_path = args.out.join("batch_sweep.csv");
@@ -206,7 +257,11 @@ fn sweep(args: &Args) -> Result<(), String> {
     let svg_path = args.out.join("batch_sweep.svg");
     let points: Vec<SweepPoint> = rows
         .iter()
-        .map(|r| SweepPoint { batch_size: r.batch, samples_per_s: r.samples_per_s, val_accuracy: r.val_accuracy })
+        .map(|r| SweepPoint {
+            batch_size: r.batch,
+            samples_per_s: r.samples_per_s,
+            val_accuracy: r.val_accuracy,
+        })
         .collect();
     if let Err(e) = plot::sweep(&points, &svg_path) {
         eprintln!("warning: could not draw {}: {e}", svg_path.display());
@@ -218,7 +273,9 @@ fn sweep(args: &Args) -> Result<(), String> {
         }
         let max = 1 << 16;
         match largest_batch_that_fits(limit, max, |b| step_peak(args, &data.train, b)) {
-            Some(b) if b == max => println!("every batch up to {max} fits in {}", format_bytes(limit)),
+            Some(b) if b == max => {
+                println!("every batch up to {max} fits in {}", format_bytes(limit))
+            }
             Some(b) => println!(
                 "largest batch that fits in {}: {b} (its step peaks at {})",
                 format_bytes(limit),

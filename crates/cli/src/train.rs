@@ -78,9 +78,17 @@ pub struct Args {
 }
 
 fn parse_milestone(s: &str) -> Result<(usize, usize), String> {
-    let (e, b) = s.split_once(':').ok_or_else(|| format!("{s:?}: expected EPOCH:SIZE, e.g. 5:128"))?;
-    let e = e.trim().parse().map_err(|_| format!("{s:?}: {e:?} is not an epoch number"))?;
-    let b: usize = b.trim().parse().map_err(|_| format!("{s:?}: {b:?} is not a batch size"))?;
+    let (e, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected EPOCH:SIZE, e.g. 5:128"))?;
+    let e = e
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {e:?} is not an epoch number"))?;
+    let b: usize = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {b:?} is not a batch size"))?;
     if b == 0 {
         return Err(format!("{s:?}: the batch size must be positive"));
     }
@@ -125,8 +133,10 @@ fn train(cli: &Args) -> Result<(), String> {
     let args = match &cli.resume {
         Some(dir) => {
             let path = dir.join("args.json");
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut saved: Args = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut saved: Args =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             saved.epochs = Some(cli.epochs.unwrap_or(saved.epochs()));
             saved.out = Some(dir.clone());
             saved.quiet = cli.quiet;
@@ -138,7 +148,12 @@ fn train(cli: &Args) -> Result<(), String> {
         return Err("--batch-size and --accumulate must be positive".into());
     }
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("runs/{}-{}-{}", name(args.dataset), name(args.model), args.seed))
+        PathBuf::from(format!(
+            "runs/{}-{}-{}",
+            name(args.dataset),
+            name(args.model),
+            args.seed
+        ))
     });
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let settings = serde_json::to_string_pretty(&args).expect("serialisable");
@@ -146,11 +161,23 @@ fn train(cli: &Args) -> Result<(), String> {
 
     let started = Instant::now();
     let data = datasets::load(args.dataset, args.data_dir.as_ref()).map_err(|e| e.to_string())?;
-    let model = models::build(args.model, data.train.sample_shape(), data.train.num_classes(), args.seed);
-    let optimizer = args.optimizer.build(model.params(), args.lr(), args.weight_decay);
+    let model = models::build(
+        args.model,
+        data.train.sample_shape(),
+        data.train.num_classes(),
+        args.seed,
+    );
+    let optimizer = args
+        .optimizer
+        .build(model.params(), args.lr(), args.weight_decay);
     let schedule = args.batch_schedule();
     let total_updates: usize = (0..args.epochs())
-        .map(|e| data.train.len().div_ceil(schedule.batch_size(e)).div_ceil(args.accumulate))
+        .map(|e| {
+            data.train
+                .len()
+                .div_ceil(schedule.batch_size(e))
+                .div_ceil(args.accumulate)
+        })
         .sum();
     let config = TrainConfig {
         epochs: args.epochs(),
@@ -180,7 +207,10 @@ fn train(cli: &Args) -> Result<(), String> {
     let mut trainer = Trainer::new(model, optimizer, config);
     if cli.resume.is_some() {
         trainer.resume(&out).map_err(|e| e.to_string())?;
-        println!("resumed at epoch {}, iteration {}", trainer.state.epoch, trainer.state.iteration);
+        println!(
+            "resumed at epoch {}, iteration {}",
+            trainer.state.epoch, trainer.state.iteration
+        );
     }
 
     let epochs = args.epochs();
@@ -230,14 +260,25 @@ fn train(cli: &Args) -> Result<(), String> {
     let secs = started.elapsed().as_secs_f64();
     let last = trainer.state.history.last();
     match (stop, last.and_then(|m| m.test_accuracy)) {
-        (_, Some(acc)) => println!("test accuracy {acc:.4} after {} epochs ({secs:.1} s)", trainer.state.epoch),
+        (_, Some(acc)) => println!(
+            "test accuracy {acc:.4} after {} epochs ({secs:.1} s)",
+            trainer.state.epoch
+        ),
         (Stop::EarlyStopped, None) => {
             let (_, acc) = trainer.evaluate(&data.test);
-            println!("early stop at epoch {}: test accuracy {acc:.4} ({secs:.1} s)", trainer.state.epoch);
+            println!(
+                "early stop at epoch {}: test accuracy {acc:.4} ({secs:.1} s)",
+                trainer.state.epoch
+            );
         }
         _ => println!("stopped at epoch {} ({secs:.1} s)", trainer.state.epoch),
     }
-    println!("wrote {}, {} and a checkpoint in {}", metrics_path.display(), plot_path.display(), out.display());
+    println!(
+        "wrote {}, {} and a checkpoint in {}",
+        metrics_path.display(),
+        plot_path.display(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -254,6 +295,7 @@ fn new_bar(epoch: usize, epochs: usize, batches: usize) -> ProgressBar {
 
 /// The command-line spelling of a value enum.
 pub fn name(v: impl clap::ValueEnum) -> String {
-    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
-

@@ -8,30 +8,57 @@ fn tapegrad() -> Command {
 
 fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("run tapegrad");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn train_one_epoch_writes_metrics_plot_and_checkpoint_then_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let (ok, stdout, stderr) = run(tapegrad().args(["train", "--epochs", "1", "--quiet", "--out"]).arg(&out));
+    let (ok, stdout, stderr) = run(tapegrad()
+        .args(["train", "--epochs", "1", "--quiet", "--out"])
+        .arg(&out));
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("training mlp on digits"), "{stdout}");
     assert!(stdout.contains("test accuracy"), "{stdout}");
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1);
-    for key in ["epoch", "iteration", "train_loss", "val_loss", "val_accuracy", "test_accuracy", "samples_per_s", "lr", "batch_size"] {
-        assert!(lines[0].get(key).is_some(), "metrics.jsonl lacks {key}: {metrics}");
+    for key in [
+        "epoch",
+        "iteration",
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "test_accuracy",
+        "samples_per_s",
+        "lr",
+        "batch_size",
+    ] {
+        assert!(
+            lines[0].get(key).is_some(),
+            "metrics.jsonl lacks {key}: {metrics}"
+        );
     }
     assert_eq!(lines[0]["epoch"], 1);
-    assert!(lines[0]["val_accuracy"].as_f64().unwrap() > 0.5, "{metrics}");
+    assert!(
+        lines[0]["val_accuracy"].as_f64().unwrap() > 0.5,
+        "{metrics}"
+    );
     let svg = std::fs::read_to_string(out.join("metrics.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("accuracy"));
     assert!(out.join("checkpoint.json").exists());
 
-    let (ok, stdout, stderr) = run(tapegrad().args(["train", "--epochs", "2", "--quiet", "--resume"]).arg(&out));
+    let (ok, stdout, stderr) = run(tapegrad()
+        .args(["train", "--epochs", "2", "--quiet", "--resume"])
+        .arg(&out));
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("resumed at epoch 1"), "{stdout}");
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
@@ -42,15 +69,27 @@ fn train_one_epoch_writes_metrics_plot_and_checkpoint_then_resumes() {
 fn train_rejects_bad_arguments_and_missing_data() {
     let (ok, _, stderr) = run(tapegrad().args(["train", "--batch-size", "0", "--quiet"]));
     assert!(!ok);
-    assert!(stderr.contains("--batch-size and --accumulate must be positive"), "{stderr}");
+    assert!(
+        stderr.contains("--batch-size and --accumulate must be positive"),
+        "{stderr}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let (ok, _, stderr) = run(tapegrad()
-        .args(["train", "--dataset", "fashion-mnist", "--quiet", "--data-dir"])
+        .args([
+            "train",
+            "--dataset",
+            "fashion-mnist",
+            "--quiet",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .arg("--out")
         .arg(dir.path().join("run")));
     assert!(!ok);
-    assert!(stderr.contains("train-images-idx3-ubyte"), "the error names the missing file: {stderr}");
+    assert!(
+        stderr.contains("train-images-idx3-ubyte"),
+        "the error names the missing file: {stderr}"
+    );
     let (ok, _, stderr) = run(tapegrad().args(["train", "--grow-batch", "five"]));
     assert!(!ok && stderr.contains("expected EPOCH:SIZE"), "{stderr}");
 }
@@ -59,12 +98,24 @@ fn train_rejects_bad_arguments_and_missing_data() {
 fn batch_sweep_on_two_tiny_batch_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let (ok, stdout, stderr) = run(tapegrad()
-        .args(["batch-sweep", "--batch-sizes", "4,16", "--epochs", "1", "--memory-limit", "8MiB", "--out"])
+        .args([
+            "batch-sweep",
+            "--batch-sizes",
+            "4,16",
+            "--epochs",
+            "1",
+            "--memory-limit",
+            "8MiB",
+            "--out",
+        ])
         .arg(dir.path()));
     assert!(ok, "{stdout}\n{stderr}");
     let csv = std::fs::read_to_string(dir.path().join("batch_sweep.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
-    assert_eq!(rows[0], "batch_size,lr,samples_per_s,updates_per_s,peak_bytes,epochs,train_loss,val_accuracy");
+    assert_eq!(
+        rows[0],
+        "batch_size,lr,samples_per_s,updates_per_s,peak_bytes,epochs,train_loss,val_accuracy"
+    );
     assert_eq!(rows.len(), 3, "{csv}");
     assert!(rows[1].starts_with("4,") && rows[2].starts_with("16,"));
     // batch 4 makes 4x the updates of batch 16 per epoch
@@ -73,7 +124,10 @@ fn batch_sweep_on_two_tiny_batch_sizes() {
     assert!(ups(rows[1]) > ups(rows[2]), "{csv}");
     assert!(peak(rows[1]) > 0 && peak(rows[2]) > 0, "{csv}");
     assert!(dir.path().join("batch_sweep.svg").exists());
-    assert!(stdout.contains("largest batch that fits in 8.0 MiB"), "{stdout}");
+    assert!(
+        stdout.contains("largest batch that fits in 8.0 MiB"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -85,7 +139,19 @@ fn help_describes_every_command() {
     }
     let (ok, stdout, _) = run(tapegrad().args(["train", "--help"]));
     assert!(ok);
-    for flag in ["--dataset", "--model", "--batch-size", "--epochs", "--optimizer", "--lr", "--schedule", "--accumulate", "--seed", "--out", "--resume"] {
+    for flag in [
+        "--dataset",
+        "--model",
+        "--batch-size",
+        "--epochs",
+        "--optimizer",
+        "--lr",
+        "--schedule",
+        "--accumulate",
+        "--seed",
+        "--out",
+        "--resume",
+    ] {
         assert!(stdout.contains(flag), "train --help lacks {flag}");
     }
     let (ok, stdout, _) = run(tapegrad().args(["batch-sweep", "--help"]));

@@ -12,17 +12,29 @@ use crate::{DataError, InMemoryDataset};
 ///
 /// Every malformed record is an `Err` naming the file and line: a non-numeric field, a
 /// negative or fractional label, a row with the wrong number of columns, an empty file.
-pub fn read_csv(path: impl AsRef<Path>, label_column: Option<usize>, has_header: bool) -> Result<InMemoryDataset, DataError> {
+pub fn read_csv(
+    path: impl AsRef<Path>,
+    label_column: Option<usize>,
+    has_header: bool,
+) -> Result<InMemoryDataset, DataError> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     let text = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s).map_err(io_err(path))?;
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut s)
+            .map_err(io_err(path))?;
         s
     } else {
-        String::from_utf8(bytes).map_err(|e| DataError::Invalid { path: path.into(), message: format!("not UTF-8 text: {e}") })?
+        String::from_utf8(bytes).map_err(|e| DataError::Invalid {
+            path: path.into(),
+            message: format!("not UTF-8 text: {e}"),
+        })?
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     parse_csv(&text, path, &name, label_column, has_header, None)
 }
 
@@ -34,7 +46,11 @@ pub(crate) fn parse_csv(
     has_header: bool,
     num_classes: Option<usize>,
 ) -> Result<InMemoryDataset, DataError> {
-    let record = |line: usize, message: String| DataError::Record { path: path.into(), line, message };
+    let record = |line: usize, message: String| DataError::Record {
+        path: path.into(),
+        line,
+        message,
+    };
     let mut features = Vec::new();
     let mut labels = Vec::new();
     let mut width = None;
@@ -46,36 +62,61 @@ pub(crate) fn parse_csv(
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         let w = *width.get_or_insert(fields.len());
         if fields.len() != w {
-            return Err(record(line_no, format!("{} columns, expected {w} like the first row", fields.len())));
+            return Err(record(
+                line_no,
+                format!("{} columns, expected {w} like the first row", fields.len()),
+            ));
         }
         if w < 2 {
-            return Err(record(line_no, "a row needs at least one feature and a label".into()));
+            return Err(record(
+                line_no,
+                "a row needs at least one feature and a label".into(),
+            ));
         }
         let lc = label_column.unwrap_or(w - 1);
         if lc >= w {
-            return Err(record(line_no, format!("label column {lc} does not exist in a row of {w} columns")));
+            return Err(record(
+                line_no,
+                format!("label column {lc} does not exist in a row of {w} columns"),
+            ));
         }
         for (j, f) in fields.iter().enumerate() {
             if j == lc {
-                let v: f64 = f.parse().map_err(|_| record(line_no, format!("label {f:?} is not a number")))?;
+                let v: f64 = f
+                    .parse()
+                    .map_err(|_| record(line_no, format!("label {f:?} is not a number")))?;
                 if v < 0.0 || v.fract() != 0.0 {
-                    return Err(record(line_no, format!("label {f:?} is not a non-negative integer")));
+                    return Err(record(
+                        line_no,
+                        format!("label {f:?} is not a non-negative integer"),
+                    ));
                 }
                 labels.push(v as usize);
             } else {
-                let v: f32 = f.parse().map_err(|_| record(line_no, format!("column {} value {f:?} is not a number", j + 1)))?;
+                let v: f32 = f.parse().map_err(|_| {
+                    record(
+                        line_no,
+                        format!("column {} value {f:?} is not a number", j + 1),
+                    )
+                })?;
                 features.push(v);
             }
         }
         if let Some(k) = num_classes {
             let l = *labels.last().expect("pushed above");
             if l >= k {
-                return Err(record(line_no, format!("label {l} is not below the {k} classes")));
+                return Err(record(
+                    line_no,
+                    format!("label {l} is not below the {k} classes"),
+                ));
             }
         }
     }
     let Some(w) = width else {
-        return Err(DataError::Invalid { path: path.into(), message: "no data rows".into() });
+        return Err(DataError::Invalid {
+            path: path.into(),
+            message: "no data rows".into(),
+        });
     };
     let k = num_classes.unwrap_or_else(|| labels.iter().max().map_or(0, |m| m + 1));
     Ok(InMemoryDataset::new(name, features, labels, &[w - 1], k))

@@ -58,7 +58,13 @@ impl InMemoryDataset {
         if let Some(bad) = labels.iter().find(|&&l| l >= num_classes) {
             panic!("InMemoryDataset::new: label {bad} is not below num_classes {num_classes}");
         }
-        InMemoryDataset { name: name.into(), features, labels, sample_shape: sample_shape.to_vec(), num_classes }
+        InMemoryDataset {
+            name: name.into(),
+            features,
+            labels,
+            sample_shape: sample_shape.to_vec(),
+            num_classes,
+        }
     }
 
     /// The dataset's name (used in reports).
@@ -93,7 +99,13 @@ impl InMemoryDataset {
             features.extend_from_slice(&self.features[i * d..(i + 1) * d]);
             labels.push(self.labels[i]);
         }
-        InMemoryDataset { name: self.name.clone(), features, labels, sample_shape: self.sample_shape.clone(), num_classes: self.num_classes }
+        InMemoryDataset {
+            name: self.name.clone(),
+            features,
+            labels,
+            sample_shape: self.sample_shape.clone(),
+            num_classes: self.num_classes,
+        }
     }
 
     /// Splits into two datasets after a seeded shuffle: the second holds
@@ -110,7 +122,10 @@ impl InMemoryDataset {
     /// ```
     #[track_caller]
     pub fn split(&self, fraction: f64, seed: u64) -> (InMemoryDataset, InMemoryDataset) {
-        assert!((0.0..=1.0).contains(&fraction), "split: fraction {fraction} is not in [0, 1]");
+        assert!(
+            (0.0..=1.0).contains(&fraction),
+            "split: fraction {fraction} is not in [0, 1]"
+        );
         let mut order: Vec<usize> = (0..self.labels.len()).collect();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
         let n_second = (self.labels.len() as f64 * fraction).round() as usize;
@@ -131,7 +146,11 @@ impl InMemoryDataset {
             }
         }
         let mean: Vec<f64> = mean.iter().map(|m| m / n).collect();
-        let std: Vec<f32> = sq.iter().zip(&mean).map(|(s, m)| ((s / n - m * m).max(0.0)).sqrt() as f32).collect();
+        let std: Vec<f32> = sq
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| ((s / n - m * m).max(0.0)).sqrt() as f32)
+            .collect();
         (mean.iter().map(|&m| m as f32).collect(), std)
     }
 
@@ -143,7 +162,12 @@ impl InMemoryDataset {
     #[track_caller]
     pub fn normalize(&mut self, mean: &[f32], std: &[f32]) {
         let d = self.sample_len();
-        assert!(mean.len() == d && std.len() == d, "normalize: {} means and {} stds for {d} features", mean.len(), std.len());
+        assert!(
+            mean.len() == d && std.len() == d,
+            "normalize: {} means and {} stds for {d} features",
+            mean.len(),
+            std.len()
+        );
         for row in self.features.chunks_exact_mut(d) {
             for j in 0..d {
                 let s = if std[j] > 0.0 { std[j] } else { 1.0 };

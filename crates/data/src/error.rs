@@ -26,7 +26,9 @@ pub enum DataError {
         what: &'static str,
     },
     /// The file ends before the data its header announces.
-    #[error("{path}: truncated: the header announces {expected} bytes of data, the file has {actual}")]
+    #[error(
+        "{path}: truncated: the header announces {expected} bytes of data, the file has {actual}"
+    )]
     Truncated {
         /// The file.
         path: PathBuf,

@@ -32,42 +32,78 @@ pub fn read_idx(path: impl AsRef<Path>, expected_magic: u32) -> Result<IdxArray,
     let raw = std::fs::read(path).map_err(io_err(path))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io_err(path))?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(io_err(path))?;
         out
     } else {
         raw
     };
-    let what = if expected_magic == IMAGES_MAGIC { "IDX images, u8, 3 dimensions" } else { "IDX labels, u8, 1 dimension" };
+    let what = if expected_magic == IMAGES_MAGIC {
+        "IDX images, u8, 3 dimensions"
+    } else {
+        "IDX labels, u8, 1 dimension"
+    };
     let ndim = (expected_magic & 0xff) as usize;
     let header_len = 4 + 4 * ndim;
     if bytes.len() < 4 {
-        return Err(DataError::Truncated { path: path.into(), expected: header_len, actual: bytes.len() });
+        return Err(DataError::Truncated {
+            path: path.into(),
+            expected: header_len,
+            actual: bytes.len(),
+        });
     }
     let magic = u32::from_be_bytes(bytes[0..4].try_into().expect("4 bytes"));
     if magic != expected_magic {
-        return Err(DataError::BadMagic { path: path.into(), found: magic, expected: expected_magic, what });
+        return Err(DataError::BadMagic {
+            path: path.into(),
+            found: magic,
+            expected: expected_magic,
+            what,
+        });
     }
     if bytes.len() < header_len {
-        return Err(DataError::Truncated { path: path.into(), expected: header_len, actual: bytes.len() });
+        return Err(DataError::Truncated {
+            path: path.into(),
+            expected: header_len,
+            actual: bytes.len(),
+        });
     }
-    let dims: Vec<usize> =
-        (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
+    let dims: Vec<usize> = (0..ndim)
+        .map(|i| {
+            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
+        })
+        .collect();
     let n: usize = dims.iter().product();
     let body = &bytes[header_len..];
     if body.len() < n {
-        return Err(DataError::Truncated { path: path.into(), expected: n, actual: body.len() });
+        return Err(DataError::Truncated {
+            path: path.into(),
+            expected: n,
+            actual: body.len(),
+        });
     }
     if body.len() > n {
         return Err(DataError::Invalid {
             path: path.into(),
-            message: format!("{} bytes after the {n} the header announces", body.len() - n),
+            message: format!(
+                "{} bytes after the {n} the header announces",
+                body.len() - n
+            ),
         });
     }
-    Ok(IdxArray { dims, data: body.to_vec() })
+    Ok(IdxArray {
+        dims,
+        data: body.to_vec(),
+    })
 }
 
 /// Loads an images/labels pair as a dataset of `[1, rows, cols]` images scaled to `[0, 1]`.
-pub fn read_idx_pair(images: &Path, labels: &Path, name: &str) -> Result<InMemoryDataset, DataError> {
+pub fn read_idx_pair(
+    images: &Path,
+    labels: &Path,
+    name: &str,
+) -> Result<InMemoryDataset, DataError> {
     let img = read_idx(images, IMAGES_MAGIC)?;
     let lbl = read_idx(labels, LABELS_MAGIC)?;
     if img.dims[0] != lbl.dims[0] {
@@ -80,10 +116,19 @@ pub fn read_idx_pair(images: &Path, labels: &Path, name: &str) -> Result<InMemor
     }
     let labels_usize: Vec<usize> = lbl.data.iter().map(|&b| b as usize).collect();
     if let Some(bad) = labels_usize.iter().find(|&&l| l >= 10) {
-        return Err(DataError::Invalid { path: labels.into(), message: format!("label {bad} is not a class 0..9") });
+        return Err(DataError::Invalid {
+            path: labels.into(),
+            message: format!("label {bad} is not a class 0..9"),
+        });
     }
     let features: Vec<f32> = img.data.iter().map(|&b| b as f32 / 255.0).collect();
-    Ok(InMemoryDataset::new(name, features, labels_usize, &[1, img.dims[1], img.dims[2]], 10))
+    Ok(InMemoryDataset::new(
+        name,
+        features,
+        labels_usize,
+        &[1, img.dims[1], img.dims[2]],
+        10,
+    ))
 }
 
 fn find_file(dir: &Path, stem: &str) -> PathBuf {

@@ -75,7 +75,13 @@ impl<D: Dataset + 'static> DataLoader<D> {
     #[track_caller]
     pub fn from_arc(dataset: Arc<D>, batch_size: usize) -> Self {
         assert!(batch_size > 0, "DataLoader: batch_size must be positive");
-        DataLoader { dataset, batch_size, seed: None, drop_last: false, prefetch: 2 }
+        DataLoader {
+            dataset,
+            batch_size,
+            seed: None,
+            drop_last: false,
+            prefetch: 2,
+        }
     }
 
     /// Shuffle every epoch with a permutation seeded by `seed` and the epoch number.
@@ -130,7 +136,10 @@ impl<D: Dataset + 'static> DataLoader<D> {
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if let Some(seed) = self.seed {
-            let mixed = seed ^ (epoch as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mixed = seed
+                ^ (epoch as u64)
+                    .wrapping_add(1)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15);
             order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(mixed));
         }
         order
@@ -146,15 +155,21 @@ impl<D: Dataset + 'static> DataLoader<D> {
         let order = self.order(epoch);
         let n_batches = self.batches_per_epoch();
         let bs = self.batch_size;
-        let chunks: Vec<Vec<usize>> =
-            order.chunks(bs).take(n_batches).skip(start).map(|c| c.to_vec()).collect();
+        let chunks: Vec<Vec<usize>> = order
+            .chunks(bs)
+            .take(n_batches)
+            .skip(start)
+            .map(|c| c.to_vec())
+            .collect();
         let remaining = chunks.len();
         let dataset = self.dataset.clone();
         if self.prefetch == 0 {
             let mut it = chunks.into_iter();
             return EpochIter {
                 remaining,
-                source: Source::OnDemand(Box::new(move || it.next().map(|idx| make_batch(&*dataset, idx)))),
+                source: Source::OnDemand(Box::new(move || {
+                    it.next().map(|idx| make_batch(&*dataset, idx))
+                })),
             };
         }
         let (tx, rx) = sync_channel(self.prefetch);
@@ -168,7 +183,10 @@ impl<D: Dataset + 'static> DataLoader<D> {
                 }
             })
             .expect("spawn the prefetch thread");
-        EpochIter { remaining, source: Source::Prefetch(rx, Some(handle)) }
+        EpochIter {
+            remaining,
+            source: Source::Prefetch(rx, Some(handle)),
+        }
     }
 }
 
@@ -181,7 +199,11 @@ fn make_batch<D: Dataset + ?Sized>(dataset: &D, indices: Vec<usize>) -> Batch {
     let mut shape = vec![indices.len()];
     shape.extend_from_slice(dataset.sample_shape());
     let y = indices.iter().map(|&i| dataset.label(i)).collect();
-    Batch { x: Tensor::from_vec(features, &shape), y, indices }
+    Batch {
+        x: Tensor::from_vec(features, &shape),
+        y,
+        indices,
+    }
 }
 
 type NextFn = Box<dyn FnMut() -> Option<Batch> + Send>;

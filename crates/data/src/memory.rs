@@ -106,7 +106,11 @@ pub fn measure_peak<R>(f: impl FnOnce() -> R) -> (R, usize) {
 /// let fits = tapegrad_data::largest_batch_that_fits(2_000_000, 4096, |b| 1_000_000 + 10_000 * b);
 /// assert_eq!(fits, Some(100));
 /// ```
-pub fn largest_batch_that_fits(limit: usize, max_batch: usize, mut peak: impl FnMut(usize) -> usize) -> Option<usize> {
+pub fn largest_batch_that_fits(
+    limit: usize,
+    max_batch: usize,
+    mut peak: impl FnMut(usize) -> usize,
+) -> Option<usize> {
     if max_batch == 0 || peak(1) > limit {
         return None;
     }
@@ -152,9 +156,13 @@ pub fn largest_batch_that_fits(limit: usize, max_batch: usize, mut peak: impl Fn
 /// ```
 pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("{s:?}: expected a number followed by a unit such as MiB"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number followed by a unit such as MiB"))?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" => 1e3,
@@ -163,7 +171,11 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         "kib" | "k" => 1024.0,
         "mib" | "m" => 1024.0 * 1024.0,
         "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use B, kB, MB, GB, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (use B, kB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
     };
     Ok((value * factor).round() as usize)
 }
@@ -191,7 +203,11 @@ mod tests {
         for limit in [0usize, 5, 11, 100, 1000, 4096, 10_000] {
             let peak = |b: usize| 10 * b + 1;
             let brute = (1..=512).rev().find(|&b| peak(b) <= limit);
-            assert_eq!(largest_batch_that_fits(limit, 512, peak), brute, "limit {limit}");
+            assert_eq!(
+                largest_batch_that_fits(limit, 512, peak),
+                brute,
+                "limit {limit}"
+            );
         }
         assert_eq!(largest_batch_that_fits(usize::MAX, 1000, |b| b), Some(1000));
         assert_eq!(largest_batch_that_fits(usize::MAX, 1024, |b| b), Some(1024));

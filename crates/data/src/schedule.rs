@@ -25,8 +25,15 @@ impl BatchSizeSchedule {
     /// If `batch_size` is 0.
     #[track_caller]
     pub fn new(batch_size: usize) -> Self {
-        assert!(batch_size > 0, "BatchSizeSchedule: the batch size must be positive");
-        BatchSizeSchedule { initial: batch_size, milestones: Vec::new(), linear_lr_scaling: false }
+        assert!(
+            batch_size > 0,
+            "BatchSizeSchedule: the batch size must be positive"
+        );
+        BatchSizeSchedule {
+            initial: batch_size,
+            milestones: Vec::new(),
+            linear_lr_scaling: false,
+        }
     }
 
     /// From epoch `epoch` on, use `batch_size`.
@@ -35,9 +42,15 @@ impl BatchSizeSchedule {
     /// If `batch_size` is 0 or `epoch` is not after the previous milestone.
     #[track_caller]
     pub fn grow_at(mut self, epoch: usize, batch_size: usize) -> Self {
-        assert!(batch_size > 0, "BatchSizeSchedule: the batch size must be positive");
+        assert!(
+            batch_size > 0,
+            "BatchSizeSchedule: the batch size must be positive"
+        );
         if let Some(&(last, _)) = self.milestones.last() {
-            assert!(epoch > last, "BatchSizeSchedule: milestone epoch {epoch} is not after {last}");
+            assert!(
+                epoch > last,
+                "BatchSizeSchedule: milestone epoch {epoch} is not after {last}"
+            );
         }
         self.milestones.push((epoch, batch_size));
         self
@@ -51,7 +64,11 @@ impl BatchSizeSchedule {
 
     /// The batch size during `epoch` (0-based).
     pub fn batch_size(&self, epoch: usize) -> usize {
-        self.milestones.iter().rev().find(|(e, _)| epoch >= *e).map_or(self.initial, |&(_, b)| b)
+        self.milestones
+            .iter()
+            .rev()
+            .find(|(e, _)| epoch >= *e)
+            .map_or(self.initial, |&(_, b)| b)
     }
 
     /// The factor to multiply the base learning rate by during `epoch` (1 without scaling).

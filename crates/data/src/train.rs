@@ -206,15 +206,24 @@ impl<M: Module> Trainer<M> {
     /// If `config.accumulate` is 0.
     #[track_caller]
     pub fn new(model: M, optimizer: Box<dyn Optimizer>, config: TrainConfig) -> Self {
-        assert!(config.accumulate > 0, "Trainer: accumulate must be at least 1");
-        Trainer { model, optimizer, config, state: TrainState::default() }
+        assert!(
+            config.accumulate > 0,
+            "Trainer: accumulate must be at least 1"
+        );
+        Trainer {
+            model,
+            optimizer,
+            config,
+            state: TrainState::default(),
+        }
     }
 
     /// Restores weights, optimiser state and progress from the checkpoint in `dir`.
     pub fn resume(&mut self, dir: &Path) -> Result<(), TrainError> {
         let index_path = dir.join("checkpoint.json");
         let text = std::fs::read_to_string(&index_path).map_err(|e| ckpt_err(&index_path, e))?;
-        let index: CheckpointIndex = serde_json::from_str(&text).map_err(|e| ckpt_err(&index_path, e))?;
+        let index: CheckpointIndex =
+            serde_json::from_str(&text).map_err(|e| ckpt_err(&index_path, e))?;
         let weights = dir.join(&index.weights);
         tapegrad_nn::io::load(&self.model, &weights).map_err(|e| ckpt_err(&weights, e))?;
         let opt = dir.join(&index.optimizer);
@@ -230,9 +239,16 @@ impl<M: Module> Trainer<M> {
         let tag = self.state.iteration;
         let weights = format!("weights-{tag:08}.safetensors");
         let optimizer = format!("optimizer-{tag:08}.safetensors");
-        tapegrad_nn::io::save(&self.model, dir.join(&weights)).map_err(|e| ckpt_err(&dir.join(&weights), e))?;
-        self.optimizer.save(&dir.join(&optimizer)).map_err(|e| ckpt_err(&dir.join(&optimizer), e))?;
-        let index = CheckpointIndex { state: self.state.clone(), weights: weights.clone(), optimizer: optimizer.clone() };
+        tapegrad_nn::io::save(&self.model, dir.join(&weights))
+            .map_err(|e| ckpt_err(&dir.join(&weights), e))?;
+        self.optimizer
+            .save(&dir.join(&optimizer))
+            .map_err(|e| ckpt_err(&dir.join(&optimizer), e))?;
+        let index = CheckpointIndex {
+            state: self.state.clone(),
+            weights: weights.clone(),
+            optimizer: optimizer.clone(),
+        };
         let json = serde_json::to_string_pretty(&index).expect("serialisable");
         write_atomic(&dir.join("checkpoint.json"), json.as_bytes())?;
         // Older files are no longer referenced.
@@ -266,7 +282,10 @@ impl<M: Module> Trainer<M> {
         let started = Instant::now();
         let params = self.model.params();
         let dtype = params.first().map_or(tapegrad::DType::F32, |p| p.dtype());
-        let ce = CrossEntropyOptions { reduction: Reduction::Mean, ..Default::default() };
+        let ce = CrossEntropyOptions {
+            reduction: Reduction::Mean,
+            ..Default::default()
+        };
         let train = Arc::new(train.clone());
         while self.state.epoch < self.config.epochs {
             let epoch = self.state.epoch;
@@ -277,7 +296,9 @@ impl<M: Module> Trainer<M> {
             let epoch_start = Instant::now();
             let start_samples = self.state.epoch_samples;
             self.model.set_training(true);
-            let mut iter = loader.epoch_from(epoch, self.state.batch_in_epoch).peekable();
+            let mut iter = loader
+                .epoch_from(epoch, self.state.batch_in_epoch)
+                .peekable();
             while iter.peek().is_some() {
                 // One update: up to `accumulate` micro-batches, weighted by their sizes.
                 let mut total: Option<Grads> = None;
@@ -286,10 +307,16 @@ impl<M: Module> Trainer<M> {
                 for _ in 0..self.config.accumulate {
                     let Some(batch) = iter.next() else { break };
                     let index = self.state.batch_in_epoch + group.len();
-                    let loss = cross_entropy(&self.model.forward(&batch.x.to_dtype(dtype)), &batch.y, &ce);
+                    let loss =
+                        cross_entropy(&self.model.forward(&batch.x.to_dtype(dtype)), &batch.y, &ce);
                     let value = loss.item();
                     if !value.is_finite() {
-                        return Err(TrainError::NonFiniteLoss { epoch, iteration: self.state.iteration, batch: index, value });
+                        return Err(TrainError::NonFiniteLoss {
+                            epoch,
+                            iteration: self.state.iteration,
+                            batch: index,
+                            value,
+                        });
                     }
                     let n = batch.len();
                     self.state.epoch_loss_sum += value * n as f64;
@@ -317,12 +344,25 @@ impl<M: Module> Trainer<M> {
                     }
                 }
                 let mut grads = total.expect("at least one micro-batch");
-                let consumed = self.config.accumulate.min(batches - self.state.batch_in_epoch);
+                let consumed = self
+                    .config
+                    .accumulate
+                    .min(batches - self.state.batch_in_epoch);
                 if let Some(max_norm) = self.config.clip_grad_norm {
-                    let norm = clip_grad_norm(&mut grads, params.iter().map(|p| p.tensor()), max_norm, 2.0, false)
-                        .expect("no error without error_if_nonfinite");
+                    let norm = clip_grad_norm(
+                        &mut grads,
+                        params.iter().map(|p| p.tensor()),
+                        max_norm,
+                        2.0,
+                        false,
+                    )
+                    .expect("no error without error_if_nonfinite");
                     if !norm.is_finite() {
-                        return Err(TrainError::NonFiniteGradient { epoch, iteration: self.state.iteration, norm });
+                        return Err(TrainError::NonFiniteGradient {
+                            epoch,
+                            iteration: self.state.iteration,
+                            norm,
+                        });
                     }
                 }
                 let lr = match &self.config.schedule {
@@ -333,8 +373,14 @@ impl<M: Module> Trainer<M> {
                 self.optimizer.step(&grads);
                 self.state.iteration += 1;
                 self.state.batch_in_epoch += consumed;
-                let over_budget = self.config.max_iterations.is_some_and(|m| self.state.iteration >= m)
-                    || self.config.time_budget.is_some_and(|t| started.elapsed() >= t);
+                let over_budget = self
+                    .config
+                    .max_iterations
+                    .is_some_and(|m| self.state.iteration >= m)
+                    || self
+                        .config
+                        .time_budget
+                        .is_some_and(|t| started.elapsed() >= t);
                 if over_budget && iter.peek().is_some() {
                     drop(iter);
                     if let Some(dir) = &self.config.checkpoint_dir {
@@ -354,7 +400,9 @@ impl<M: Module> Trainer<M> {
             };
             let last = epoch + 1 == self.config.epochs;
             let test_accuracy = match (test, last) {
-                (Some(t), true) => Some(evaluate(&mut self.model, t, self.config.eval_batch_size).1),
+                (Some(t), true) => {
+                    Some(evaluate(&mut self.model, t, self.config.eval_batch_size).1)
+                }
                 _ => None,
             };
             let metrics = EpochMetrics {
@@ -390,8 +438,14 @@ impl<M: Module> Trainer<M> {
             if let Some(dir) = &self.config.checkpoint_dir {
                 self.checkpoint(dir)?;
             }
-            let over_budget = self.config.max_iterations.is_some_and(|m| self.state.iteration >= m)
-                || self.config.time_budget.is_some_and(|t| started.elapsed() >= t);
+            let over_budget = self
+                .config
+                .max_iterations
+                .is_some_and(|m| self.state.iteration >= m)
+                || self
+                    .config
+                    .time_budget
+                    .is_some_and(|t| started.elapsed() >= t);
             if stop.is_none() && over_budget && self.state.epoch < self.config.epochs {
                 stop = Some(Stop::Budget);
             }
@@ -404,11 +458,21 @@ impl<M: Module> Trainer<M> {
 }
 
 /// Mean cross-entropy and accuracy of `model` on `data` (evaluation mode, no tape).
-pub fn evaluate<M: Module, D: Dataset + Clone + 'static>(model: &mut M, data: &D, batch_size: usize) -> (f64, f64) {
+pub fn evaluate<M: Module, D: Dataset + Clone + 'static>(
+    model: &mut M,
+    data: &D,
+    batch_size: usize,
+) -> (f64, f64) {
     model.set_training(false);
-    let dtype = model.params().first().map_or(tapegrad::DType::F32, |p| p.dtype());
+    let dtype = model
+        .params()
+        .first()
+        .map_or(tapegrad::DType::F32, |p| p.dtype());
     let loader = DataLoader::new(data.clone(), batch_size.max(1)).prefetch(0);
-    let ce = CrossEntropyOptions { reduction: Reduction::Sum, ..Default::default() };
+    let ce = CrossEntropyOptions {
+        reduction: Reduction::Sum,
+        ..Default::default()
+    };
     let (mut loss, mut correct, mut n) = (0.0, 0usize, 0usize);
     no_grad(|| {
         for b in loader.epoch(0) {
@@ -429,14 +493,22 @@ pub fn accuracy_count(logits: &Tensor, targets: &[usize]) -> usize {
 }
 
 fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint { path: path.to_path_buf(), message: e.to_string() }
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
 /// so readers see the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;

@@ -3,10 +3,18 @@
 use std::collections::HashSet;
 use std::io::Write;
 
-use tapegrad_data::{digits, fashion_mnist, read_csv, read_idx, DataError, DataLoader, Dataset, InMemoryDataset};
+use tapegrad_data::{
+    digits, fashion_mnist, read_csv, read_idx, DataError, DataLoader, Dataset, InMemoryDataset,
+};
 
 fn toy(n: usize) -> InMemoryDataset {
-    InMemoryDataset::new("toy", (0..n * 2).map(|v| v as f32).collect(), (0..n).map(|i| i % 3).collect(), &[2], 3)
+    InMemoryDataset::new(
+        "toy",
+        (0..n * 2).map(|v| v as f32).collect(),
+        (0..n).map(|i| i % 3).collect(),
+        &[2],
+        3,
+    )
 }
 
 #[test]
@@ -15,11 +23,19 @@ fn shuffle_is_a_seeded_permutation_per_epoch() {
     for epoch in 0..3 {
         let seen: Vec<usize> = loader.epoch(epoch).flat_map(|b| b.indices).collect();
         assert_eq!(seen.len(), 103, "no sample lost");
-        assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 103, "no sample repeated");
+        assert_eq!(
+            seen.iter().collect::<HashSet<_>>().len(),
+            103,
+            "no sample repeated"
+        );
         assert_ne!(seen, (0..103).collect::<Vec<_>>(), "shuffled");
         assert_eq!(seen, loader.order(epoch));
     }
-    assert_ne!(loader.order(0), loader.order(1), "each epoch has its own order");
+    assert_ne!(
+        loader.order(0),
+        loader.order(1),
+        "each epoch has its own order"
+    );
     let again = DataLoader::new(toy(103), 10).shuffle(5);
     assert_eq!(loader.order(2), again.order(2), "same seed, same order");
     let other = DataLoader::new(toy(103), 10).shuffle(6);
@@ -32,7 +48,10 @@ fn batches_carry_the_right_samples() {
     for b in loader.epoch(0) {
         let x = b.x.to_vec::<f32>();
         for (k, &i) in b.indices.iter().enumerate() {
-            assert_eq!(&x[2 * k..2 * k + 2], &[2.0 * i as f32, 2.0 * i as f32 + 1.0]);
+            assert_eq!(
+                &x[2 * k..2 * k + 2],
+                &[2.0 * i as f32, 2.0 * i as f32 + 1.0]
+            );
             assert_eq!(b.y[k], i % 3);
         }
     }
@@ -46,7 +65,10 @@ fn partial_last_batch_kept_or_dropped() {
     assert_eq!(keep.batches_per_epoch(), 3);
     assert_eq!(keep.epoch(0).len(), 3);
     let drop = DataLoader::new(toy(10), 4).drop_last(true);
-    assert_eq!(drop.epoch(0).map(|b| b.len()).collect::<Vec<_>>(), vec![4, 4]);
+    assert_eq!(
+        drop.epoch(0).map(|b| b.len()).collect::<Vec<_>>(),
+        vec![4, 4]
+    );
     assert_eq!(drop.batches_per_epoch(), 2);
     let exact = DataLoader::new(toy(8), 4).drop_last(true);
     assert_eq!(exact.batches_per_epoch(), 2);
@@ -75,7 +97,10 @@ fn embedded_digits_are_well_formed() {
     assert!(d.features().iter().all(|&v| (0.0..=1.0).contains(&v)));
     let mut counts = [0usize; 10];
     d.labels().iter().for_each(|&l| counts[l] += 1);
-    assert!(counts.iter().all(|&c| (170..=185).contains(&c)), "{counts:?}");
+    assert!(
+        counts.iter().all(|&c| (170..=185).contains(&c)),
+        "{counts:?}"
+    );
 }
 
 #[test]
@@ -100,25 +125,41 @@ fn csv_reader_accepts_good_files_and_names_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
     let good = write(&dir, "good.csv", b"a,b,label\n1,2,0\n3,4,2\n");
     let d = read_csv(&good, None, true).unwrap();
-    assert_eq!((d.len(), d.num_classes(), d.features()), (2, 3, &[1.0f32, 2.0, 3.0, 4.0][..]));
+    assert_eq!(
+        (d.len(), d.num_classes(), d.features()),
+        (2, 3, &[1.0f32, 2.0, 3.0, 4.0][..])
+    );
 
     let bad = write(&dir, "bad.csv", b"1,2,0\n3,x,1\n");
     let e = read_csv(&bad, None, false).unwrap_err();
     assert!(matches!(e, DataError::Record { line: 2, .. }), "{e}");
-    assert!(e.to_string().contains("bad.csv:2: column 2 value \"x\" is not a number"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("bad.csv:2: column 2 value \"x\" is not a number"),
+        "{e}"
+    );
 
     let ragged = write(&dir, "ragged.csv", b"1,2,0\n3,1\n");
     let e = read_csv(&ragged, None, false).unwrap_err().to_string();
     assert!(e.contains("ragged.csv:2: 2 columns, expected 3"), "{e}");
 
     let label = write(&dir, "label.csv", b"1,2,0.5\n");
-    assert!(read_csv(&label, None, false).unwrap_err().to_string().contains("is not a non-negative integer"));
+    assert!(read_csv(&label, None, false)
+        .unwrap_err()
+        .to_string()
+        .contains("is not a non-negative integer"));
 
     let empty = write(&dir, "empty.csv", b"");
-    assert!(read_csv(&empty, None, false).unwrap_err().to_string().contains("no data rows"));
+    assert!(read_csv(&empty, None, false)
+        .unwrap_err()
+        .to_string()
+        .contains("no data rows"));
 
     let missing = dir.path().join("missing.csv");
-    assert!(matches!(read_csv(&missing, None, false), Err(DataError::Io { .. })));
+    assert!(matches!(
+        read_csv(&missing, None, false),
+        Err(DataError::Io { .. })
+    ));
 }
 
 fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -147,14 +188,30 @@ fn idx_reader_accepts_raw_and_gzip_and_rejects_corruption() {
     assert_eq!(a, read_idx(&zipped, 0x803).unwrap());
 
     let e = read_idx(&raw, 0x801).unwrap_err().to_string();
-    assert!(e.contains("img: bad magic number 0x00000803 (expected 0x00000801"), "{e}");
+    assert!(
+        e.contains("img: bad magic number 0x00000803 (expected 0x00000801"),
+        "{e}"
+    );
 
     let truncated = write(&dir, "short.gz", &gz(&images[..images.len() - 3]));
     let e = read_idx(&truncated, 0x803).unwrap_err();
-    assert!(matches!(e, DataError::Truncated { expected: 8, actual: 5, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            DataError::Truncated {
+                expected: 8,
+                actual: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
 
     let header_only = write(&dir, "hdr", &images[..6]);
-    assert!(matches!(read_idx(&header_only, 0x803), Err(DataError::Truncated { .. })));
+    assert!(matches!(
+        read_idx(&header_only, 0x803),
+        Err(DataError::Truncated { .. })
+    ));
 
     let mut corrupt_gz = gz(&images);
     let n = corrupt_gz.len();
@@ -166,7 +223,13 @@ fn idx_reader_accepts_raw_and_gzip_and_rejects_corruption() {
 #[test]
 fn fashion_mnist_layout_and_count_mismatch() {
     let dir = tempfile::tempdir().unwrap();
-    let img = |n: u32| gz(&idx_bytes(0x803, &[n, 28, 28], &vec![128u8; n as usize * 784]));
+    let img = |n: u32| {
+        gz(&idx_bytes(
+            0x803,
+            &[n, 28, 28],
+            &vec![128u8; n as usize * 784],
+        ))
+    };
     let lbl = |n: u32| gz(&idx_bytes(0x801, &[n], &vec![3u8; n as usize]));
     write(&dir, "train-images-idx3-ubyte.gz", &img(3));
     write(&dir, "train-labels-idx1-ubyte.gz", &lbl(3));
@@ -179,7 +242,10 @@ fn fashion_mnist_layout_and_count_mismatch() {
 
     write(&dir, "t10k-labels-idx1-ubyte.gz", &lbl(5));
     let e = fashion_mnist(Some(dir.path())).unwrap_err().to_string();
-    assert!(e.contains("has 2 images but") && e.contains("has 5 labels"), "{e}");
+    assert!(
+        e.contains("has 2 images but") && e.contains("has 5 labels"),
+        "{e}"
+    );
 }
 
 /// Reads the real Fashion-MNIST files that `apt-get install dataset-fashion-mnist` puts
@@ -189,7 +255,10 @@ fn fashion_mnist_layout_and_count_mismatch() {
 fn reads_the_installed_fashion_mnist() {
     let dir = std::path::Path::new(tapegrad_data::FASHION_MNIST_DIR);
     if !dir.join("train-images-idx3-ubyte.gz").exists() && std::env::var_os("CI").is_none() {
-        eprintln!("skipped: {} not installed (apt-get install dataset-fashion-mnist)", dir.display());
+        eprintln!(
+            "skipped: {} not installed (apt-get install dataset-fashion-mnist)",
+            dir.display()
+        );
         return;
     }
     let (train, test) = fashion_mnist(None).unwrap();
@@ -199,8 +268,15 @@ fn reads_the_installed_fashion_mnist() {
         let mut counts = [0usize; 10];
         data.labels().iter().for_each(|&l| counts[l] += 1);
         let per_class = data.len() / 10;
-        assert!(counts.iter().all(|&c| c == per_class), "balanced classes: {counts:?}");
+        assert!(
+            counts.iter().all(|&c| c == per_class),
+            "balanced classes: {counts:?}"
+        );
     }
-    let mean = train.features().iter().map(|&v| v as f64).sum::<f64>() / train.features().len() as f64;
-    assert!((mean - 0.2860).abs() < 1e-3, "Fashion-MNIST's known pixel mean is 0.2860, got {mean}");
+    let mean =
+        train.features().iter().map(|&v| v as f64).sum::<f64>() / train.features().len() as f64;
+    assert!(
+        (mean - 0.2860).abs() < 1e-3,
+        "Fashion-MNIST's known pixel mean is 0.2860, got {mean}"
+    );
 }

@@ -18,7 +18,10 @@ fn peak_of_a_known_allocation() {
         std::hint::black_box(&v);
     });
     assert!(counting_enabled());
-    assert!((10 << 20..(10 << 20) + (1 << 20)).contains(&peak), "peak {peak}");
+    assert!(
+        (10 << 20..(10 << 20) + (1 << 20)).contains(&peak),
+        "peak {peak}"
+    );
 }
 
 #[test]
@@ -34,11 +37,14 @@ fn training_step_memory_grows_with_batch_and_search_uses_it() {
         .1
     };
     step(256); // warm-up: lazily created thread pools and kernel buffers allocate once
-    // Batches large enough that activations, not fixed kernel buffers, dominate.
+               // Batches large enough that activations, not fixed kernel buffers, dominate.
     let (p256, p1024) = (step(256), step(1024));
     // Each extra sample costs at least its activations: a few [256] f32 rows.
     assert!(p1024 > p256 + 768 * 256 * 4 * 3, "{p256} vs {p1024}");
     let limit = step(640);
     let best = largest_batch_that_fits(limit, 4096, step).unwrap();
-    assert!((560..=720).contains(&best), "largest batch under the peak of 640 is {best}");
+    assert!(
+        (560..=720).contains(&best),
+        "largest batch under the peak of 640 is {best}"
+    );
 }

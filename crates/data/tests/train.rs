@@ -26,7 +26,14 @@ fn weights(m: &Sequential) -> Vec<f64> {
 }
 
 fn sgd(m: &Sequential, lr: f64) -> Box<dyn Optimizer> {
-    Box::new(Sgd::new(m.params(), SgdConfig { lr, momentum: 0.9, ..SgdConfig::default() }))
+    Box::new(Sgd::new(
+        m.params(),
+        SgdConfig {
+            lr,
+            momentum: 0.9,
+            ..SgdConfig::default()
+        },
+    ))
 }
 
 #[test]
@@ -51,8 +58,15 @@ fn accumulated_micro_batches_equal_one_large_batch() {
     let big = run(60, 1);
     for (b, a) in [(15, 4), (20, 3), (60, 1)] {
         let acc = run(b, a);
-        let worst = big.iter().zip(&acc).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-        assert!(worst < 1e-12, "micro-batch {b} x {a}: max difference {worst}");
+        let worst = big
+            .iter()
+            .zip(&acc)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst < 1e-12,
+            "micro-batch {b} x {a}: max difference {worst}"
+        );
     }
     // And the comparison can fail: a different effective batch gives different weights.
     let other = run(30, 1);
@@ -67,14 +81,24 @@ fn unequal_micro_batches_are_weighted_by_size() {
     let run = |batch: usize, accumulate: usize| {
         let m = model(5);
         let opt = sgd(&m, 0.1);
-        let config = TrainConfig { epochs: 1, batch_size: BatchSizeSchedule::new(batch), accumulate, lr: 0.1, ..TrainConfig::default() };
+        let config = TrainConfig {
+            epochs: 1,
+            batch_size: BatchSizeSchedule::new(batch),
+            accumulate,
+            lr: 0.1,
+            ..TrainConfig::default()
+        };
         let mut t = Trainer::new(m, opt, config);
         t.fit(&train, None, None, |_| {}).unwrap();
         assert_eq!(t.state.iteration, 1);
         weights(&t.model)
     };
     let (a, b) = (run(50, 1), run(20, 3));
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
     assert!(worst < 1e-12, "{worst}");
 }
 
@@ -91,7 +115,13 @@ fn config(dir: Option<std::path::PathBuf>, max_iterations: Option<usize>) -> Tra
 }
 
 fn adam(m: &Sequential) -> Box<dyn Optimizer> {
-    Box::new(Adam::new(m.params(), AdamConfig { lr: 0.01, ..AdamConfig::default() }))
+    Box::new(Adam::new(
+        m.params(),
+        AdamConfig {
+            lr: 0.01,
+            ..AdamConfig::default()
+        },
+    ))
 }
 
 #[test]
@@ -100,14 +130,20 @@ fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
     let m = model(7);
     let o = adam(&m);
     let mut whole = Trainer::new(m, o, config(None, None));
-    assert_eq!(whole.fit(&train, Some(&val), None, |_| {}).unwrap(), Stop::Completed);
+    assert_eq!(
+        whole.fit(&train, Some(&val), None, |_| {}).unwrap(),
+        Stop::Completed
+    );
 
     let dir = tempfile::tempdir().unwrap();
     // Stop mid-epoch 1 (600 / 32 = 19 updates per epoch at first).
     let m = model(7);
     let o = adam(&m);
     let mut first = Trainer::new(m, o, config(Some(dir.path().into()), Some(25)));
-    assert_eq!(first.fit(&train, Some(&val), None, |_| {}).unwrap(), Stop::Budget);
+    assert_eq!(
+        first.fit(&train, Some(&val), None, |_| {}).unwrap(),
+        Stop::Budget
+    );
     assert_eq!((first.state.epoch, first.state.batch_in_epoch), (1, 6));
     drop(first);
 
@@ -117,10 +153,17 @@ fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
     let mut resumed = Trainer::new(m, o, config(Some(dir.path().into()), None));
     resumed.resume(dir.path()).unwrap();
     assert_eq!(resumed.state.iteration, 25);
-    assert_eq!(resumed.fit(&train, Some(&val), None, |_| {}).unwrap(), Stop::Completed);
+    assert_eq!(
+        resumed.fit(&train, Some(&val), None, |_| {}).unwrap(),
+        Stop::Completed
+    );
 
     assert_eq!(resumed.state.iteration, whole.state.iteration);
-    assert_eq!(weights(&resumed.model), weights(&whole.model), "resumed weights differ");
+    assert_eq!(
+        weights(&resumed.model),
+        weights(&whole.model),
+        "resumed weights differ"
+    );
     assert_eq!(resumed.state.history, {
         // Timing fields differ between runs; compare everything else.
         let mut h = whole.state.history.clone();
@@ -163,11 +206,33 @@ fn non_finite_loss_stops_with_its_step_and_keeps_the_last_checkpoint() {
     t.config = config(2);
     let before = weights(&t.model);
     let err = t.fit(&poisoned, None, None, |_| {}).unwrap_err();
-    let TrainError::NonFiniteLoss { epoch, iteration, batch, value } = err else { panic!("{err}") };
+    let TrainError::NonFiniteLoss {
+        epoch,
+        iteration,
+        batch,
+        value,
+    } = err
+    else {
+        panic!("{err}")
+    };
     assert!(value.is_nan());
-    assert_eq!((epoch, batch, iteration), (1, position / 100, 6 + position / 100));
-    let text = TrainError::NonFiniteLoss { epoch, iteration, batch, value }.to_string();
-    assert!(text.contains(&format!("at epoch 1, iteration {iteration} (batch {batch} of the epoch)")), "{text}");
+    assert_eq!(
+        (epoch, batch, iteration),
+        (1, position / 100, 6 + position / 100)
+    );
+    let text = TrainError::NonFiniteLoss {
+        epoch,
+        iteration,
+        batch,
+        value,
+    }
+    .to_string();
+    assert!(
+        text.contains(&format!(
+            "at epoch 1, iteration {iteration} (batch {batch} of the epoch)"
+        )),
+        "{text}"
+    );
     // No update used the NaN: weights are finite.
     assert!(weights(&t.model).iter().all(|w| w.is_finite()));
     // The checkpoint on disk is the end of epoch 0, and it loads.
@@ -196,7 +261,12 @@ fn trains_digits_to_high_accuracy() {
     let (train, test) = d.split(0.2, 0);
     let m = model(0);
     let o = adam(&m);
-    let config = TrainConfig { epochs: 15, batch_size: BatchSizeSchedule::new(32), lr: 0.01, ..TrainConfig::default() };
+    let config = TrainConfig {
+        epochs: 15,
+        batch_size: BatchSizeSchedule::new(32),
+        lr: 0.01,
+        ..TrainConfig::default()
+    };
     let mut t = Trainer::new(m, o, config);
     let mut epochs = 0;
     t.fit(&train, None, Some(&test), |e| {
