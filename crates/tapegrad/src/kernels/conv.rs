@@ -167,14 +167,16 @@ fn mat_mut<T>(data: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> 
     ArrayViewMut2::from_shape((rows, cols), data).expect("sizes computed from the geometry")
 }
 
-/// `y[n, o] = sum_c w[o, c] (*) x[n, c]` per group: im2col, then one GEMM
+/// `y[n, o] = b[o] + sum_c w[o, c] (*) x[n, c]` per group: im2col, then one GEMM
 /// `w_g [og, k] @ col [k, l]` per image and group, images in parallel.
 pub(crate) fn conv2d_forward<T: Element>(
     x: &ArrayViewD<'_, T>,
     wt: &ArrayViewD<'_, T>,
+    bias: Option<&ArrayViewD<'_, T>>,
     g: &ConvGeom,
 ) -> ArcArray<T, IxDyn> {
     let (xs, ws) = (contiguous(x), contiguous(wt));
+    let bs = bias.map(contiguous);
     let (cg, og, k, l, hw) = (g.cg(), g.og(), g.k(), g.l(), g.h * g.w);
     let mut out = vec![T::zero(); g.n * g.o * l];
     out.par_chunks_mut(g.o * l).enumerate().for_each_init(
@@ -189,8 +191,24 @@ pub(crate) fn conv2d_forward<T: Element>(
                     &col[..]
                 };
                 let a = mat(&ws[grp * og * k..][..og * k], og, k);
-                let mut yv = mat_mut(&mut y[grp * og * l..][..og * l], og, l);
-                general_mat_mul(T::one(), &a, &mat(cols, k, l), T::zero(), &mut yv);
+                let yg = &mut y[grp * og * l..][..og * l];
+                // The bias is written first and the GEMM accumulates onto it (beta = 1).
+                let beta = match &bs {
+                    Some(b) => {
+                        for (row, &bv) in yg.chunks_exact_mut(l).zip(&b[grp * og..(grp + 1) * og]) {
+                            row.fill(bv);
+                        }
+                        T::one()
+                    }
+                    None => T::zero(),
+                };
+                general_mat_mul(
+                    T::one(),
+                    &a,
+                    &mat(cols, k, l),
+                    beta,
+                    &mut mat_mut(yg, og, l),
+                );
             }
         },
     );
@@ -276,6 +294,22 @@ pub(crate) fn conv2d_weight_grad<T: Element>(
         .into_shared()
 }
 
+/// `out[c] = sum over n and the spatial positions of g[n, c, ...]`: the bias gradient.
+pub(crate) fn channel_sum<T: Element>(g: &ArrayViewD<'_, T>) -> ArcArray<T, IxDyn> {
+    let gs = contiguous(g);
+    let (n, c) = (g.shape()[0], g.shape()[1]);
+    let l = gs.len().checked_div(n * c).unwrap_or(0);
+    let mut out = vec![T::zero(); c];
+    for (o, ch) in out.iter_mut().enumerate() {
+        for i in 0..n {
+            *ch += gs[(i * c + o) * l..][..l].iter().copied().sum::<T>();
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&[c]), out)
+        .expect("channel count")
+        .into_shared()
+}
+
 /// The geometry of a max pooling window over `[n, c, h, w]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PoolGeom {
@@ -292,10 +326,22 @@ pub(crate) struct PoolGeom {
 
 /// Max pooling: the value and the flat in-plane index (`iy * w + ix`) of the maximum of
 /// every window. Padding never wins (it is `-inf`); on ties the first position in
-/// row-major window order wins; a NaN wins and stops the search (as PyTorch).
+/// row-major window order wins; a NaN wins (the last one, as PyTorch).
 pub(crate) fn max_pool2d<T: Element>(x: &ArrayViewD<'_, T>, p: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     let xs = contiguous(x);
     let (hw, lo) = (p.h * p.w, p.ho * p.wo);
+    // The in-bounds input positions of each window, per axis, computed once.
+    let taps = |size: usize, out: usize, a: usize| -> Vec<Vec<usize>> {
+        (0..out)
+            .map(|o| {
+                (0..p.kernel[a])
+                    .filter_map(|k| (o * p.stride[a] + k * p.dilation[a]).checked_sub(p.padding[a]))
+                    .filter(|&i| i < size)
+                    .collect()
+            })
+            .collect()
+    };
+    let (rows, cols) = (taps(p.h, p.ho, 0), taps(p.w, p.wo, 1));
     let mut out = vec![T::zero(); p.planes * lo];
     let mut idx = vec![0u32; p.planes * lo];
     out.par_chunks_mut(lo)
@@ -303,31 +349,24 @@ pub(crate) fn max_pool2d<T: Element>(x: &ArrayViewD<'_, T>, p: &PoolGeom) -> (Ve
         .enumerate()
         .for_each(|(pl, (o, ix))| {
             let plane = &xs[pl * hw..(pl + 1) * hw];
-            for oy in 0..p.ho {
-                for ox in 0..p.wo {
-                    let mut best = T::neg_infinity();
-                    let mut at = usize::MAX;
-                    'window: for ki in 0..p.kernel[0] {
-                        let iy = (oy * p.stride[0] + ki * p.dilation[0]) as isize
-                            - p.padding[0] as isize;
-                        if iy < 0 || iy >= p.h as isize {
-                            continue;
-                        }
-                        for kj in 0..p.kernel[1] {
-                            let jx = (ox * p.stride[1] + kj * p.dilation[1]) as isize
-                                - p.padding[1] as isize;
-                            if jx < 0 || jx >= p.w as isize {
-                                continue;
-                            }
-                            let pos = iy as usize * p.w + jx as usize;
-                            let v = plane[pos];
-                            if at == usize::MAX || v > best || v.is_nan() {
-                                best = v;
-                                at = pos;
-                                if v.is_nan() {
-                                    break 'window;
-                                }
-                            }
+            if p.padding == [0, 0] {
+                max_pool_unpadded(plane, p, o, ix);
+                return;
+            }
+            for (oy, ry) in rows.iter().enumerate() {
+                for (ox, cx) in cols.iter().enumerate() {
+                    // Padding <= kernel / 2, so every window has an in-bounds position.
+                    let mut at = ry[0] * p.w + cx[0];
+                    let mut best = plane[at];
+                    for &iy in ry {
+                        let row = &plane[iy * p.w..(iy + 1) * p.w];
+                        for &jx in cx {
+                            // Branch-free select (random data mispredicts a branch half
+                            // the time); a NaN always takes over, as in PyTorch.
+                            let v = row[jx];
+                            let take = (v > best) | v.is_nan();
+                            best = if take { v } else { best };
+                            at = if take { iy * p.w + jx } else { at };
                         }
                     }
                     o[oy * p.wo + ox] = best;
@@ -336,6 +375,34 @@ pub(crate) fn max_pool2d<T: Element>(x: &ArrayViewD<'_, T>, p: &PoolGeom) -> (Ve
             }
         });
     (out, idx)
+}
+
+/// Max pooling of one plane without padding: every tap is in bounds, so the loop runs
+/// tap by tap over a whole output row, with no dependency between neighbouring outputs
+/// (the CPU overlaps them; a per-window loop is one long compare-select chain).
+fn max_pool_unpadded<T: Element>(plane: &[T], p: &PoolGeom, o: &mut [T], ix: &mut [u32]) {
+    let ([sh, sw], [dh, dw]) = (p.stride, p.dilation);
+    for oy in 0..p.ho {
+        let (best, at) = (
+            &mut o[oy * p.wo..(oy + 1) * p.wo],
+            &mut ix[oy * p.wo..(oy + 1) * p.wo],
+        );
+        for ky in 0..p.kernel[0] {
+            let iy = oy * sh + ky * dh;
+            let row = &plane[iy * p.w..(iy + 1) * p.w];
+            for kx in 0..p.kernel[1] {
+                let first = ky == 0 && kx == 0;
+                for (ox, (b, a)) in best.iter_mut().zip(at.iter_mut()).enumerate() {
+                    let jx = ox * sw + kx * dw;
+                    let v = row[jx];
+                    // A NaN always takes over, as in PyTorch; ties keep the first.
+                    let take = first | (v > *b) | v.is_nan();
+                    *b = if take { v } else { *b };
+                    *a = if take { (iy * p.w + jx) as u32 } else { *a };
+                }
+            }
+        }
+    }
 }
 
 /// `out[plane, j] = x[plane, idx[plane, j]]`: the values at saved pooling indices

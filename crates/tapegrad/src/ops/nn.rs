@@ -18,12 +18,14 @@ use smallvec::smallvec;
 
 use super::check_same_dtype;
 use super::table::{random_tensor, Domain, Inputs, OpSpec};
-use crate::autograd::node::record;
+use crate::autograd::node::{record, GradList};
 use crate::dtype::{DType, Element};
 use crate::kernels::conv::{
-    conv2d_forward, conv2d_input_grad, conv2d_weight_grad, dropout_mask, max_pool2d, out_size,
-    plane_gather, plane_scatter, window_avg, window_avg_transpose, ConvGeom, PoolGeom, Window,
+    channel_sum, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, dropout_mask, max_pool2d,
+    out_size, plane_gather, plane_scatter, window_avg, window_avg_transpose, ConvGeom, PoolGeom,
+    Window,
 };
+use crate::shape::Shape;
 use crate::storage::{map_storage, zip_storage, Storage};
 use crate::tensor::Tensor;
 
@@ -81,41 +83,84 @@ impl Tensor {
             dilation,
             groups,
         );
-        let y = self.conv2d_raw(weight, g);
-        match bias {
-            None => y,
-            Some(b) => {
-                check_same_dtype("conv2d", self, b);
-                if b.shape() != [g.o] {
-                    panic!(
-                        "conv2d: the bias must have shape [{}] (one per output channel), got {:?}",
-                        g.o,
-                        b.shape()
-                    );
-                }
-                y.add(&b.reshape_to(&[1, g.o, 1, 1]))
+        if let Some(b) = bias {
+            check_same_dtype("conv2d", self, b);
+            if b.shape() != [g.o] {
+                panic!(
+                    "conv2d: the bias must have shape [{}] (one per output channel), got {:?}",
+                    g.o,
+                    b.shape()
+                );
             }
         }
+        self.conv2d_raw(weight, bias, g)
     }
 
-    /// `conv2d` without bias, on a checked geometry. Saves each operand only if the
-    /// other one needs a gradient.
-    fn conv2d_raw(&self, weight: &Tensor, g: ConvGeom) -> Tensor {
-        let value = zip_storage!(self.storage(), weight.storage(), (x, w) => conv2d_forward(&x.view(), &w.view(), &g));
-        let (x, w) = (self.clone(), weight.clone());
+    /// `conv2d` on a checked geometry, the bias added inside the kernel. Saves each of
+    /// `x`, `w` only if the other one needs a gradient.
+    fn conv2d_raw(&self, weight: &Tensor, bias: Option<&Tensor>, g: ConvGeom) -> Tensor {
+        let value = match (self.storage(), weight.storage(), bias.map(|b| b.storage())) {
+            (Storage::F32(x), Storage::F32(w), b) => {
+                let b = b.map(|b| b.array::<f32>().expect("dtype checked").clone());
+                Storage::F32(conv2d_forward(
+                    &x.view(),
+                    &w.view(),
+                    b.as_ref().map(|b| b.view()).as_ref(),
+                    &g,
+                ))
+            }
+            (Storage::F64(x), Storage::F64(w), b) => {
+                let b = b.map(|b| b.array::<f64>().expect("dtype checked").clone());
+                Storage::F64(conv2d_forward(
+                    &x.view(),
+                    &w.view(),
+                    b.as_ref().map(|b| b.view()).as_ref(),
+                    &g,
+                ))
+            }
+            _ => unreachable!("dtypes checked by conv2d"),
+        };
+        let (x, w, has_bias) = (self.clone(), weight.clone(), bias.is_some());
+        let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias]
+            .into_iter()
+            .flatten()
+            .collect();
         record(
             "conv2d",
-            &[self, weight],
+            &inputs,
             value,
             move |n| smallvec![n[1].then_some(x), n[0].then_some(w)],
             false,
             move |ctx, gy| {
-                smallvec![
+                let mut grads: GradList = smallvec![
                     ctx.needs_grad(0)
                         .then(|| gy.conv2d_input_grad(ctx.saved(1), g)),
                     ctx.needs_grad(1)
                         .then(|| ctx.saved(0).conv2d_weight_grad(gy, g))
-                ]
+                ];
+                if has_bias {
+                    grads.push(ctx.needs_grad(2).then(|| gy.channel_sum()));
+                }
+                grads
+            },
+        )
+    }
+
+    /// `out[c] = sum of self[:, c, ...]`: the bias gradient of `conv2d`. Its own
+    /// gradient broadcasts back over the other axes.
+    fn channel_sum(&self) -> Tensor {
+        let shape = Shape::from_slice(self.shape());
+        let value = map_storage!(self.storage(), a => channel_sum(&a.view()));
+        record(
+            "conv2d_bias_grad",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, h| {
+                let mut kept = vec![1usize; shape.len()];
+                kept[1] = shape[1];
+                smallvec![Some(h.reshape_to(&kept).broadcast_to(&shape))]
             },
         )
     }
@@ -134,7 +179,8 @@ impl Tensor {
             false,
             move |ctx, h| {
                 smallvec![
-                    ctx.needs_grad(0).then(|| h.conv2d_raw(ctx.saved(1), g)),
+                    ctx.needs_grad(0)
+                        .then(|| h.conv2d_raw(ctx.saved(1), None, g)),
                     ctx.needs_grad(1)
                         .then(|| h.conv2d_weight_grad(ctx.saved(0), g))
                 ]
@@ -157,7 +203,8 @@ impl Tensor {
                 smallvec![
                     ctx.needs_grad(0)
                         .then(|| ctx.saved(1).conv2d_input_grad(h, g)),
-                    ctx.needs_grad(1).then(|| ctx.saved(0).conv2d_raw(h, g))
+                    ctx.needs_grad(1)
+                        .then(|| ctx.saved(0).conv2d_raw(h, None, g))
                 ]
             },
         )
