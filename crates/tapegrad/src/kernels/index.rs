@@ -6,7 +6,11 @@ use ndarray::{ArcArray, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use crate::dtype::Element;
 
 /// `out[p] = a[p with axis replaced by index[p]]`; `out` has `index`'s shape.
-pub(crate) fn gather<T: Element>(a: &ArrayViewD<'_, T>, axis: usize, index: &ArrayViewD<'_, usize>) -> ArcArray<T, IxDyn> {
+pub(crate) fn gather<T: Element>(
+    a: &ArrayViewD<'_, T>,
+    axis: usize,
+    index: &ArrayViewD<'_, usize>,
+) -> ArcArray<T, IxDyn> {
     let mut pos = vec![0usize; a.ndim()];
     ArrayD::from_shape_fn(IxDyn(index.shape()), |p| {
         for (d, slot) in pos.iter_mut().enumerate() {
@@ -62,6 +66,10 @@ pub(crate) fn unslice<T: Element>(
 ) -> ArcArray<T, IxDyn> {
     let mut out = ArrayD::<T>::zeros(IxDyn(shape));
     let end = start + (src.shape()[axis].saturating_sub(1)) * step + 1;
-    out.slice_axis_mut(Axis(axis), Slice::new(start as isize, Some(end as isize), step as isize)).assign(src);
+    out.slice_axis_mut(
+        Axis(axis),
+        Slice::new(start as isize, Some(end as isize), step as isize),
+    )
+    .assign(src);
     out.into_shared()
 }
