@@ -46,10 +46,16 @@ fn main() {
             y
         };
         let s = measure(5, reps, || tapegrad::no_grad(|| chain(&x)));
-        eprintln!("  forward, no_grad:   {:.3} us/op", s.median_ms * 1e3 / 3000.0);
+        eprintln!(
+            "  forward, no_grad:   {:.3} us/op",
+            s.median_ms * 1e3 / 3000.0
+        );
         let xr = x.clone().requires_grad();
         let s = measure(5, reps, || chain(&xr));
-        eprintln!("  forward, recorded:  {:.3} us/op (incl. freeing the graph)", s.median_ms * 1e3 / 3000.0);
+        eprintln!(
+            "  forward, recorded:  {:.3} us/op (incl. freeing the graph)",
+            s.median_ms * 1e3 / 3000.0
+        );
     }
     if wants("matmul_fb") {
         let w = MatmulFb::new(1024);
