@@ -70,6 +70,13 @@ pub(crate) fn norm_axes(op: &str, axes: &[isize], rank: usize) -> SmallVec<[usiz
     if axes.is_empty() {
         return (0..rank).collect();
     }
+    if rank == 0 {
+        // A 0-d tensor accepts axis 0 or -1 (as PyTorch does) and has nothing to reduce.
+        if let Some(bad) = axes.iter().find(|&&a| a != 0 && a != -1) {
+            panic!("{op}: axis {bad} is out of range for a tensor of rank 0 (valid: -1 ..= 0)");
+        }
+        return SmallVec::new();
+    }
     let mut out: SmallVec<[usize; 4]> = SmallVec::new();
     for &a in axes {
         let n = norm_axis(op, a, rank);

@@ -103,11 +103,9 @@ fn check_scalar_dim(op: &str, dim: isize) {
 /// The rows of the op table for this family.
 pub(crate) const ROWS: &[OpSpec] = &[
     OpSpec::new("relu", Inputs::Unary(Domain::AwayFromZero), |x| x[0].relu(), "g*(x>0)")
-        .note("relu'(0) = 0")
-        .first_order(),
+        .note("relu'(0) = 0"),
     OpSpec::new("leaky_relu", Inputs::Unary(Domain::AwayFromZero), |x| x[0].leaky_relu(0.01), "g for x>0, g*slope otherwise")
-        .note("leaky_relu'(0) = slope")
-        .first_order(),
+        .note("leaky_relu'(0) = slope"),
     OpSpec::new("elu", Inputs::Unary(Domain::AwayFromZero), |x| x[0].elu(1.0), "g for x>0, g*alpha*e^x otherwise")
         .note("elu'(0) = alpha (the left branch)"),
     OpSpec::new("gelu", Inputs::Unary(Domain::Real), |x| x[0].gelu(), "g*(Phi(x) + x*phi(x))"),

@@ -507,8 +507,7 @@ pub(crate) const ROWS: &[OpSpec] = &[
         |x| Tensor::where_(&x[0].gt(&x[1].mul_scalar(0.5).detach()), &x[0], &x[1]),
         "g masked to the chosen branch",
     )
-    .note("the condition gets no gradient")
-    .first_order(),
+    .note("the condition gets no gradient"),
 ];
 
 #[inline(always)]

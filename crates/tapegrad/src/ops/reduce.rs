@@ -355,6 +355,14 @@ mod tests {
     }
 
     #[test]
+    fn reductions_of_a_scalar_accept_axis_minus_one() {
+        let x = Tensor::scalar(3.0f64).requires_grad();
+        assert_eq!(x.sum_dim(&[-1], false).item(), 3.0);
+        assert_eq!(x.logsumexp(&[-1], false).item(), 3.0);
+        assert_eq!(x.sum_dim(&[0], true).backward()[&x].item(), 1.0);
+    }
+
+    #[test]
     #[should_panic(expected = "sum_dim: axis 2 is out of range for a tensor of rank 2")]
     fn sum_dim_bad_axis_panics() {
         let _ = Tensor::zeros(&[2, 3], DType::F32).sum_dim(&[2], false);
