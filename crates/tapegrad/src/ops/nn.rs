@@ -768,4 +768,33 @@ mod tests {
             vec![1.0, 0.0, 0.0, 0.0]
         );
     }
+
+    #[test]
+    fn max_pool_propagates_nan_on_both_paths() {
+        let x = Tensor::from_vec(vec![1.0f64, f64::NAN, 3.0, 2.0], &[1, 1, 2, 2]).requires_grad();
+        for padding in [[0, 0], [1, 1]] {
+            let y = x.max_pool2d([2, 2], [2, 2], padding, [1, 1]);
+            assert!(
+                y.to_vec::<f64>().iter().any(|v| v.is_nan()),
+                "padding {padding:?}"
+            );
+        }
+        let y = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1]);
+        assert_eq!(
+            y.sum().backward()[&x].to_vec::<f64>(),
+            vec![0.0, 1.0, 0.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn conv2d_bias_gradient_is_the_channel_sum() {
+        let x = Tensor::randn(&[2, 1, 3, 3], DType::F64, 0);
+        let w = Tensor::randn(&[2, 1, 2, 2], DType::F64, 1);
+        let b = Tensor::zeros(&[2], DType::F64).requires_grad();
+        let y = x.conv2d(&w, Some(&b), [1, 1], [0, 0], [1, 1], 1);
+        let g = Tensor::arange(0.0, 16.0, 1.0, DType::F64).reshape(&[2, 2, 2, 2]);
+        let gb = y.backward_with(&g)[&b].to_vec::<f64>();
+        // Channel 0: g[0, 0] + g[1, 0] = (0+1+2+3) + (8+9+10+11); channel 1: the rest.
+        assert_eq!(gb, vec![44.0, 76.0]);
+    }
 }
