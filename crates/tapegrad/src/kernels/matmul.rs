@@ -269,6 +269,7 @@ mod tests {
             (7, 5, 3),
             (33, 65, 17),
             (130, 70, 129),
+            (200, 150, 160), // above BLAS_MIN_FLOPS: OpenBLAS with the `openblas` feature
         ] {
             let a = filled(m, k, 1);
             let b = filled(k, n, 2);
