@@ -13,6 +13,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod training;
+
+pub use training::TrainStep;
+
 use std::time::Instant;
 
 use tapegrad::{DType, Tensor};

@@ -4,11 +4,13 @@
 //! - `tapegrad train`: trains an MLP or a CNN on the embedded digits or Fashion-MNIST.
 //! - `tapegrad batch-sweep`: compares batch sizes (throughput, memory, accuracy).
 //! - `tapegrad gradcheck`: checks every op of the op table against finite differences.
+//! - `tapegrad bench`: runs the benchmark workloads W1-W5 and prints JSON lines.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod datasets;
 mod gradcheck;
 mod models;
@@ -35,6 +37,8 @@ enum Command {
     Train(train::Args),
     /// Train the same model at several batch sizes and compare speed, memory and accuracy.
     BatchSweep(sweep::Args),
+    /// Run the benchmark workloads of BENCHMARKS.md (W1-W5): a table and JSON lines.
+    Bench(bench::Args),
     /// Check every op's gradients (and second derivatives) against finite differences.
     Gradcheck(gradcheck::Args),
 }
@@ -44,5 +48,6 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(&args),
         Command::BatchSweep(args) => sweep::run(&args),
         Command::Gradcheck(args) => gradcheck::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }

@@ -21,8 +21,14 @@ fn choose_style(values: &[f64]) -> Style {
         return Style::Integer;
     }
     let max = finite.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let min = finite.iter().filter(|v| **v != 0.0).fold(f64::INFINITY, |m, v| m.min(v.abs()));
-    if max >= 1e8 || (min.is_finite() && min < 1e-4) || (min.is_finite() && max / min > 1e3 && max > 1e3) {
+    let min = finite
+        .iter()
+        .filter(|v| **v != 0.0)
+        .fold(f64::INFINITY, |m, v| m.min(v.abs()));
+    if max >= 1e8
+        || (min.is_finite() && min < 1e-4)
+        || (min.is_finite() && max / min > 1e3 && max > 1e3)
+    {
         Style::Scientific
     } else {
         Style::Fixed
@@ -81,7 +87,15 @@ fn write_nested(
             }
         }
         match i {
-            Some(i) => write_nested(out, cells, &shape[1..], &strides[1..], offset + i * strides[0], indent + 1, summarise),
+            Some(i) => write_nested(
+                out,
+                cells,
+                &shape[1..],
+                &strides[1..],
+                offset + i * strides[0],
+                indent + 1,
+                summarise,
+            ),
             None => out.push_str("..."),
         }
     }
@@ -108,7 +122,15 @@ impl fmt::Display for Tensor {
         if values.is_empty() {
             body.push_str("[]");
         } else {
-            write_nested(&mut body, &cells, &shape, &strides, 0, prefix.len(), summarise);
+            write_nested(
+                &mut body,
+                &cells,
+                &shape,
+                &strides,
+                0,
+                prefix.len(),
+                summarise,
+            );
         }
         let mut extras = Vec::new();
         if values.is_empty() {
@@ -132,7 +154,13 @@ impl fmt::Display for Tensor {
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor {{ id: {}, shape: {:?}, dtype: {}", self.id().as_u64(), self.shape(), self.dtype())?;
+        write!(
+            f,
+            "Tensor {{ id: {}, shape: {:?}, dtype: {}",
+            self.id().as_u64(),
+            self.shape(),
+            self.dtype()
+        )?;
         if let Some(op) = self.op_name() {
             write!(f, ", grad_fn: {op}")?;
         } else if self.tracks_grad() {
@@ -151,15 +179,24 @@ mod tests {
         let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
         assert_eq!(t.to_string(), "tensor([[1., 2.],\n        [3., 4.]])");
         let t = Tensor::from_vec(vec![0.5f64, -1.25], &[2]).requires_grad();
-        assert_eq!(t.to_string(), "tensor([ 0.5000, -1.2500], dtype=f64, requires_grad=true)");
+        assert_eq!(
+            t.to_string(),
+            "tensor([ 0.5000, -1.2500], dtype=f64, requires_grad=true)"
+        );
         assert_eq!(Tensor::scalar(3.0f32).to_string(), "tensor(3.)");
-        assert_eq!(Tensor::zeros(&[0], DType::F32).to_string(), "tensor([], size=[0])");
+        assert_eq!(
+            Tensor::zeros(&[0], DType::F32).to_string(),
+            "tensor([], size=[0])"
+        );
     }
 
     #[test]
     fn summarises_large_tensors() {
         let t = Tensor::arange(0.0, 2000.0, 1.0, DType::F32);
         let s = t.to_string();
-        assert!(s.starts_with("tensor([   0.,    1.,    2., ..., 1997., 1998., 1999.]"), "{s}");
+        assert!(
+            s.starts_with("tensor([   0.,    1.,    2., ..., 1997., 1998., 1999.]"),
+            "{s}"
+        );
     }
 }

@@ -32,7 +32,10 @@ pub mod shape;
 mod storage;
 mod tensor;
 
-pub use autograd::{custom_op, enable_grad, is_grad_enabled, no_grad, BackwardCtx, BackwardError, BackwardOptions, Grads};
+pub use autograd::{
+    custom_op, enable_grad, is_grad_enabled, no_grad, BackwardCtx, BackwardError, BackwardOptions,
+    Grads,
+};
 pub use dtype::{DType, Element};
 pub use ops::table::{all_ops, find_op, Domain, Inputs, OpSpec};
 pub use shape::Shape;

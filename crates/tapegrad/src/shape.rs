@@ -29,8 +29,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Shape> {
     let rank = a.len().max(b.len());
     let mut out = Shape::with_capacity(rank);
     for i in 0..rank {
-        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
-        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
         out.push(match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -47,7 +55,11 @@ pub(crate) fn norm_axis(op: &str, axis: isize, rank: usize) -> usize {
     let r = rank as isize;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r.max(1) || (rank == 0 && a != 0) {
-        panic!("{op}: axis {axis} is out of range for a tensor of rank {rank} (valid: {} ..= {})", -r.max(1), r.max(1) - 1);
+        panic!(
+            "{op}: axis {axis} is out of range for a tensor of rank {rank} (valid: {} ..= {})",
+            -r.max(1),
+            r.max(1) - 1
+        );
     }
     a as usize
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use tapegrad::{custom_op, no_grad, BackwardError, DType, Tensor};
 
 fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
 }
 
 fn t64(v: &[f64], shape: &[usize]) -> Tensor {
@@ -22,7 +25,10 @@ fn diamond_graph_sums_both_paths() {
     let c = a.square();
     let y = a.mul(&b).add(&a.mul(&c)).sum(); // 2a^2 + a^3
     let g = y.backward();
-    let expected: Vec<f64> = [1.5f64, -2.0].iter().map(|a| 4.0 * a + 3.0 * a * a).collect();
+    let expected: Vec<f64> = [1.5f64, -2.0]
+        .iter()
+        .map(|a| 4.0 * a + 3.0 * a * a)
+        .collect();
     assert!(close(&g[&a].to_vec::<f64>(), &expected, 1e-12));
 }
 
@@ -34,54 +40,95 @@ fn tensor_used_many_times_accumulates() {
         y = y.mul(&x); // x^10
     }
     let g = y.sum().backward();
-    assert!(close(&g[&x].to_vec::<f64>(), &[10.0 * 0.5f64.powi(9)], 1e-12));
+    assert!(close(
+        &g[&x].to_vec::<f64>(),
+        &[10.0 * 0.5f64.powi(9)],
+        1e-12
+    ));
     // The same leaf passed to both sides of one op.
     let g = x.mul(&x).add(&x).sum().backward();
     assert!(close(&g[&x].to_vec::<f64>(), &[2.0], 1e-12));
 }
 
+/// A tensor function and its first and second derivatives as scalar functions.
+type UnaryOp = fn(&Tensor) -> Tensor;
+type Scalar = fn(f64) -> f64;
+
 #[test]
 fn second_derivatives_of_known_functions() {
     let xs = [0.3f64, -1.2, 2.0];
-    let cases: Vec<(&str, fn(&Tensor) -> Tensor, fn(f64) -> f64, fn(f64) -> f64)> = vec![
+    let cases: Vec<(&str, UnaryOp, Scalar, Scalar)> = vec![
         ("x^3", |x| x.mul(x).mul(x), |x| 3.0 * x * x, |x| 6.0 * x),
         ("sin", |x| x.sin(), |x| x.cos(), |x| -x.sin()),
         ("exp", |x| x.exp(), |x| x.exp(), |x| x.exp()),
-        ("tanh", |x| x.tanh(), |x| 1.0 - x.tanh().powi(2), |x| -2.0 * x.tanh() * (1.0 - x.tanh().powi(2))),
-        ("sigmoid", |x| x.sigmoid(), |x| {
-            let s = 1.0 / (1.0 + (-x).exp());
-            s * (1.0 - s)
-        }, |x| {
-            let s = 1.0 / (1.0 + (-x).exp());
-            s * (1.0 - s) * (1.0 - 2.0 * s)
-        }),
-        ("log_softmax-free softplus", |x| x.softplus(), |x| 1.0 / (1.0 + (-x).exp()), |x| {
-            let s = 1.0 / (1.0 + (-x).exp());
-            s * (1.0 - s)
-        }),
+        (
+            "tanh",
+            |x| x.tanh(),
+            |x| 1.0 - x.tanh().powi(2),
+            |x| -2.0 * x.tanh() * (1.0 - x.tanh().powi(2)),
+        ),
+        (
+            "sigmoid",
+            |x| x.sigmoid(),
+            |x| {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s)
+            },
+            |x| {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s) * (1.0 - 2.0 * s)
+            },
+        ),
+        (
+            "log_softmax-free softplus",
+            |x| x.softplus(),
+            |x| 1.0 / (1.0 + (-x).exp()),
+            |x| {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s)
+            },
+        ),
     ];
     for (name, f, d1, d2) in cases {
         let x = t64(&xs, &[3]);
         let dx = f(&x).sum().backward_with_graph()[&x].clone();
         let want1: Vec<f64> = xs.iter().map(|&v| d1(v)).collect();
-        assert!(close(&dx.to_vec::<f64>(), &want1, 1e-10), "{name}: first derivative {:?} vs {want1:?}", dx.to_vec::<f64>());
-        assert!(dx.tracks_grad(), "{name}: gradient built with create_graph must be on the tape");
+        assert!(
+            close(&dx.to_vec::<f64>(), &want1, 1e-10),
+            "{name}: first derivative {:?} vs {want1:?}",
+            dx.to_vec::<f64>()
+        );
+        assert!(
+            dx.tracks_grad(),
+            "{name}: gradient built with create_graph must be on the tape"
+        );
         let d2x = dx.sum().backward()[&x].clone();
         let want2: Vec<f64> = xs.iter().map(|&v| d2(v)).collect();
-        assert!(close(&d2x.to_vec::<f64>(), &want2, 1e-10), "{name}: second derivative {:?} vs {want2:?}", d2x.to_vec::<f64>());
+        assert!(
+            close(&d2x.to_vec::<f64>(), &want2, 1e-10),
+            "{name}: second derivative {:?} vs {want2:?}",
+            d2x.to_vec::<f64>()
+        );
     }
 }
 
 #[test]
 fn hessian_vector_product_of_quadratic_form() {
     // f(x) = 0.5 x^T A x with symmetric A: Hv = A v.
-    let a = Tensor::from_vec(vec![2.0f64, 1.0, 0.0, 1.0, 3.0, -1.0, 0.0, -1.0, 4.0], &[3, 3]);
+    let a = Tensor::from_vec(
+        vec![2.0f64, 1.0, 0.0, 1.0, 3.0, -1.0, 0.0, -1.0, 4.0],
+        &[3, 3],
+    );
     let x = t64(&[0.1, -0.2, 0.3], &[3]);
     let v = Tensor::from_vec(vec![1.0f64, 2.0, -1.0], &[3]);
     let f = x.matmul(&a.matmul(&x)).mul_scalar(0.5);
     let gx = f.backward_with_graph()[&x].clone();
     let hv = gx.mul(&v).sum().backward()[&x].clone();
-    assert!(close(&hv.to_vec::<f64>(), &a.matmul(&v).to_vec::<f64>(), 1e-12));
+    assert!(close(
+        &hv.to_vec::<f64>(),
+        &a.matmul(&v).to_vec::<f64>(),
+        1e-12
+    ));
 }
 
 #[test]
@@ -134,13 +181,20 @@ fn in_place_change_of_saved_tensor_fails_backward() {
     let loss = w.mul(&x).mul(&w).sum();
     w.update_(|mut a: ndarray::ArrayViewMutD<f64>| a.mapv_inplace(|v| v - 0.1));
     match loss.try_backward() {
-        Err(BackwardError::ModifiedInPlace { op, saved: 0, now: 1, .. }) => assert_eq!(op, "mul"),
+        Err(BackwardError::ModifiedInPlace {
+            op,
+            saved: 0,
+            now: 1,
+            ..
+        }) => assert_eq!(op, "mul"),
         other => panic!("expected ModifiedInPlace, got {:?}", other.map(|g| g.len())),
     }
 }
 
 #[test]
-#[should_panic(expected = "backward of `mul`: a tensor it saved for its gradient (shape [2]) was modified in place")]
+#[should_panic(
+    expected = "backward of `mul`: a tensor it saved for its gradient (shape [2]) was modified in place"
+)]
 fn in_place_change_panics_with_op_name() {
     let w = t64(&[1.0, 2.0], &[2]);
     let loss = w.mul(&w).sum();
@@ -165,17 +219,28 @@ fn second_backward_needs_retained_graph() {
     let g2 = y.backward();
     assert_eq!(g1[&x].item(), 4.0);
     assert_eq!(g2[&x].item(), 4.0);
-    assert!(matches!(y.try_backward(), Err(BackwardError::SavedFreed { .. })));
+    assert!(matches!(
+        y.try_backward(),
+        Err(BackwardError::SavedFreed { .. })
+    ));
 }
 
 #[test]
 fn backward_errors_are_reported() {
     let x = t64(&[1.0, 2.0], &[2]);
-    assert!(matches!(x.mul_scalar(2.0).try_backward(), Err(BackwardError::NotScalar { .. })));
+    assert!(matches!(
+        x.mul_scalar(2.0).try_backward(),
+        Err(BackwardError::NotScalar { .. })
+    ));
     let c = Tensor::ones(&[1], DType::F64);
-    assert!(matches!(c.sum().try_backward(), Err(BackwardError::NoGraph)));
+    assert!(matches!(
+        c.sum().try_backward(),
+        Err(BackwardError::NoGraph)
+    ));
     // Seeded backward from a non-scalar.
-    let g = x.mul_scalar(2.0).backward_with(&Tensor::from_vec(vec![1.0f64, 10.0], &[2]));
+    let g = x
+        .mul_scalar(2.0)
+        .backward_with(&Tensor::from_vec(vec![1.0f64, 10.0], &[2]));
     assert_eq!(g[&x].to_vec::<f64>(), vec![2.0, 20.0]);
 }
 
@@ -232,10 +297,17 @@ impl Drop for DropCounter {
 
 fn counted_identity(x: &Tensor, counter: &Arc<AtomicUsize>) -> Tensor {
     let guard = DropCounter(counter.clone());
-    custom_op("counted_identity", &[x], x.detach(), &[], false, move |_, g| {
-        let _keep = &guard;
-        vec![Some(g.clone())]
-    })
+    custom_op(
+        "counted_identity",
+        &[x],
+        x.detach(),
+        &[],
+        false,
+        move |_, g| {
+            let _keep = &guard;
+            vec![Some(g.clone())]
+        },
+    )
 }
 
 #[test]
@@ -247,9 +319,17 @@ fn dropping_the_output_frees_its_nodes() {
     let g = y.backward();
     assert_eq!(g[&x].to_vec::<f64>(), vec![1f64.exp(), 2f64.exp()]);
     drop(g);
-    assert_eq!(counter.load(Ordering::SeqCst), 0, "the graph lives as long as its output");
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        0,
+        "the graph lives as long as its output"
+    );
     drop(y);
-    assert_eq!(counter.load(Ordering::SeqCst), 1, "dropping the output must free the node");
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        1,
+        "dropping the output must free the node"
+    );
 }
 
 #[test]
@@ -270,7 +350,9 @@ fn tensors_are_send_and_sync() {
     assert_send_sync::<Tensor>();
     assert_send_sync::<tapegrad::Grads>();
     let x = t64(&[1.0, 2.0], &[2]);
-    let y = std::thread::spawn(move || x.square().sum().backward().len()).join().unwrap();
+    let y = std::thread::spawn(move || x.square().sum().backward().len())
+        .join()
+        .unwrap();
     assert_eq!(y, 1);
 }
 

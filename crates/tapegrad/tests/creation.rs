@@ -4,12 +4,27 @@ use tapegrad::{DType, Tensor};
 
 #[test]
 fn constructors() {
-    assert_eq!(Tensor::zeros(&[2, 3], DType::F32).to_vec::<f32>(), vec![0.0; 6]);
+    assert_eq!(
+        Tensor::zeros(&[2, 3], DType::F32).to_vec::<f32>(),
+        vec![0.0; 6]
+    );
     assert_eq!(Tensor::ones(&[2], DType::F64).to_vec::<f64>(), vec![1.0; 2]);
-    assert_eq!(Tensor::full(&[2], 7.5, DType::F32).to_vec::<f32>(), vec![7.5; 2]);
-    assert_eq!(Tensor::eye(2, DType::F64).to_vec::<f64>(), vec![1.0, 0.0, 0.0, 1.0]);
-    assert_eq!(Tensor::linspace(0.0, 1.0, 5, DType::F64).to_vec::<f64>(), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
-    assert_eq!(Tensor::arange(5.0, 0.0, -2.0, DType::F32).to_vec::<f32>(), vec![5.0, 3.0, 1.0]);
+    assert_eq!(
+        Tensor::full(&[2], 7.5, DType::F32).to_vec::<f32>(),
+        vec![7.5; 2]
+    );
+    assert_eq!(
+        Tensor::eye(2, DType::F64).to_vec::<f64>(),
+        vec![1.0, 0.0, 0.0, 1.0]
+    );
+    assert_eq!(
+        Tensor::linspace(0.0, 1.0, 5, DType::F64).to_vec::<f64>(),
+        vec![0.0, 0.25, 0.5, 0.75, 1.0]
+    );
+    assert_eq!(
+        Tensor::arange(5.0, 0.0, -2.0, DType::F32).to_vec::<f32>(),
+        vec![5.0, 3.0, 1.0]
+    );
     let s = Tensor::scalar(2.5f64);
     assert_eq!((s.rank(), s.numel(), s.item()), (0, 1, 2.5));
     let a = ndarray::array![[1.0f32, 2.0], [3.0, 4.0]];

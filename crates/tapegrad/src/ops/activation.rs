@@ -16,9 +16,14 @@ impl Tensor {
     pub fn relu(&self) -> Tensor {
         // `x < 0` is false for NaN, so a NaN propagates (as in PyTorch) instead of vanishing.
         let value = map_storage!(self.storage(), a => map(&a.view(), |x| if x < num_traits::Zero::zero() { num_traits::Zero::zero() } else { x }));
-        record("relu", &[self], value, |_| smallvec![], true, |ctx, g| {
-            smallvec![Some(g.mul(&ctx.output().gt_scalar(0.0)))]
-        })
+        record(
+            "relu",
+            &[self],
+            value,
+            |_| smallvec![],
+            true,
+            |ctx, g| smallvec![Some(g.mul(&ctx.output().gt_scalar(0.0)))],
+        )
     }
 
     /// `x` for `x > 0`, `slope * x` otherwise (PyTorch default slope 0.01). At 0 the
@@ -34,7 +39,13 @@ impl Tensor {
 
     /// GELU, exact form `x * Phi(x) = x/2 * (1 + erf(x / sqrt 2))`.
     pub fn gelu(&self) -> Tensor {
-        self.mul(&self.mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0)).mul_scalar(0.5)
+        self.mul(
+            &self
+                .mul_scalar(std::f64::consts::FRAC_1_SQRT_2)
+                .erf()
+                .add_scalar(1.0),
+        )
+        .mul_scalar(0.5)
     }
 
     /// GELU, tanh approximation `x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`
@@ -102,19 +113,64 @@ fn check_scalar_dim(op: &str, dim: isize) {
 
 /// The rows of the op table for this family.
 pub(crate) const ROWS: &[OpSpec] = &[
-    OpSpec::new("relu", Inputs::Unary(Domain::AwayFromZero), |x| x[0].relu(), "g*(x>0)")
-        .note("relu'(0) = 0"),
-    OpSpec::new("leaky_relu", Inputs::Unary(Domain::AwayFromZero), |x| x[0].leaky_relu(0.01), "g for x>0, g*slope otherwise")
-        .note("leaky_relu'(0) = slope"),
-    OpSpec::new("elu", Inputs::Unary(Domain::AwayFromZero), |x| x[0].elu(1.0), "g for x>0, g*alpha*e^x otherwise")
-        .note("elu'(0) = alpha (the left branch)"),
-    OpSpec::new("gelu", Inputs::Unary(Domain::Real), |x| x[0].gelu(), "g*(Phi(x) + x*phi(x))"),
-    OpSpec::new("gelu_tanh", Inputs::Unary(Domain::Real), |x| x[0].gelu_tanh(), "derivative of the tanh form"),
-    OpSpec::new("silu", Inputs::Unary(Domain::Real), |x| x[0].silu(), "g*s*(1 + x*(1-s)), s = sigmoid(x)"),
-    OpSpec::new("softsign", Inputs::Unary(Domain::AwayFromZero), |x| x[0].softsign(), "g/(1+|x|)^2"),
-    OpSpec::new("softmax", Inputs::Unary(Domain::Real), |x| x[0].softmax(-1), "s*(g - sum(g*s)), s = softmax(x)")
-        .note("computed with the row maximum subtracted: finite for any finite input"),
-    OpSpec::new("log_softmax", Inputs::Unary(Domain::Real), |x| x[0].log_softmax(-1), "g - softmax(x)*sum(g)"),
+    OpSpec::new(
+        "relu",
+        Inputs::Unary(Domain::AwayFromZero),
+        |x| x[0].relu(),
+        "g*(x>0)",
+    )
+    .note("relu'(0) = 0"),
+    OpSpec::new(
+        "leaky_relu",
+        Inputs::Unary(Domain::AwayFromZero),
+        |x| x[0].leaky_relu(0.01),
+        "g for x>0, g*slope otherwise",
+    )
+    .note("leaky_relu'(0) = slope"),
+    OpSpec::new(
+        "elu",
+        Inputs::Unary(Domain::AwayFromZero),
+        |x| x[0].elu(1.0),
+        "g for x>0, g*alpha*e^x otherwise",
+    )
+    .note("elu'(0) = alpha (the left branch)"),
+    OpSpec::new(
+        "gelu",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].gelu(),
+        "g*(Phi(x) + x*phi(x))",
+    ),
+    OpSpec::new(
+        "gelu_tanh",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].gelu_tanh(),
+        "derivative of the tanh form",
+    ),
+    OpSpec::new(
+        "silu",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].silu(),
+        "g*s*(1 + x*(1-s)), s = sigmoid(x)",
+    ),
+    OpSpec::new(
+        "softsign",
+        Inputs::Unary(Domain::AwayFromZero),
+        |x| x[0].softsign(),
+        "g/(1+|x|)^2",
+    ),
+    OpSpec::new(
+        "softmax",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].softmax(-1),
+        "s*(g - sum(g*s)), s = softmax(x)",
+    )
+    .note("computed with the row maximum subtracted: finite for any finite input"),
+    OpSpec::new(
+        "log_softmax",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].log_softmax(-1),
+        "g - softmax(x)*sum(g)",
+    ),
 ];
 
 #[cfg(test)]
@@ -164,7 +220,9 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "softmax: axis 1 is out of range for a tensor of rank 0 (valid: -1 ..= 0)")]
+    #[should_panic(
+        expected = "softmax: axis 1 is out of range for a tensor of rank 0 (valid: -1 ..= 0)"
+    )]
     fn softmax_of_a_scalar_bad_axis_panics() {
         let _ = Tensor::scalar(1.0f32).softmax(1);
     }
@@ -173,9 +231,18 @@ mod tests {
     fn activation_values() {
         let x = Tensor::from_vec(vec![-1.0f64, 0.0, 1.0], &[3]);
         let close = |a: Vec<f64>, b: [f64; 3]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9);
-        assert!(close(x.gelu().to_vec(), [-0.15865525393145707, 0.0, 0.8413447460685429]));
-        assert!(close(x.gelu_tanh().to_vec(), [-0.15880800939172324, 0.0, 0.8411919906082768]));
-        assert!(close(x.silu().to_vec(), [-0.2689414213699951, 0.0, 0.7310585786300049]));
+        assert!(close(
+            x.gelu().to_vec(),
+            [-0.15865525393145707, 0.0, 0.8413447460685429]
+        ));
+        assert!(close(
+            x.gelu_tanh().to_vec(),
+            [-0.15880800939172324, 0.0, 0.8411919906082768]
+        ));
+        assert!(close(
+            x.silu().to_vec(),
+            [-0.2689414213699951, 0.0, 0.7310585786300049]
+        ));
         assert!(close(x.elu(1.0).to_vec(), [-0.6321205588285577, 0.0, 1.0]));
         assert!(close(x.softsign().to_vec(), [-0.5, 0.0, 0.5]));
     }

@@ -3,8 +3,8 @@
 
 use smallvec::smallvec;
 
-use super::table::{Domain, Inputs, OpSpec};
 use super::check_binary;
+use super::table::{Domain, Inputs, OpSpec};
 use crate::autograd::node::record;
 use crate::dtype::Element;
 use crate::kernels::elementwise::{map, map_c, map_c2, zip, zip3};
@@ -28,11 +28,24 @@ impl Tensor {
     #[track_caller]
     pub fn add(&self, other: &Tensor) -> Tensor {
         check_binary("add", self, other);
-        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let (sa, sb) = (
+            Shape::from_slice(self.shape()),
+            Shape::from_slice(other.shape()),
+        );
         let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x + y));
-        record("add", &[self, other], value, |_| smallvec![], false, move |ctx, g| {
-            smallvec![ctx.needs_grad(0).then(|| g.sum_to(&sa)), ctx.needs_grad(1).then(|| g.sum_to(&sb))]
-        })
+        record(
+            "add",
+            &[self, other],
+            value,
+            |_| smallvec![],
+            false,
+            move |ctx, g| {
+                smallvec![
+                    ctx.needs_grad(0).then(|| g.sum_to(&sa)),
+                    ctx.needs_grad(1).then(|| g.sum_to(&sb))
+                ]
+            },
+        )
     }
 
     /// Elementwise `self - other`, broadcasting. Gradient: `g`, `-g`.
@@ -42,11 +55,24 @@ impl Tensor {
     #[track_caller]
     pub fn sub(&self, other: &Tensor) -> Tensor {
         check_binary("sub", self, other);
-        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let (sa, sb) = (
+            Shape::from_slice(self.shape()),
+            Shape::from_slice(other.shape()),
+        );
         let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x - y));
-        record("sub", &[self, other], value, |_| smallvec![], false, move |ctx, g| {
-            smallvec![ctx.needs_grad(0).then(|| g.sum_to(&sa)), ctx.needs_grad(1).then(|| g.neg().sum_to(&sb))]
-        })
+        record(
+            "sub",
+            &[self, other],
+            value,
+            |_| smallvec![],
+            false,
+            move |ctx, g| {
+                smallvec![
+                    ctx.needs_grad(0).then(|| g.sum_to(&sa)),
+                    ctx.needs_grad(1).then(|| g.neg().sum_to(&sb))
+                ]
+            },
+        )
     }
 
     /// Elementwise `self * other`, broadcasting. Gradient: `g * other`, `g * self`; each
@@ -57,7 +83,10 @@ impl Tensor {
     #[track_caller]
     pub fn mul(&self, other: &Tensor) -> Tensor {
         check_binary("mul", self, other);
-        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let (sa, sb) = (
+            Shape::from_slice(self.shape()),
+            Shape::from_slice(other.shape()),
+        );
         let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x * y));
         let (a, b) = (self.clone(), other.clone());
         record(
@@ -83,7 +112,10 @@ impl Tensor {
     #[track_caller]
     pub fn div(&self, other: &Tensor) -> Tensor {
         check_binary("div", self, other);
-        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let (sa, sb) = (
+            Shape::from_slice(self.shape()),
+            Shape::from_slice(other.shape()),
+        );
         let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x / y));
         let (a, b) = (self.clone(), other.clone());
         record(
@@ -95,7 +127,9 @@ impl Tensor {
             move |ctx, g| {
                 let b = ctx.saved(1);
                 let ga = g.div(b);
-                let gb = ctx.needs_grad(1).then(|| ga.mul(ctx.saved(0)).div(b).neg().sum_to(&sb));
+                let gb = ctx
+                    .needs_grad(1)
+                    .then(|| ga.mul(ctx.saved(0)).div(b).neg().sum_to(&sb));
                 smallvec![ctx.needs_grad(0).then(|| ga.sum_to(&sa)), gb]
             },
         )
@@ -104,13 +138,27 @@ impl Tensor {
     /// Elementwise `-self`. Gradient: `-g`.
     pub fn neg(&self) -> Tensor {
         let value = map_storage!(self.storage(), a => map(&a.view(), |x| -x));
-        record("neg", &[self], value, |_| smallvec![], false, |_, g| smallvec![Some(g.neg())])
+        record(
+            "neg",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            |_, g| smallvec![Some(g.neg())],
+        )
     }
 
     /// `self + c` for a scalar `c`. Gradient: `g`.
     pub fn add_scalar(&self, c: f64) -> Tensor {
         let value = map_storage!(self.storage(), a => map_c(&a.view(), c, |x, c| x + c));
-        record("add_scalar", &[self], value, |_| smallvec![], false, |_, g| smallvec![Some(g.clone())])
+        record(
+            "add_scalar",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            |_, g| smallvec![Some(g.clone())],
+        )
     }
 
     /// `self - c` for a scalar `c`.
@@ -126,7 +174,14 @@ impl Tensor {
     /// `self * c` for a scalar `c`. Gradient: `g * c`.
     pub fn mul_scalar(&self, c: f64) -> Tensor {
         let value = map_storage!(self.storage(), a => map_c(&a.view(), c, |x, c| x * c));
-        record("mul_scalar", &[self], value, |_| smallvec![], false, move |_, g| smallvec![Some(g.mul_scalar(c))])
+        record(
+            "mul_scalar",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| smallvec![Some(g.mul_scalar(c))],
+        )
     }
 
     /// `self / c` for a scalar `c`.
@@ -149,9 +204,11 @@ impl Tensor {
     #[track_caller]
     pub fn pow(&self, exponent: &Tensor) -> Tensor {
         check_binary("pow", self, exponent);
-        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(exponent.shape()));
-        let value =
-            zip_storage!(self.storage(), exponent.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x.powf(y)));
+        let (sa, sb) = (
+            Shape::from_slice(self.shape()),
+            Shape::from_slice(exponent.shape()),
+        );
+        let value = zip_storage!(self.storage(), exponent.storage(), (a, b) => zip(&a.view(), &b.view(), |x, y| x.powf(y)));
         let (a, b) = (self.clone(), exponent.clone());
         record(
             "pow",
@@ -169,7 +226,8 @@ impl Tensor {
                     }),
                     ctx.needs_grad(1).then(|| {
                         let de = g.mul(&ctx.output()).mul(&x.log());
-                        Tensor::where_(&x.eq_scalar(0.0).mul(&e.ge_scalar(0.0)), &zero, &de).sum_to(&sb)
+                        Tensor::where_(&x.eq_scalar(0.0).mul(&e.ge_scalar(0.0)), &zero, &de)
+                            .sum_to(&sb)
                     })
                 ]
             },
@@ -181,56 +239,90 @@ impl Tensor {
     pub fn powf(&self, p: f64) -> Tensor {
         let value = map_storage!(self.storage(), a => map_c(&a.view(), p, |x, p| x.powf(p)));
         let x = self.clone();
-        record("powf", &[self], value, move |_| smallvec![Some(x)], false, move |ctx, g| {
-            if p == 0.0 {
-                return smallvec![Some(g.zeros_like())];
-            }
-            smallvec![Some(g.mul(&ctx.saved(0).powf(p - 1.0)).mul_scalar(p))]
-        })
+        record(
+            "powf",
+            &[self],
+            value,
+            move |_| smallvec![Some(x)],
+            false,
+            move |ctx, g| {
+                if p == 0.0 {
+                    return smallvec![Some(g.zeros_like())];
+                }
+                smallvec![Some(g.mul(&ctx.saved(0).powf(p - 1.0)).mul_scalar(p))]
+            },
+        )
     }
 
     /// Elementwise `self^2`. Gradient: `2 x g`.
     pub fn square(&self) -> Tensor {
         let value = map_storage!(self.storage(), a => map(&a.view(), |x| x * x));
         let x = self.clone();
-        record("square", &[self], value, move |_| smallvec![Some(x)], false, |ctx, g| {
-            smallvec![Some(g.mul(ctx.saved(0)).mul_scalar(2.0))]
-        })
+        record(
+            "square",
+            &[self],
+            value,
+            move |_| smallvec![Some(x)],
+            false,
+            |ctx, g| smallvec![Some(g.mul(ctx.saved(0)).mul_scalar(2.0))],
+        )
     }
 
     /// Elementwise square root. Gradient: `g / (2 sqrt x)`; at `x = 0` that is `inf`
     /// (as in PyTorch); for `x < 0` the value is NaN.
     pub fn sqrt(&self) -> Tensor {
         let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.sqrt()));
-        record("sqrt", &[self], value, |_| smallvec![], true, |ctx, g| {
-            smallvec![Some(g.div(&ctx.output()).mul_scalar(0.5))]
-        })
+        record(
+            "sqrt",
+            &[self],
+            value,
+            |_| smallvec![],
+            true,
+            |ctx, g| smallvec![Some(g.div(&ctx.output()).mul_scalar(0.5))],
+        )
     }
 
     /// Elementwise `1 / sqrt(x)`. Gradient: `-g * out^3 / 2`.
     pub fn rsqrt(&self) -> Tensor {
         let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.sqrt().recip()));
-        record("rsqrt", &[self], value, |_| smallvec![], true, |ctx, g| {
-            let out = ctx.output();
-            smallvec![Some(g.mul(&out.square().mul(&out)).mul_scalar(-0.5))]
-        })
+        record(
+            "rsqrt",
+            &[self],
+            value,
+            |_| smallvec![],
+            true,
+            |ctx, g| {
+                let out = ctx.output();
+                smallvec![Some(g.mul(&out.square().mul(&out)).mul_scalar(-0.5))]
+            },
+        )
     }
 
     /// Elementwise `1 / x`. Gradient: `-g * out^2`. `1/0 = inf`.
     pub fn recip(&self) -> Tensor {
         let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.recip()));
-        record("recip", &[self], value, |_| smallvec![], true, |ctx, g| {
-            smallvec![Some(g.mul(&ctx.output().square()).neg())]
-        })
+        record(
+            "recip",
+            &[self],
+            value,
+            |_| smallvec![],
+            true,
+            |ctx, g| smallvec![Some(g.mul(&ctx.output().square()).neg())],
+        )
     }
 
     /// Elementwise `|x|`. Gradient: `g * sign(x)`, so `abs'(0) = 0` (as in PyTorch).
     pub fn abs(&self) -> Tensor {
         let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.abs()));
         let x = self.clone();
-        record("abs", &[self], value, move |_| smallvec![Some(x)], false, |ctx, g| {
-            smallvec![Some(g.mul(&ctx.saved(0).sign()))]
-        })
+        record(
+            "abs",
+            &[self],
+            value,
+            move |_| smallvec![Some(x)],
+            false,
+            |ctx, g| smallvec![Some(g.mul(&ctx.saved(0).sign()))],
+        )
     }
 
     /// Elementwise sign: -1, 0 or 1 (NaN stays NaN). Not differentiable: its gradient is
@@ -262,21 +354,32 @@ impl Tensor {
     #[track_caller]
     fn extremum(&self, op: &'static str, other: &Tensor, largest: bool) -> Tensor {
         check_binary(op, self, other);
-        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let (sa, sb) = (
+            Shape::from_slice(self.shape()),
+            Shape::from_slice(other.shape()),
+        );
         let value = zip_storage!(self.storage(), other.storage(), (a, b) => zip(&a.view(), &b.view(), move |x, y| {
             if x.is_nan() || y.is_nan() { x + y } else if (x > y) == largest { x } else { y }
         }));
         let (a, b) = (self.clone(), other.clone());
-        record(op, &[self, other], value, move |_| smallvec![Some(a), Some(b)], false, move |ctx, g| {
-            let (a, b) = (ctx.saved(0), ctx.saved(1));
-            // Weight of `a`: 1 where it wins, 1/2 on ties, 0 where it loses. A constant.
-            let wins = if largest { a.gt(b) } else { a.lt(b) };
-            let w = wins.add(&a.eq(b).mul_scalar(0.5));
-            smallvec![
-                ctx.needs_grad(0).then(|| g.mul(&w).sum_to(&sa)),
-                ctx.needs_grad(1).then(|| g.mul(&w.rsub_scalar(1.0)).sum_to(&sb))
-            ]
-        })
+        record(
+            op,
+            &[self, other],
+            value,
+            move |_| smallvec![Some(a), Some(b)],
+            false,
+            move |ctx, g| {
+                let (a, b) = (ctx.saved(0), ctx.saved(1));
+                // Weight of `a`: 1 where it wins, 1/2 on ties, 0 where it loses. A constant.
+                let wins = if largest { a.gt(b) } else { a.lt(b) };
+                let w = wins.add(&a.eq(b).mul_scalar(0.5));
+                smallvec![
+                    ctx.needs_grad(0).then(|| g.mul(&w).sum_to(&sa)),
+                    ctx.needs_grad(1)
+                        .then(|| g.mul(&w.rsub_scalar(1.0)).sum_to(&sb))
+                ]
+            },
+        )
     }
 
     /// Clamps every element into `[min, max]` (use `f64::NEG_INFINITY` / `f64::INFINITY`
@@ -292,11 +395,18 @@ impl Tensor {
             if x < lo { lo } else if x > hi { hi } else { x }
         }));
         let x = self.clone();
-        record("clamp", &[self], value, move |_| smallvec![Some(x)], false, move |ctx, g| {
-            let x = ctx.saved(0);
-            let inside = x.ge_scalar(min).mul(&x.le_scalar(max));
-            smallvec![Some(g.mul(&inside))]
-        })
+        record(
+            "clamp",
+            &[self],
+            value,
+            move |_| smallvec![Some(x)],
+            false,
+            move |ctx, g| {
+                let x = ctx.saved(0);
+                let inside = x.ge_scalar(min).mul(&x.le_scalar(max));
+                smallvec![Some(g.mul(&inside))]
+            },
+        )
     }
 
     /// `clamp(min, +inf)`.
@@ -327,25 +437,52 @@ impl Tensor {
         check_binary("where_", on_true, on_false);
         check_binary("where_", cond, on_true);
         check_binary("where_", cond, on_false);
-        let (sa, sb) = (Shape::from_slice(on_true.shape()), Shape::from_slice(on_false.shape()));
+        let (sa, sb) = (
+            Shape::from_slice(on_true.shape()),
+            Shape::from_slice(on_false.shape()),
+        );
         let c = cond.detach();
-        let value = match (cond.storage(), on_true.storage(), on_false.storage()) {
-            (crate::storage::Storage::F32(c), crate::storage::Storage::F32(a), crate::storage::Storage::F32(b)) => {
-                crate::storage::Storage::F32(zip3(&c.view(), &a.view(), &b.view(), |c, x, y| if c != 0.0 { x } else { y }))
-            }
-            (crate::storage::Storage::F64(c), crate::storage::Storage::F64(a), crate::storage::Storage::F64(b)) => {
-                crate::storage::Storage::F64(zip3(&c.view(), &a.view(), &b.view(), |c, x, y| if c != 0.0 { x } else { y }))
-            }
-            _ => unreachable!("dtypes checked above"),
-        };
-        record("where_", &[on_true, on_false], value, move |_| smallvec![Some(c)], false, move |ctx, g| {
-            let c = ctx.saved(0);
-            let zero = Tensor::scalar_of(0.0, g.dtype());
-            smallvec![
-                ctx.needs_grad(0).then(|| Tensor::where_(c, g, &zero).sum_to(&sa)),
-                ctx.needs_grad(1).then(|| Tensor::where_(c, &zero, g).sum_to(&sb))
-            ]
-        })
+        let value =
+            match (cond.storage(), on_true.storage(), on_false.storage()) {
+                (
+                    crate::storage::Storage::F32(c),
+                    crate::storage::Storage::F32(a),
+                    crate::storage::Storage::F32(b),
+                ) => crate::storage::Storage::F32(zip3(
+                    &c.view(),
+                    &a.view(),
+                    &b.view(),
+                    |c, x, y| if c != 0.0 { x } else { y },
+                )),
+                (
+                    crate::storage::Storage::F64(c),
+                    crate::storage::Storage::F64(a),
+                    crate::storage::Storage::F64(b),
+                ) => crate::storage::Storage::F64(zip3(
+                    &c.view(),
+                    &a.view(),
+                    &b.view(),
+                    |c, x, y| if c != 0.0 { x } else { y },
+                )),
+                _ => unreachable!("dtypes checked above"),
+            };
+        record(
+            "where_",
+            &[on_true, on_false],
+            value,
+            move |_| smallvec![Some(c)],
+            false,
+            move |ctx, g| {
+                let c = ctx.saved(0);
+                let zero = Tensor::scalar_of(0.0, g.dtype());
+                smallvec![
+                    ctx.needs_grad(0)
+                        .then(|| Tensor::where_(c, g, &zero).sum_to(&sa)),
+                    ctx.needs_grad(1)
+                        .then(|| Tensor::where_(c, &zero, g).sum_to(&sb))
+                ]
+            },
+        )
     }
 }
 
@@ -558,7 +695,10 @@ mod tests {
         // d/de: x^e ln x -> 0 wherever x = 0 and e >= 0; 1 * ln 2 at x = 2, e = 0.
         assert_eq!(g[&e].to_vec::<f64>(), vec![0.0, 0.0, 0.0, 2f64.ln()]);
         let x = Tensor::from_vec(vec![0.0f64, 3.0], &[2]).requires_grad();
-        assert_eq!(x.powf(0.0).sum().backward()[&x].to_vec::<f64>(), vec![0.0, 0.0]);
+        assert_eq!(
+            x.powf(0.0).sum().backward()[&x].to_vec::<f64>(),
+            vec![0.0, 0.0]
+        );
     }
 
     #[test]
@@ -603,4 +743,3 @@ mod tests {
         let _ = Tensor::zeros(&[2], DType::F32).clamp(1.0, 0.0);
     }
 }
-

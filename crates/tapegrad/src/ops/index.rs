@@ -37,18 +37,28 @@ impl Tensor {
         let idx: Arc<[usize]> = indices.into();
         let full = Shape::from_slice(self.shape());
         let value = map_storage!(self.storage(), a => a.select(Axis(axis), &idx).into_shared());
-        record("index_select", &[self], value, |_| smallvec![], false, move |_, g| {
-            smallvec![Some(g.index_add_zeros(&full, axis, idx.clone()))]
-        })
+        record(
+            "index_select",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| smallvec![Some(g.index_add_zeros(&full, axis, idx.clone()))],
+        )
     }
 
     /// Zeros of `full` with `self`'s slices added at `idx` along `axis`: the gradient of
     /// `index_select`, whose own gradient is `index_select` again.
     fn index_add_zeros(&self, full: &[usize], axis: usize, idx: Arc<[usize]>) -> Tensor {
         let value = map_storage!(self.storage(), a => index_add_zeros(full, axis, &idx, &a.view()));
-        record("index_select_backward", &[self], value, |_| smallvec![], false, move |_, g| {
-            smallvec![Some(g.index_select(axis as isize, &idx))]
-        })
+        record(
+            "index_select_backward",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| smallvec![Some(g.index_select(axis as isize, &idx))],
+        )
     }
 
     /// `out[i][j][k] = self[i][index[i][j][k]][k]` for `dim = 1` (and likewise for any
@@ -70,10 +80,17 @@ impl Tensor {
         let idx = Arc::new(index.clone());
         let full = Shape::from_slice(self.shape());
         let value = map_storage!(self.storage(), a => gather(&a.view(), axis, &idx.view()));
-        record("gather", &[self], value, |_| smallvec![], false, move |_, g| {
-            let zeros = Tensor::zeros(&full, g.dtype());
-            smallvec![Some(zeros.scatter_add(axis as isize, &idx, g))]
-        })
+        record(
+            "gather",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| {
+                let zeros = Tensor::zeros(&full, g.dtype());
+                smallvec![Some(zeros.scatter_add(axis as isize, &idx, g))]
+            },
+        )
     }
 
     /// `out = self; out[i][index[i][j]] += src[i][j]` for `dim = 1` (and likewise for any
@@ -86,29 +103,53 @@ impl Tensor {
         check_same_dtype("scatter_add", self, src);
         let axis = norm_axis("scatter_add", dim, self.rank().max(1));
         if index.shape() != src.shape() {
-            panic!("scatter_add: index shape {:?} differs from src shape {:?}", index.shape(), src.shape());
+            panic!(
+                "scatter_add: index shape {:?} differs from src shape {:?}",
+                index.shape(),
+                src.shape()
+            );
         }
         check_index("scatter_add", self.shape(), axis, index, self.shape());
         let idx = Arc::new(index.clone());
         let value = zip_storage!(self.storage(), src.storage(), (a, s) => scatter_add(&a.view(), axis, &idx.view(), &s.view()));
-        record("scatter_add", &[self, src], value, |_| smallvec![], false, move |ctx, g| {
-            smallvec![Some(g.clone()), ctx.needs_grad(1).then(|| g.gather(axis as isize, &idx))]
-        })
+        record(
+            "scatter_add",
+            &[self, src],
+            value,
+            |_| smallvec![],
+            false,
+            move |ctx, g| {
+                smallvec![
+                    Some(g.clone()),
+                    ctx.needs_grad(1).then(|| g.gather(axis as isize, &idx))
+                ]
+            },
+        )
     }
 }
 
 #[track_caller]
 fn check_index(op: &str, shape: &[usize], axis: usize, index: &ArrayD<usize>, limit: &[usize]) {
     if index.ndim() != shape.len() {
-        panic!("{op}: index has rank {} but the input has rank {} (shape {shape:?})", index.ndim(), shape.len());
+        panic!(
+            "{op}: index has rank {} but the input has rank {} (shape {shape:?})",
+            index.ndim(),
+            shape.len()
+        );
     }
     for (d, (&i, &s)) in index.shape().iter().zip(limit).enumerate() {
         if d != axis && i > s {
-            panic!("{op}: index shape {:?} exceeds the input shape {shape:?} on axis {d}", index.shape());
+            panic!(
+                "{op}: index shape {:?} exceeds the input shape {shape:?} on axis {d}",
+                index.shape()
+            );
         }
     }
     if let Some(&bad) = index.iter().find(|&&i| i >= shape[axis]) {
-        panic!("{op}: index {bad} is out of range for axis {axis} of size {}", shape[axis]);
+        panic!(
+            "{op}: index {bad} is out of range for axis {axis} of size {}",
+            shape[axis]
+        );
     }
 }
 
@@ -119,19 +160,29 @@ fn index_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
 
 fn gather_index(shape: &[usize]) -> ArrayD<usize> {
     // Deterministic given the shape, with repeats, so gradients accumulate.
-    ArrayD::from_shape_fn(IxDyn(&[shape[0], shape[1] + 1]), |i| (i[0] * 7 + i[1] * 3) % shape[1])
+    ArrayD::from_shape_fn(IxDyn(&[shape[0], shape[1] + 1]), |i| {
+        (i[0] * 7 + i[1] * 3) % shape[1]
+    })
 }
 
 fn scatter_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
     let s = [rng.gen_range(1..4), rng.gen_range(2..5)];
     let src = [s[0], s[1] + 1];
-    vec![random_tensor(rng, &s, Domain::Real, dtype), random_tensor(rng, &src, Domain::Real, dtype)]
+    vec![
+        random_tensor(rng, &s, Domain::Real, dtype),
+        random_tensor(rng, &src, Domain::Real, dtype),
+    ]
 }
 
 /// The rows of the op table for this family.
 pub(crate) const ROWS: &[OpSpec] = &[
-    OpSpec::new("index_select", Inputs::Custom(index_inputs), |x| x[0].index_select(0, &[1, 0, 1]), "g added back at the indices")
-        .note("repeated indices accumulate their gradients"),
+    OpSpec::new(
+        "index_select",
+        Inputs::Custom(index_inputs),
+        |x| x[0].index_select(0, &[1, 0, 1]),
+        "g added back at the indices",
+    )
+    .note("repeated indices accumulate their gradients"),
     OpSpec::new(
         "gather",
         Inputs::Custom(index_inputs),

@@ -43,10 +43,17 @@ impl Tensor {
         let k1 = self.shape()[self.rank() - 1];
         let k2 = other.shape()[other.rank().saturating_sub(2)];
         if k1 != k2 {
-            panic!("matmul: inner dimensions differ: {:?} @ {:?} ({k1} != {k2})", self.shape(), other.shape());
+            panic!(
+                "matmul: inner dimensions differ: {:?} @ {:?} ({k1} != {k2})",
+                self.shape(),
+                other.shape()
+            );
         }
         match (self.rank(), other.rank()) {
-            (1, 1) => self.unsqueeze(0).matmul_nd(&other.unsqueeze(1)).reshape_to(&[]),
+            (1, 1) => self
+                .unsqueeze(0)
+                .matmul_nd(&other.unsqueeze(1))
+                .reshape_to(&[]),
             (1, _) => self.unsqueeze(0).matmul_nd(other).squeeze(-2),
             (_, 1) => self.matmul_nd(&other.unsqueeze(1)).squeeze(-1),
             _ => self.matmul_nd(other),
@@ -55,13 +62,24 @@ impl Tensor {
 
     #[track_caller]
     fn matmul_nd(&self, other: &Tensor) -> Tensor {
-        let (sa, sb) = (Shape::from_slice(self.shape()), Shape::from_slice(other.shape()));
+        let (sa, sb) = (
+            Shape::from_slice(self.shape()),
+            Shape::from_slice(other.shape()),
+        );
         let (k1, k2) = (sa[sa.len() - 1], sb[sb.len() - 2]);
         if k1 != k2 {
-            panic!("matmul: inner dimensions differ: {:?} @ {:?} ({k1} != {k2})", self.shape(), other.shape());
+            panic!(
+                "matmul: inner dimensions differ: {:?} @ {:?} ({k1} != {k2})",
+                self.shape(),
+                other.shape()
+            );
         }
         if broadcast_shapes(&sa[..sa.len() - 2], &sb[..sb.len() - 2]).is_none() {
-            panic!("matmul: batch dimensions of {:?} and {:?} cannot be broadcast together", self.shape(), other.shape());
+            panic!(
+                "matmul: batch dimensions of {:?} and {:?} cannot be broadcast together",
+                self.shape(),
+                other.shape()
+            );
         }
         let value = zip_storage!(self.storage(), other.storage(), (a, b) => matmul_batched(&a.view(), &b.view()));
         let (a, b) = (self.clone(), other.clone());
@@ -73,8 +91,13 @@ impl Tensor {
             false,
             move |ctx, g| {
                 smallvec![
-                    ctx.needs_grad(0).then(|| g.matmul_nd(&ctx.saved(1).transpose(-1, -2)).sum_to(&sa)),
-                    ctx.needs_grad(1).then(|| ctx.saved(0).transpose(-1, -2).matmul_nd(g).sum_to(&sb))
+                    ctx.needs_grad(0)
+                        .then(|| g.matmul_nd(&ctx.saved(1).transpose(-1, -2)).sum_to(&sa)),
+                    ctx.needs_grad(1).then(|| ctx
+                        .saved(0)
+                        .transpose(-1, -2)
+                        .matmul_nd(g)
+                        .sum_to(&sb))
                 ]
             },
         )
@@ -88,9 +111,16 @@ impl Tensor {
     #[track_caller]
     pub fn permute(&self, perm: &[usize]) -> Tensor {
         let mut seen = vec![false; self.rank()];
-        let valid = perm.len() == self.rank() && perm.iter().all(|&p| p < seen.len() && !std::mem::replace(&mut seen[p], true));
+        let valid = perm.len() == self.rank()
+            && perm
+                .iter()
+                .all(|&p| p < seen.len() && !std::mem::replace(&mut seen[p], true));
         if !valid {
-            panic!("permute: {perm:?} is not a permutation of the {} axes of a tensor of shape {:?}", self.rank(), self.shape());
+            panic!(
+                "permute: {perm:?} is not a permutation of the {} axes of a tensor of shape {:?}",
+                self.rank(),
+                self.shape()
+            );
         }
         let mut inverse = vec![0usize; perm.len()];
         for (i, &p) in perm.iter().enumerate() {
@@ -98,7 +128,14 @@ impl Tensor {
         }
         let axes = perm.to_vec();
         let value = map_storage!(self.storage(), a => a.permuted_axes(axes.clone()));
-        record("permute", &[self], value, |_| smallvec![], false, move |_, g| smallvec![Some(g.permute(&inverse))])
+        record(
+            "permute",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| smallvec![Some(g.permute(&inverse))],
+        )
     }
 
     /// Swaps axes `dim0` and `dim1` (negative counts from the end).
@@ -107,7 +144,10 @@ impl Tensor {
     /// If an axis is out of range.
     #[track_caller]
     pub fn transpose(&self, dim0: isize, dim1: isize) -> Tensor {
-        let (a, b) = (norm_axis("transpose", dim0, self.rank()), norm_axis("transpose", dim1, self.rank()));
+        let (a, b) = (
+            norm_axis("transpose", dim0, self.rank()),
+            norm_axis("transpose", dim1, self.rank()),
+        );
         if a == b {
             return self.clone();
         }
@@ -125,13 +165,20 @@ impl Tensor {
         match self.rank() {
             0 | 1 => self.clone(),
             2 => self.transpose(0, 1),
-            r => panic!("t: expects a tensor of rank <= 2, got rank {r} (shape {:?}); use transpose", self.shape()),
+            r => panic!(
+                "t: expects a tensor of rank <= 2, got rank {r} (shape {:?}); use transpose",
+                self.shape()
+            ),
         }
     }
 }
 
 fn matmul_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
-    let (m, k, n) = (rng.gen_range(1..4), rng.gen_range(1..4), rng.gen_range(1..4));
+    let (m, k, n) = (
+        rng.gen_range(1..4),
+        rng.gen_range(1..4),
+        rng.gen_range(1..4),
+    );
     let (sa, sb): (Vec<usize>, Vec<usize>) = match rng.gen_range(0..6) {
         0 => (vec![k], vec![k]),
         1 => (vec![k], vec![k, n]),
@@ -140,19 +187,41 @@ fn matmul_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
         4 => (vec![2, m, k], vec![k, n]),
         _ => (vec![2, 1, m, k], vec![3, k, n]),
     };
-    vec![random_tensor(rng, &sa, Domain::Real, dtype), random_tensor(rng, &sb, Domain::Real, dtype)]
+    vec![
+        random_tensor(rng, &sa, Domain::Real, dtype),
+        random_tensor(rng, &sb, Domain::Real, dtype),
+    ]
 }
 
 fn rank3_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
-    let s = [rng.gen_range(1..4), rng.gen_range(1..4), rng.gen_range(1..4)];
+    let s = [
+        rng.gen_range(1..4),
+        rng.gen_range(1..4),
+        rng.gen_range(1..4),
+    ];
     vec![random_tensor(rng, &s, Domain::Real, dtype)]
 }
 
 /// The rows of the op table for this family.
 pub(crate) const ROWS: &[OpSpec] = &[
-    OpSpec::new("matmul", Inputs::Custom(matmul_inputs), |x| x[0].matmul(&x[1]), "g@b^T, a^T@g (batch dims summed)"),
-    OpSpec::new("permute", Inputs::Custom(rank3_input), |x| x[0].permute(&[2, 0, 1]), "g permuted back"),
-    OpSpec::new("transpose", Inputs::Custom(rank3_input), |x| x[0].transpose(0, -1), "g transposed back"),
+    OpSpec::new(
+        "matmul",
+        Inputs::Custom(matmul_inputs),
+        |x| x[0].matmul(&x[1]),
+        "g@b^T, a^T@g (batch dims summed)",
+    ),
+    OpSpec::new(
+        "permute",
+        Inputs::Custom(rank3_input),
+        |x| x[0].permute(&[2, 0, 1]),
+        "g permuted back",
+    ),
+    OpSpec::new(
+        "transpose",
+        Inputs::Custom(rank3_input),
+        |x| x[0].transpose(0, -1),
+        "g transposed back",
+    ),
 ];
 
 #[cfg(test)]

@@ -43,9 +43,14 @@ impl Tensor {
             kept[a] = 1;
         }
         let value = map_storage!(self.storage(), a => sum_axes(&a.view(), &axes, keepdim));
-        record("sum_dim", &[self], value, |_| smallvec![], false, move |_, g| {
-            smallvec![Some(g.reshape_to(&kept).broadcast_to(&in_shape))]
-        })
+        record(
+            "sum_dim",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| smallvec![Some(g.reshape_to(&kept).broadcast_to(&in_shape))],
+        )
     }
 
     /// Mean over the axes `dims` (see [`sum_dim`](Self::sum_dim)).
@@ -71,7 +76,10 @@ impl Tensor {
             return self.clone();
         }
         if broadcast_shapes(shape, self.shape()).as_deref() != Some(self.shape()) {
-            panic!("sum_to: shape {shape:?} does not broadcast to {:?}", self.shape());
+            panic!(
+                "sum_to: shape {shape:?} does not broadcast to {:?}",
+                self.shape()
+            );
         }
         let lead = self.rank() - shape.len();
         let axes: Vec<isize> = (0..self.rank())
@@ -94,11 +102,21 @@ impl Tensor {
             return self.clone();
         }
         if broadcast_shapes(self.shape(), shape).as_deref() != Some(shape) {
-            panic!("broadcast_to: shape {:?} cannot be broadcast to {shape:?}", self.shape());
+            panic!(
+                "broadcast_to: shape {:?} cannot be broadcast to {shape:?}",
+                self.shape()
+            );
         }
         let in_shape = Shape::from_slice(self.shape());
         let value = map_storage!(self.storage(), a => crate::kernels::elementwise::broadcast(&a.view(), shape));
-        record("broadcast_to", &[self], value, |_| smallvec![], false, move |_, g| smallvec![Some(g.sum_to(&in_shape))])
+        record(
+            "broadcast_to",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| smallvec![Some(g.sum_to(&in_shape))],
+        )
     }
 
     /// PyTorch's `expand`: [`broadcast_to`](Self::broadcast_to) where `-1` keeps a size.
@@ -111,7 +129,13 @@ impl Tensor {
         let shape: Vec<usize> = sizes
             .iter()
             .enumerate()
-            .map(|(i, &s)| if s < 0 && i >= lead { self.shape()[i - lead] } else { s.max(0) as usize })
+            .map(|(i, &s)| {
+                if s < 0 && i >= lead {
+                    self.shape()[i - lead]
+                } else {
+                    s.max(0) as usize
+                }
+            })
             .collect();
         self.broadcast_to(&shape)
     }
@@ -166,7 +190,11 @@ impl Tensor {
         if self.rank() == 0 {
             return ArrayD::from_elem(IxDyn(&[]), 0);
         }
-        assert!(self.shape()[axis] > 0, "{op}: axis {dim} of shape {:?} is empty", self.shape());
+        assert!(
+            self.shape()[axis] > 0,
+            "{op}: axis {dim} of shape {:?} is empty",
+            self.shape()
+        );
         let idx = visit_storage!(&self.storage(), a => arg_extreme(&a.view(), axis, largest));
         if keepdim {
             idx.insert_axis(Axis(axis))
@@ -176,7 +204,13 @@ impl Tensor {
     }
 
     #[track_caller]
-    fn extreme_dim(&self, op: &str, dim: isize, keepdim: bool, largest: bool) -> (Tensor, ArrayD<usize>) {
+    fn extreme_dim(
+        &self,
+        op: &str,
+        dim: isize,
+        keepdim: bool,
+        largest: bool,
+    ) -> (Tensor, ArrayD<usize>) {
         if self.rank() == 0 {
             return (self.clone(), ArrayD::from_elem(IxDyn(&[]), 0));
         }
@@ -223,8 +257,13 @@ impl Tensor {
             lse
         } else {
             let axes = norm_axes("logsumexp", dims, self.rank());
-            let shape: Vec<usize> =
-                self.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+            let shape: Vec<usize> = self
+                .shape()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, &d)| d)
+                .collect();
             lse.reshape_to(&shape)
         }
     }
@@ -240,7 +279,10 @@ impl Tensor {
         let n: usize = axes.iter().map(|&a| self.shape()[a]).product();
         let centred = self.sub(&self.mean_dim(dims, true));
         let denom = n as f64 - if unbiased { 1.0 } else { 0.0 };
-        centred.square().sum_dim(dims, keepdim).mul_scalar(1.0 / denom)
+        centred
+            .square()
+            .sum_dim(dims, keepdim)
+            .mul_scalar(1.0 / denom)
     }
 
     /// Standard deviation over `dims`: `sqrt(var)`.
@@ -260,11 +302,18 @@ impl Tensor {
             ndarray::arr0(Element::of(s.sqrt())).into_dyn().into_shared()
         });
         let x = self.clone();
-        record("norm", &[self], value, move |_| smallvec![Some(x)], true, |ctx, g| {
-            let out = ctx.output();
-            let safe = Tensor::where_(&out.eq_scalar(0.0), &out.ones_like(), &out);
-            smallvec![Some(ctx.saved(0).mul(&g.div(&safe)))]
-        })
+        record(
+            "norm",
+            &[self],
+            value,
+            move |_| smallvec![Some(x)],
+            true,
+            |ctx, g| {
+                let out = ctx.output();
+                let safe = Tensor::where_(&out.eq_scalar(0.0), &out.ones_like(), &out);
+                smallvec![Some(ctx.saved(0).mul(&g.div(&safe)))]
+            },
+        )
     }
 }
 
@@ -289,27 +338,87 @@ fn distinct_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
 
 /// The rows of the op table for this family.
 pub(crate) const ROWS: &[OpSpec] = &[
-    OpSpec::new("sum", Inputs::Unary(Domain::Real), |x| x[0].sum(), "g broadcast to x"),
-    OpSpec::new("mean", Inputs::Unary(Domain::Real), |x| x[0].mean(), "g/n broadcast to x"),
-    OpSpec::new("sum_dim", Inputs::Custom(matrix_input), |x| x[0].sum_dim(&[0, -1], false), "g broadcast over the summed axes"),
-    OpSpec::new("mean_dim", Inputs::Custom(matrix_input), |x| x[0].mean_dim(&[0], true), "g/n broadcast over the axes"),
-    OpSpec::new("sum_to", Inputs::Custom(matrix_input), |x| x[0].sum_to(&[1]), "g broadcast back"),
-    OpSpec::new("broadcast_to", Inputs::Unary(Domain::Real), |x| {
-        let mut s = vec![2usize];
-        s.extend_from_slice(x[0].shape());
-        x[0].broadcast_to(&s)
-    }, "g summed over the broadcast axes"),
-    OpSpec::new("max_dim", Inputs::Custom(distinct_input), |x| x[0].max_dim(0, false).0, "g at the argmax, 0 elsewhere")
-        .note("ties: the first maximal index gets all of g"),
-    OpSpec::new("min_dim", Inputs::Custom(distinct_input), |x| x[0].min_dim(-1, true).0, "g at the argmin, 0 elsewhere")
-        .note("ties: the first minimal index gets all of g"),
-    OpSpec::new("var", Inputs::Custom(matrix_input), |x| x[0].var(&[0], true, false), "g*2*(x-mean)/(n-1)"),
-    OpSpec::new("std", Inputs::Custom(matrix_input), |x| x[0].std(&[-1, 0], false, true), "g*(x-mean)/(n*std)")
-        .note("std of a constant lane has an infinite gradient (sqrt'(0))"),
-    OpSpec::new("logsumexp", Inputs::Custom(matrix_input), |x| x[0].logsumexp(&[0], false), "g*softmax(x)")
-        .note("computed with the maximum subtracted: finite for any finite input"),
-    OpSpec::new("norm", Inputs::Unary(Domain::AwayFromZero), |x| x[0].norm(), "g*x/norm")
-        .note("the gradient at the zero vector is 0"),
+    OpSpec::new(
+        "sum",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].sum(),
+        "g broadcast to x",
+    ),
+    OpSpec::new(
+        "mean",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].mean(),
+        "g/n broadcast to x",
+    ),
+    OpSpec::new(
+        "sum_dim",
+        Inputs::Custom(matrix_input),
+        |x| x[0].sum_dim(&[0, -1], false),
+        "g broadcast over the summed axes",
+    ),
+    OpSpec::new(
+        "mean_dim",
+        Inputs::Custom(matrix_input),
+        |x| x[0].mean_dim(&[0], true),
+        "g/n broadcast over the axes",
+    ),
+    OpSpec::new(
+        "sum_to",
+        Inputs::Custom(matrix_input),
+        |x| x[0].sum_to(&[1]),
+        "g broadcast back",
+    ),
+    OpSpec::new(
+        "broadcast_to",
+        Inputs::Unary(Domain::Real),
+        |x| {
+            let mut s = vec![2usize];
+            s.extend_from_slice(x[0].shape());
+            x[0].broadcast_to(&s)
+        },
+        "g summed over the broadcast axes",
+    ),
+    OpSpec::new(
+        "max_dim",
+        Inputs::Custom(distinct_input),
+        |x| x[0].max_dim(0, false).0,
+        "g at the argmax, 0 elsewhere",
+    )
+    .note("ties: the first maximal index gets all of g"),
+    OpSpec::new(
+        "min_dim",
+        Inputs::Custom(distinct_input),
+        |x| x[0].min_dim(-1, true).0,
+        "g at the argmin, 0 elsewhere",
+    )
+    .note("ties: the first minimal index gets all of g"),
+    OpSpec::new(
+        "var",
+        Inputs::Custom(matrix_input),
+        |x| x[0].var(&[0], true, false),
+        "g*2*(x-mean)/(n-1)",
+    ),
+    OpSpec::new(
+        "std",
+        Inputs::Custom(matrix_input),
+        |x| x[0].std(&[-1, 0], false, true),
+        "g*(x-mean)/(n*std)",
+    )
+    .note("std of a constant lane has an infinite gradient (sqrt'(0))"),
+    OpSpec::new(
+        "logsumexp",
+        Inputs::Custom(matrix_input),
+        |x| x[0].logsumexp(&[0], false),
+        "g*softmax(x)",
+    )
+    .note("computed with the maximum subtracted: finite for any finite input"),
+    OpSpec::new(
+        "norm",
+        Inputs::Unary(Domain::AwayFromZero),
+        |x| x[0].norm(),
+        "g*x/norm",
+    )
+    .note("the gradient at the zero vector is 0"),
 ];
 
 #[cfg(test)]

@@ -32,14 +32,22 @@ impl Tensor {
         if inferred > 1 {
             panic!("reshape: only one size may be -1, got {shape:?}");
         }
-        let known: usize = shape.iter().filter(|&&s| s >= 0).map(|&s| s as usize).product();
+        let known: usize = shape
+            .iter()
+            .filter(|&&s| s >= 0)
+            .map(|&s| s as usize)
+            .product();
         let dims: Vec<usize> = shape
             .iter()
             .map(|&s| {
                 if s >= 0 {
                     s as usize
                 } else if known == 0 || !self.numel().is_multiple_of(known) {
-                    panic!("reshape: cannot reshape {:?} ({} elements) into {shape:?}", self.shape(), self.numel())
+                    panic!(
+                        "reshape: cannot reshape {:?} ({} elements) into {shape:?}",
+                        self.shape(),
+                        self.numel()
+                    )
                 } else {
                     self.numel() / known
                 }
@@ -74,7 +82,14 @@ impl Tensor {
                 a.as_standard_layout().into_owned().into_shape_with_order(target.clone()).expect("contiguous reshape").into_shared()
             }
         });
-        record("reshape", &[self], value, |_| smallvec![], false, move |_, g| smallvec![Some(g.reshape_to(&in_shape))])
+        record(
+            "reshape",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| smallvec![Some(g.reshape_to(&in_shape))],
+        )
     }
 
     /// Merges axes `start..=end` into one (PyTorch's `flatten(start_dim, end_dim)`).
@@ -86,8 +101,15 @@ impl Tensor {
         if self.rank() == 0 {
             return self.reshape_to(&[1]);
         }
-        let (s, e) = (norm_axis("flatten", start, self.rank()), norm_axis("flatten", end, self.rank()));
-        assert!(s <= e, "flatten: start axis {start} comes after end axis {end} for shape {:?}", self.shape());
+        let (s, e) = (
+            norm_axis("flatten", start, self.rank()),
+            norm_axis("flatten", end, self.rank()),
+        );
+        assert!(
+            s <= e,
+            "flatten: start axis {start} comes after end axis {end} for shape {:?}",
+            self.shape()
+        );
         let mut shape: Vec<usize> = self.shape()[..s].to_vec();
         shape.push(self.shape()[s..=e].iter().product());
         shape.extend_from_slice(&self.shape()[e + 1..]);
@@ -173,9 +195,14 @@ impl Tensor {
             v.slice_axis_inplace(Axis(axis), Slice::new(start as isize, Some(end as isize), step as isize));
             v
         });
-        record("slice", &[self], value, |_| smallvec![], false, move |_, g| {
-            smallvec![Some(g.unslice(&full, axis, start, step))]
-        })
+        record(
+            "slice",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| smallvec![Some(g.unslice(&full, axis, start, step))],
+        )
     }
 
     /// The gradient of `slice`: zeros of `full`, with `self` at `start, start+step, ...`
@@ -187,9 +214,21 @@ impl Tensor {
         }
         let value = map_storage!(self.storage(), a => unslice(&a.view(), full, axis, start, step));
         let len = self.shape()[axis];
-        record("slice_backward", &[self], value, |_| smallvec![], false, move |_, g| {
-            smallvec![Some(g.slice(axis as isize, start, start + (len.max(1) - 1) * step + 1, step))]
-        })
+        record(
+            "slice_backward",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            move |_, g| {
+                smallvec![Some(g.slice(
+                    axis as isize,
+                    start,
+                    start + (len.max(1) - 1) * step + 1,
+                    step
+                ))]
+            },
+        )
     }
 
     /// Concatenates tensors along `dim` (all other sizes must match). Gradient: each
@@ -206,12 +245,18 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn cat(tensors: &[Tensor], dim: isize) -> Tensor {
-        let Some(first) = tensors.first() else { panic!("cat: needs at least one tensor") };
+        let Some(first) = tensors.first() else {
+            panic!("cat: needs at least one tensor")
+        };
         let axis = norm_axis("cat", dim, first.rank());
         for (i, t) in tensors.iter().enumerate() {
             check_same_dtype("cat", first, t);
             let same = t.rank() == first.rank()
-                && t.shape().iter().zip(first.shape()).enumerate().all(|(d, (a, b))| d == axis || a == b);
+                && t.shape()
+                    .iter()
+                    .zip(first.shape())
+                    .enumerate()
+                    .all(|(d, (a, b))| d == axis || a == b);
             if !same {
                 panic!(
                     "cat: tensor {i} has shape {:?}, incompatible with {:?} (all sizes but axis {dim} must match)",
@@ -224,27 +269,50 @@ impl Tensor {
         let storages: Vec<Storage> = tensors.iter().map(|t| t.storage()).collect();
         let value = match first.dtype() {
             DType::F32 => {
-                let views: Vec<_> = storages.iter().map(|s| s.array::<f32>().expect("f32").view()).collect();
-                Storage::F32(ndarray::concatenate(Axis(axis), &views).expect("shapes checked").into_shared())
+                let views: Vec<_> = storages
+                    .iter()
+                    .map(|s| s.array::<f32>().expect("f32").view())
+                    .collect();
+                Storage::F32(
+                    ndarray::concatenate(Axis(axis), &views)
+                        .expect("shapes checked")
+                        .into_shared(),
+                )
             }
             DType::F64 => {
-                let views: Vec<_> = storages.iter().map(|s| s.array::<f64>().expect("f64").view()).collect();
-                Storage::F64(ndarray::concatenate(Axis(axis), &views).expect("shapes checked").into_shared())
+                let views: Vec<_> = storages
+                    .iter()
+                    .map(|s| s.array::<f64>().expect("f64").view())
+                    .collect();
+                Storage::F64(
+                    ndarray::concatenate(Axis(axis), &views)
+                        .expect("shapes checked")
+                        .into_shared(),
+                )
             }
         };
         let inputs: Vec<&Tensor> = tensors.iter().collect();
-        record("cat", &inputs, value, |_| smallvec![], false, move |ctx, g| {
-            let mut offset = 0;
-            lengths
-                .iter()
-                .enumerate()
-                .map(|(i, &len)| {
-                    let piece = ctx.needs_grad(i).then(|| g.narrow(axis as isize, offset, len));
-                    offset += len;
-                    piece
-                })
-                .collect()
-        })
+        record(
+            "cat",
+            &inputs,
+            value,
+            |_| smallvec![],
+            false,
+            move |ctx, g| {
+                let mut offset = 0;
+                lengths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &len)| {
+                        let piece = ctx
+                            .needs_grad(i)
+                            .then(|| g.narrow(axis as isize, offset, len));
+                        offset += len;
+                        piece
+                    })
+                    .collect()
+            },
+        )
     }
 
     /// Stacks same-shape tensors along a new axis `dim`.
@@ -253,10 +321,16 @@ impl Tensor {
     /// If the list is empty or the shapes or dtypes differ.
     #[track_caller]
     pub fn stack(tensors: &[Tensor], dim: isize) -> Tensor {
-        let Some(first) = tensors.first() else { panic!("stack: needs at least one tensor") };
+        let Some(first) = tensors.first() else {
+            panic!("stack: needs at least one tensor")
+        };
         for (i, t) in tensors.iter().enumerate() {
             if t.shape() != first.shape() {
-                panic!("stack: tensor {i} has shape {:?}, tensor 0 has {:?}; all must match", t.shape(), first.shape());
+                panic!(
+                    "stack: tensor {i} has shape {:?}, tensor 0 has {:?}; all must match",
+                    t.shape(),
+                    first.shape()
+                );
             }
         }
         let unsqueezed: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(dim)).collect();
@@ -272,7 +346,10 @@ impl Tensor {
         assert!(size > 0, "split: size must be positive");
         let axis = norm_axis("split", dim, self.rank());
         let n = self.shape()[axis];
-        (0..n).step_by(size).map(|s| self.narrow(dim, s, size.min(n - s))).collect()
+        (0..n)
+            .step_by(size)
+            .map(|s| self.narrow(dim, s, size.min(n - s)))
+            .collect()
     }
 
     /// Splits along `dim` into `chunks` pieces of equal size (the last may be smaller;
@@ -302,7 +379,12 @@ impl Tensor {
     #[track_caller]
     pub fn pad(&self, pads: &[(usize, usize)], value: f64) -> Tensor {
         if pads.len() > self.rank() {
-            panic!("pad: {} (before, after) pairs for a tensor of rank {} (shape {:?})", pads.len(), self.rank(), self.shape());
+            panic!(
+                "pad: {} (before, after) pairs for a tensor of rank {} (shape {:?})",
+                pads.len(),
+                self.rank(),
+                self.shape()
+            );
         }
         let mut out = self.clone();
         for (i, &(before, after)) in pads.iter().enumerate() {
@@ -339,27 +421,88 @@ fn cat_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
     s.insert(0, 1);
     let mut s2 = s.clone();
     s2[0] = rng.gen_range(1..4);
-    vec![random_tensor(rng, &s, Domain::Real, dtype), random_tensor(rng, &s2, Domain::Real, dtype)]
+    vec![
+        random_tensor(rng, &s, Domain::Real, dtype),
+        random_tensor(rng, &s2, Domain::Real, dtype),
+    ]
 }
 
 fn stack_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
     let s = random_shape(rng, 3, 3);
-    vec![random_tensor(rng, &s, Domain::Real, dtype), random_tensor(rng, &s, Domain::Real, dtype)]
+    vec![
+        random_tensor(rng, &s, Domain::Real, dtype),
+        random_tensor(rng, &s, Domain::Real, dtype),
+    ]
 }
 
 /// The rows of the op table for this family.
 pub(crate) const ROWS: &[OpSpec] = &[
-    OpSpec::new("reshape", Inputs::Unary(Domain::Real), |x| x[0].reshape(&[-1]), "g reshaped back"),
-    OpSpec::new("flatten", Inputs::Custom(rank2plus), |x| x[0].flatten(0, -1), "g reshaped back"),
-    OpSpec::new("unsqueeze", Inputs::Unary(Domain::Real), |x| x[0].unsqueeze(0), "g reshaped back"),
-    OpSpec::new("squeeze", Inputs::Unary(Domain::Real), |x| x[0].unsqueeze(-1).squeeze(-1), "g reshaped back"),
-    OpSpec::new("narrow", Inputs::Custom(rank2plus), |x| x[0].narrow(0, 1, 2), "g in the window, 0 elsewhere"),
-    OpSpec::new("slice", Inputs::Custom(rank2plus), |x| x[0].slice(0, 0, 5, 2), "g at the taken positions, 0 elsewhere"),
-    OpSpec::new("cat", Inputs::Custom(cat_inputs), |x| Tensor::cat(x, 0), "each input's slice of g"),
-    OpSpec::new("stack", Inputs::Custom(stack_inputs), |x| Tensor::stack(x, -1), "each input's slice of g"),
-    OpSpec::new("split", Inputs::Custom(rank2plus), |x| x[0].split(2, 0)[1].clone(), "g in the piece, 0 elsewhere"),
-    OpSpec::new("chunk", Inputs::Custom(rank2plus), |x| x[0].chunk(2, 0)[0].clone(), "g in the piece, 0 elsewhere"),
-    OpSpec::new("pad", Inputs::Custom(rank2plus), |x| x[0].pad(&[(1, 2)], 0.5), "the un-padded slice of g"),
+    OpSpec::new(
+        "reshape",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].reshape(&[-1]),
+        "g reshaped back",
+    ),
+    OpSpec::new(
+        "flatten",
+        Inputs::Custom(rank2plus),
+        |x| x[0].flatten(0, -1),
+        "g reshaped back",
+    ),
+    OpSpec::new(
+        "unsqueeze",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].unsqueeze(0),
+        "g reshaped back",
+    ),
+    OpSpec::new(
+        "squeeze",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].unsqueeze(-1).squeeze(-1),
+        "g reshaped back",
+    ),
+    OpSpec::new(
+        "narrow",
+        Inputs::Custom(rank2plus),
+        |x| x[0].narrow(0, 1, 2),
+        "g in the window, 0 elsewhere",
+    ),
+    OpSpec::new(
+        "slice",
+        Inputs::Custom(rank2plus),
+        |x| x[0].slice(0, 0, 5, 2),
+        "g at the taken positions, 0 elsewhere",
+    ),
+    OpSpec::new(
+        "cat",
+        Inputs::Custom(cat_inputs),
+        |x| Tensor::cat(x, 0),
+        "each input's slice of g",
+    ),
+    OpSpec::new(
+        "stack",
+        Inputs::Custom(stack_inputs),
+        |x| Tensor::stack(x, -1),
+        "each input's slice of g",
+    ),
+    OpSpec::new(
+        "split",
+        Inputs::Custom(rank2plus),
+        |x| x[0].split(2, 0)[1].clone(),
+        "g in the piece, 0 elsewhere",
+    ),
+    OpSpec::new(
+        "chunk",
+        Inputs::Custom(rank2plus),
+        |x| x[0].chunk(2, 0)[0].clone(),
+        "g in the piece, 0 elsewhere",
+    ),
+    OpSpec::new(
+        "pad",
+        Inputs::Custom(rank2plus),
+        |x| x[0].pad(&[(1, 2)], 0.5),
+        "the un-padded slice of g",
+    ),
 ];
 
 #[cfg(test)]
@@ -399,7 +542,10 @@ mod tests {
     #[test]
     fn reshape_of_transposed_copies_in_logical_order() {
         let x = Tensor::arange(0.0, 6.0, 1.0, DType::F32).reshape(&[2, 3]);
-        assert_eq!(x.t().reshape(&[-1]).to_vec::<f32>(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(
+            x.t().reshape(&[-1]).to_vec::<f32>(),
+            vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+        );
     }
 
     #[test]
@@ -411,7 +557,13 @@ mod tests {
     #[test]
     #[should_panic(expected = "cat: tensor 1 has shape [2, 3], incompatible with [2, 2]")]
     fn cat_bad_shapes_panics() {
-        let _ = Tensor::cat(&[Tensor::zeros(&[2, 2], DType::F32), Tensor::zeros(&[2, 3], DType::F32)], 0);
+        let _ = Tensor::cat(
+            &[
+                Tensor::zeros(&[2, 2], DType::F32),
+                Tensor::zeros(&[2, 3], DType::F32),
+            ],
+            0,
+        );
     }
 
     #[test]

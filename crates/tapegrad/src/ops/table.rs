@@ -110,7 +110,14 @@ impl OpSpec {
         apply: fn(&[Tensor]) -> Tensor,
         gradient: &'static str,
     ) -> Self {
-        OpSpec { name, inputs, apply, second_order: true, gradient, convention: "" }
+        OpSpec {
+            name,
+            inputs,
+            apply,
+            second_order: true,
+            gradient,
+            convention: "",
+        }
     }
 
     /// Sets the edge convention text.
@@ -135,7 +142,10 @@ impl OpSpec {
             }
             Inputs::Binary(da, db) => {
                 let (sa, sb) = broadcast_pair(rng);
-                vec![random_tensor(rng, &sa, da, dtype), random_tensor(rng, &sb, db, dtype)]
+                vec![
+                    random_tensor(rng, &sa, da, dtype),
+                    random_tensor(rng, &sb, db, dtype),
+                ]
             }
             Inputs::Custom(f) => f(rng, dtype),
         }
@@ -174,7 +184,10 @@ pub fn random_shape(rng: &mut StdRng, max_rank: usize, max_dim: usize) -> Vec<us
 /// and some leading axes dropped (either may be the smaller one).
 pub fn broadcast_pair(rng: &mut StdRng) -> (Vec<usize>, Vec<usize>) {
     let full = random_shape(rng, 4, 3);
-    let mut other: Vec<usize> = full.iter().map(|&d| if rng.gen_bool(0.3) { 1 } else { d }).collect();
+    let mut other: Vec<usize> = full
+        .iter()
+        .map(|&d| if rng.gen_bool(0.3) { 1 } else { d })
+        .collect();
     let drop = rng.gen_range(0..=other.len());
     other.drain(..drop);
     if rng.gen_bool(0.5) {
