@@ -167,8 +167,19 @@ impl Tensor {
     }
 
     /// `c - self` for a scalar `c`.
+    ///
+    /// One op (not `neg` then `add_scalar`): rules such as `tanh`'s use it on every
+    /// backward pass. Gradient: `-g`.
     pub fn rsub_scalar(&self, c: f64) -> Tensor {
-        self.neg().add_scalar(c)
+        let value = map_storage!(self.storage(), a => map_c(&a.view(), c, |x, c| c - x));
+        record(
+            "rsub_scalar",
+            &[self],
+            value,
+            |_| smallvec![],
+            false,
+            |_, g| smallvec![Some(g.neg())],
+        )
     }
 
     /// `self * c` for a scalar `c`. Gradient: `g * c`.
@@ -621,6 +632,7 @@ pub(crate) const ROWS: &[OpSpec] = &[
     OpSpec::new("div", Inputs::Binary(Domain::Real, Domain::AwayFromZero), |x| x[0].div(&x[1]), "g/b, -g*a/b^2")
         .note("x/0 = ±inf, 0/0 = NaN (IEEE), and so are the gradients"),
     OpSpec::new("neg", Inputs::Unary(Domain::Real), |x| x[0].neg(), "-g"),
+    OpSpec::new("rsub_scalar", Inputs::Unary(Domain::Real), |x| x[0].rsub_scalar(0.5), "-g"),
     OpSpec::new("add_scalar", Inputs::Unary(Domain::Real), |x| x[0].add_scalar(1.5), "g"),
     OpSpec::new("mul_scalar", Inputs::Unary(Domain::Real), |x| x[0].mul_scalar(-2.5), "g*c"),
     OpSpec::new("pow", Inputs::Binary(Domain::Positive, Domain::Real), |x| x[0].pow(&x[1]), "g*e*x^(e-1), g*x^e*ln(x)")
