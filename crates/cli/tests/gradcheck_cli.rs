@@ -55,14 +55,15 @@ fn checks_selected_ops_and_prints_a_table() {
             .find(|l| l.starts_with(&format!("{op} ")))
             .unwrap_or_else(|| panic!("row {op} in\n{text}"))
     };
-    // tanh and matmul are checked to second order, relu (piecewise linear) to first only.
+    // Every one of these is checked to second order (relu's rule is linear in g, so its
+    // gradgradcheck checks that dependence).
     let tanh: Vec<&str> = row("tanh").split_whitespace().collect();
     assert_eq!(tanh.iter().filter(|c| **c == "pass").count(), 2, "{text}");
     let errors: Vec<f64> = tanh.iter().filter_map(|c| c.parse().ok()).collect();
     assert_eq!(errors.len(), 4, "four error columns: {tanh:?}");
     assert!(errors.iter().all(|&e| (0.0..1e-5).contains(&e)), "{tanh:?}");
     let relu: Vec<&str> = row("relu").split_whitespace().collect();
-    assert_eq!(&relu[relu.len() - 4..], &["pass", "-", "-", "-"], "{text}");
+    assert_eq!(relu.iter().filter(|c| **c == "pass").count(), 2, "{text}");
     assert!(row("matmul").contains(" pass "), "{text}");
     assert!(text.contains("all 3 ops passed"), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
