@@ -88,9 +88,13 @@ pub fn reset_peak() {
 }
 
 /// Runs `f` and returns its result with the peak number of bytes allocated *above* what
-/// was in use before it started (its working memory). Process-wide: other threads'
-/// allocations in that window count too.
+/// was in use before it started (its working memory), after emptying tapegrad's buffer
+/// pool. Process-wide: other threads' allocations in that window count too.
 pub fn measure_peak<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    // Buffers tapegrad pooled earlier would be reused without allocating and hide the
+    // step's real footprint: start from an empty pool, so what the pool keeps during `f`
+    // counts, as it does for the process.
+    tapegrad::clear_buffer_pool();
     let base = current_bytes();
     reset_peak();
     let r = f();

@@ -19,7 +19,8 @@ fn peak_of_a_known_allocation() {
     });
     assert!(counting_enabled());
     assert!(
-        (10 << 20..(10 << 20) + (1 << 20)).contains(&peak),
+        // Other threads (the test harness, idle workers) may free a few bytes meanwhile.
+        ((10 << 20) - (1 << 16)..(10 << 20) + (1 << 20)).contains(&peak),
         "peak {peak}"
     );
 }

@@ -39,6 +39,13 @@ pub use autograd::{
 pub use dtype::{DType, Element};
 pub use ops::table::{all_ops, find_op, Domain, Inputs, OpSpec};
 pub use shape::Shape;
+
+/// Frees the buffers tapegrad keeps for reuse (large kernel outputs freed recently; at
+/// most 64 MiB, `TAPEGRAD_POOL_MB` sets the cap, 0 disables the pool). Call it before
+/// measuring memory, or to hand the memory back to the system.
+pub fn clear_buffer_pool() {
+    kernels::pool::clear();
+}
 pub use tensor::{Tensor, TensorId};
 
 /// The README's example, compiled and run as a doctest so it stays true.

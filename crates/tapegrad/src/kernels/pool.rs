@@ -106,6 +106,12 @@ pub(crate) fn recycle(s: Storage) {
     }
 }
 
+/// Frees every pooled buffer (public as [`crate::clear_buffer_pool`]).
+pub fn clear() {
+    let drained: Vec<Entry> = std::mem::take(&mut *POOL.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(drained);
+}
+
 /// Bytes currently held (for tests and diagnostics).
 #[cfg(test)]
 pub(crate) fn held_bytes() -> usize {
