@@ -333,6 +333,7 @@ impl<M: Module> Trainer<M> {
                         samples_per_s: seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9),
                     });
                 }
+                let consumed = group.len();
                 for (mut g, n) in group.drain(..) {
                     // mean over the update's samples = sum_i (n_i / N) * mean_i
                     if samples != n {
@@ -344,10 +345,6 @@ impl<M: Module> Trainer<M> {
                     }
                 }
                 let mut grads = total.expect("at least one micro-batch");
-                let consumed = self
-                    .config
-                    .accumulate
-                    .min(batches - self.state.batch_in_epoch);
                 if let Some(max_norm) = self.config.clip_grad_norm {
                     let norm = clip_grad_norm(
                         &mut grads,
