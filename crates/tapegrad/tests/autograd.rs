@@ -221,8 +221,16 @@ fn second_backward_needs_retained_graph() {
     assert_eq!(g2[&x].item(), 4.0);
     assert!(matches!(
         y.try_backward(),
-        Err(BackwardError::SavedFreed { .. })
+        Err(BackwardError::SavedFreed { op: "mul" })
     ));
+}
+
+#[test]
+fn graphs_that_saved_nothing_run_backward_twice() {
+    let x = t64(&[2.0, 3.0], &[2]);
+    let y = x.add_scalar(1.0).mul_scalar(3.0).sum();
+    assert_eq!(y.backward()[&x].to_vec::<f64>(), vec![3.0, 3.0]);
+    assert_eq!(y.backward()[&x].to_vec::<f64>(), vec![3.0, 3.0]);
 }
 
 #[test]

@@ -245,7 +245,9 @@ fn take_saved(node: &Node, retain: bool) -> Result<Taken, BackwardError> {
             state.output.clone(),
         ))
     } else {
-        state.freed = true;
+        // Only a node that had something to free can be found freed later: ops that saved
+        // nothing (add, sum, ...) run again as PyTorch's do.
+        state.freed = state.tensors.iter().any(|(t, _)| t.is_some()) || state.output.is_some();
         Ok((
             state.tensors.drain(..).map(|(t, _)| t).collect(),
             state.output.take(),
