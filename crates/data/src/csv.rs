@@ -1,9 +1,8 @@
 //! CSV reader: one sample per line, numeric features and an integer class label.
 
-use std::io::Read;
 use std::path::Path;
 
-use crate::error::io_err;
+use crate::error::read_maybe_gzip;
 use crate::{DataError, InMemoryDataset};
 
 /// Reads a CSV file (plain or gzip-compressed) of numeric features and one integer label
@@ -18,19 +17,11 @@ pub fn read_csv(
     has_header: bool,
 ) -> Result<InMemoryDataset, DataError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_string(&mut s)
-            .map_err(io_err(path))?;
-        s
-    } else {
-        String::from_utf8(bytes).map_err(|e| DataError::Invalid {
-            path: path.into(),
-            message: format!("not UTF-8 text: {e}"),
-        })?
-    };
+    let bytes = read_maybe_gzip(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
+        path: path.into(),
+        message: format!("not UTF-8 text: {e}"),
+    })?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -73,3 +73,17 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
     let path = path.into();
     move |source| DataError::Io { path, source }
 }
+
+/// The bytes of `path`, decompressed if the file is gzip (detected from its first bytes).
+pub(crate) fn read_maybe_gzip(path: &std::path::Path) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let raw = std::fs::read(path).map_err(io_err(path))?;
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .map_err(io_err(path))?;
+    Ok(out)
+}

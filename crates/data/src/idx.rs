@@ -1,10 +1,9 @@
 //! IDX reader (the MNIST / Fashion-MNIST format, gzip-compressed or raw) and the
 //! Fashion-MNIST loader.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::error::io_err;
+use crate::error::read_maybe_gzip;
 use crate::{DataError, InMemoryDataset};
 
 /// Where Debian's `dataset-fashion-mnist` package installs the files.
@@ -29,16 +28,7 @@ pub struct IdxArray {
 /// trailing garbage, or an I/O or gzip failure.
 pub fn read_idx(path: impl AsRef<Path>, expected_magic: u32) -> Result<IdxArray, DataError> {
     let path = path.as_ref();
-    let raw = std::fs::read(path).map_err(io_err(path))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(io_err(path))?;
-        out
-    } else {
-        raw
-    };
+    let bytes = read_maybe_gzip(path)?;
     let what = if expected_magic == IMAGES_MAGIC {
         "IDX images, u8, 3 dimensions"
     } else {

@@ -264,6 +264,17 @@ impl<M: Module> Trainer<M> {
         Ok(())
     }
 
+    /// Whether `max_iterations` or `time_budget` (counted from `started`) is reached.
+    fn over_budget(&self, started: Instant) -> bool {
+        self.config
+            .max_iterations
+            .is_some_and(|m| self.state.iteration >= m)
+            || self
+                .config
+                .time_budget
+                .is_some_and(|t| started.elapsed() >= t)
+    }
+
     /// Mean cross-entropy and accuracy of the model on `data`, in evaluation mode.
     pub fn evaluate<D: Dataset + Clone + 'static>(&mut self, data: &D) -> (f64, f64) {
         evaluate(&mut self.model, data, self.config.eval_batch_size)
@@ -370,14 +381,7 @@ impl<M: Module> Trainer<M> {
                 self.optimizer.step(&grads);
                 self.state.iteration += 1;
                 self.state.batch_in_epoch += consumed;
-                let over_budget = self
-                    .config
-                    .max_iterations
-                    .is_some_and(|m| self.state.iteration >= m)
-                    || self
-                        .config
-                        .time_budget
-                        .is_some_and(|t| started.elapsed() >= t);
+                let over_budget = self.over_budget(started);
                 if over_budget && iter.peek().is_some() {
                     drop(iter);
                     if let Some(dir) = &self.config.checkpoint_dir {
@@ -435,14 +439,7 @@ impl<M: Module> Trainer<M> {
             if let Some(dir) = &self.config.checkpoint_dir {
                 self.checkpoint(dir)?;
             }
-            let over_budget = self
-                .config
-                .max_iterations
-                .is_some_and(|m| self.state.iteration >= m)
-                || self
-                    .config
-                    .time_budget
-                    .is_some_and(|t| started.elapsed() >= t);
+            let over_budget = self.over_budget(started);
             if stop.is_none() && over_budget && self.state.epoch < self.config.epochs {
                 stop = Some(Stop::Budget);
             }
