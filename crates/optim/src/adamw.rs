@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use tapegrad::Grads;
 
 use crate::adam::{adam_update, validate_adam, AdamCoeffs, AdamState};
-use crate::group::{delegate_to_core, optimizer_inherent, Core, Hyper};
+use crate::group::{delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper};
 use crate::kernel::with_dtype;
 use crate::optimizer::Optimizer;
 
@@ -39,15 +39,7 @@ impl Default for AdamWConfig {
 }
 
 impl Hyper for AdamWConfig {
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
+    hyper_accessors!();
     #[track_caller]
     fn validate(&self) {
         validate_adam("AdamW", self.lr, self.betas, self.eps, self.weight_decay);

@@ -413,5 +413,22 @@ macro_rules! optimizer_inherent {
     };
 }
 
+/// The `lr`, `set_lr` and `weight_decay` methods of a [`Hyper`] impl whose config struct
+/// has `lr` and `weight_decay` fields (every optimiser's does).
+macro_rules! hyper_accessors {
+    () => {
+        fn lr(&self) -> f64 {
+            self.lr
+        }
+        fn set_lr(&mut self, lr: f64) {
+            self.lr = lr;
+        }
+        fn weight_decay(&self) -> f64 {
+            self.weight_decay
+        }
+    };
+}
+
 pub(crate) use delegate_to_core;
+pub(crate) use hyper_accessors;
 pub(crate) use optimizer_inherent;

@@ -7,7 +7,9 @@ use tapegrad_nn::Param;
 
 use crate::adam::{step_count, validate_adam};
 use crate::error::OptimError;
-use crate::group::{delegate_to_core, optimizer_inherent, Core, Hyper, ParamState};
+use crate::group::{
+    delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper, ParamState,
+};
 use crate::kernel::{with_dtype, zip4};
 use crate::optimizer::Optimizer;
 use crate::state::{Buf, ParamRecord};
@@ -42,15 +44,7 @@ impl Default for LambConfig {
 }
 
 impl Hyper for LambConfig {
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
+    hyper_accessors!();
     #[track_caller]
     fn validate(&self) {
         validate_adam("Lamb", self.lr, self.betas, self.eps, self.weight_decay);

@@ -6,7 +6,9 @@ use tapegrad::{Element, Grads, Tensor};
 use tapegrad_nn::Param;
 
 use crate::error::OptimError;
-use crate::group::{delegate_to_core, optimizer_inherent, Core, Hyper, ParamState};
+use crate::group::{
+    delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper, ParamState,
+};
 use crate::kernel::{with_dtype, zip2, zip3};
 use crate::optimizer::Optimizer;
 use crate::state::{Buf, ParamRecord};
@@ -43,15 +45,7 @@ impl Default for LarsConfig {
 }
 
 impl Hyper for LarsConfig {
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
+    hyper_accessors!();
     #[track_caller]
     fn validate(&self) {
         assert!(self.lr >= 0.0, "Lars: invalid learning rate {}", self.lr);

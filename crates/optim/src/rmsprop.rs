@@ -7,7 +7,9 @@ use tapegrad_nn::Param;
 
 use crate::adam::step_count;
 use crate::error::OptimError;
-use crate::group::{delegate_to_core, optimizer_inherent, Core, Hyper, ParamState};
+use crate::group::{
+    delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper, ParamState,
+};
 use crate::kernel::{with_dtype, zip3, zip4, zip5};
 use crate::optimizer::Optimizer;
 use crate::state::{Buf, ParamRecord};
@@ -47,15 +49,7 @@ impl Default for RmsPropConfig {
 }
 
 impl Hyper for RmsPropConfig {
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
+    hyper_accessors!();
     #[track_caller]
     fn validate(&self) {
         assert!(self.lr >= 0.0, "RmsProp: invalid learning rate {}", self.lr);
