@@ -37,6 +37,7 @@ pub use autograd::{
     Grads,
 };
 pub use dtype::{DType, Element};
+pub use kernels::fused::{is_fusion_enabled, with_fusion};
 pub use ops::table::{all_ops, find_op, Domain, Inputs, OpSpec};
 pub use shape::Shape;
 

@@ -13,9 +13,10 @@ use crate::autograd::node::{record, Node};
 use crate::autograd::Grads;
 use crate::dtype::{DType, Element};
 use crate::kernels::elementwise::add_assign;
+use crate::kernels::fused::{add_assign_pending, Values};
 use crate::kernels::pool;
 use crate::shape::{numel, Shape};
-use crate::storage::{visit_storage, Storage};
+use crate::storage::{visit_storage, Data, Storage};
 
 /// A unique tensor id from a global counter; gradients are keyed by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,7 +54,7 @@ pub(crate) struct Inner {
     pub(crate) id: TensorId,
     pub(crate) shape: Shape,
     pub(crate) dtype: DType,
-    pub(crate) data: RwLock<Storage>,
+    pub(crate) data: RwLock<Data>,
     pub(crate) version: AtomicU64,
     pub(crate) requires_grad: bool,
     pub(crate) node: Option<Arc<Node>>,
@@ -70,7 +71,10 @@ impl Drop for Inner {
                 DType::F64 => Storage::F64(ArcArray::from_vec(Vec::new()).into_dyn()),
             };
             let data = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
-            pool::recycle(std::mem::replace(data, empty));
+            if let Some(ready) = data.ready() {
+                *data = Data::from(empty);
+                pool::recycle(ready);
+            }
         }
     }
 }
@@ -78,7 +82,7 @@ impl Drop for Inner {
 impl Tensor {
     pub(crate) fn from_parts(
         id: TensorId,
-        data: Storage,
+        data: Data,
         requires_grad: bool,
         node: Option<Arc<Node>>,
     ) -> Tensor {
@@ -93,16 +97,35 @@ impl Tensor {
         }))
     }
 
-    pub(crate) fn from_storage(data: Storage) -> Tensor {
-        Tensor::from_parts(TensorId::fresh(), data, false, None)
+    pub(crate) fn from_storage(data: impl Into<Data>) -> Tensor {
+        Tensor::from_parts(TensorId::fresh(), data.into(), false, None)
     }
 
     pub(crate) fn from_arc<T: Element>(a: ArcArray<T, IxDyn>) -> Tensor {
         Tensor::from_storage(Storage::from_array(a))
     }
 
-    /// The storage (a reference-counted clone, no copy of the data).
+    /// The storage (a reference-counted clone, no copy of the data). A deferred value is
+    /// computed now, and kept in place of its expression.
     pub(crate) fn storage(&self) -> Storage {
+        let deferred = {
+            let data = self.0.data.read().unwrap_or_else(|e| e.into_inner());
+            match data.computed() {
+                Some(s) => return s,
+                None => data.clone(),
+            }
+        };
+        let s = deferred.force();
+        let mut data = self.0.data.write().unwrap_or_else(|e| e.into_inner());
+        if data.computed().is_none() {
+            *data = Data::from(s.clone());
+        }
+        s
+    }
+
+    /// The values as they are: computed, or a deferred expression (for the elementwise
+    /// kernels, which extend the expression instead of computing it).
+    pub(crate) fn data(&self) -> Data {
         self.0
             .data
             .read()
@@ -122,16 +145,9 @@ impl Tensor {
         {
             if let Some(inner) = Arc::get_mut(&mut self.0) {
                 let data = inner.data.get_mut().unwrap_or_else(|e| e.into_inner());
-                let src = g.storage();
-                let done = match (data, &src) {
-                    (Storage::F32(a), Storage::F32(b)) if a.is_unique() => {
-                        add_assign(&mut a.view_mut(), &b.view());
-                        true
-                    }
-                    (Storage::F64(a), Storage::F64(b)) if a.is_unique() => {
-                        add_assign(&mut a.view_mut(), &b.view());
-                        true
-                    }
+                let done = match (data, g.data()) {
+                    (Data::F32(Values::Ready(a)), Data::F32(b)) if a.is_unique() => add_into(a, &b),
+                    (Data::F64(Values::Ready(a)), Data::F64(b)) if a.is_unique() => add_into(a, &b),
                     _ => false,
                 };
                 if done {
@@ -140,6 +156,11 @@ impl Tensor {
             }
         }
         *self = self.add(g);
+    }
+
+    /// Forces a deferred value now (it is kept in place of the expression).
+    pub(crate) fn realize(&self) {
+        drop(self.storage());
     }
 
     pub(crate) fn node(&self) -> Option<&Arc<Node>> {
@@ -349,12 +370,12 @@ impl Tensor {
     /// A leaf sharing this tensor's data that requires grad: ops on it are recorded and
     /// backward returns its gradient. (The new leaf has a new id.)
     pub fn requires_grad(self) -> Tensor {
-        Tensor::from_parts(TensorId::fresh(), self.storage(), true, None)
+        Tensor::from_parts(TensorId::fresh(), self.data(), true, None)
     }
 
     /// A tensor sharing this one's data, cut off from the tape: no gradient flows through it.
     pub fn detach(&self) -> Tensor {
-        Tensor::from_storage(self.storage())
+        Tensor::from_storage(self.data())
     }
 
     /// The elements in row-major order, converted to `T`.
@@ -387,6 +408,7 @@ impl Tensor {
     /// If `T` is not the tensor's dtype.
     #[track_caller]
     pub fn with_view<T: Element, R>(&self, f: impl FnOnce(ArrayViewD<'_, T>) -> R) -> R {
+        self.realize();
         let guard = self.0.data.read().unwrap_or_else(|e| e.into_inner());
         match guard.array::<T>() {
             Some(a) => f(a.view()),
@@ -413,6 +435,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn update_<T: Element, R>(&self, f: impl FnOnce(ArrayViewMutD<'_, T>) -> R) -> R {
+        self.realize();
         let mut guard = self.0.data.write().unwrap_or_else(|e| e.into_inner());
         let dtype = guard.dtype();
         let r = match guard.array_mut::<T>() {
@@ -553,6 +576,17 @@ impl Tensor {
             self.clone()
         }
     }
+}
+
+/// `acc += g` in place (same shape), evaluating a deferred `g` straight into `acc`.
+fn add_into<T: Element>(acc: &mut ArcArray<T, IxDyn>, g: &Values<T>) -> bool {
+    if let Some(slice) = acc.as_slice_mut() {
+        if add_assign_pending(slice, g) {
+            return true;
+        }
+    }
+    add_assign(&mut acc.view_mut(), &g.force().view());
+    true
 }
 
 impl<T: Element, D: Dimension> From<ndarray::Array<T, D>> for Tensor {

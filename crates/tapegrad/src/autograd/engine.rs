@@ -115,7 +115,7 @@ pub(crate) fn run_backward(
         let input_grads = (node.rule)(&ctx, &grad);
         drop(grad);
         drop(saved);
-        if let Some(out) = output {
+        if let Some(out) = output.and_then(|o| o.computed()) {
             crate::kernels::pool::recycle(out);
         }
         assert_eq!(
@@ -141,6 +141,8 @@ pub(crate) fn run_backward(
             }
         }
     }
+    // Gradients come back computed: a deferred one would hold on to the whole graph.
+    grads.realize_all();
     Ok(grads)
 }
 
@@ -218,7 +220,7 @@ fn check_grad(op: &str, shape: &[usize], dtype: Option<crate::DType>, g: &Tensor
 
 type Taken = (
     smallvec::SmallVec<[Option<Tensor>; 2]>,
-    Option<crate::storage::Storage>,
+    Option<crate::storage::Data>,
 );
 
 fn take_saved(node: &Node, retain: bool) -> Result<Taken, BackwardError> {

@@ -66,6 +66,13 @@ impl Grads {
         }
     }
 
+    /// Computes every deferred gradient (fused elementwise chains) now.
+    pub(crate) fn realize_all(&self) {
+        for g in self.map.values() {
+            g.realize();
+        }
+    }
+
     /// Number of gradients held.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use super::mode::is_grad_enabled;
 use crate::dtype::DType;
 use crate::shape::Shape;
-use crate::storage::Storage;
+use crate::storage::Data;
 use crate::tensor::{Inner, Tensor, TensorId};
 
 /// One optional gradient per input of an op (`None`: no gradient flows to that input).
@@ -37,7 +37,7 @@ pub(crate) enum Edge {
 
 pub(crate) struct SavedState {
     pub(crate) tensors: SmallVec<[(Option<Tensor>, u64); 2]>,
-    pub(crate) output: Option<Storage>,
+    pub(crate) output: Option<Data>,
     pub(crate) freed: bool,
 }
 
@@ -59,7 +59,7 @@ pub(crate) struct Node {
 pub struct BackwardCtx<'a> {
     pub(crate) node: &'a Arc<Node>,
     pub(crate) saved: &'a [Option<Tensor>],
-    pub(crate) output: Option<&'a Storage>,
+    pub(crate) output: Option<&'a Data>,
     pub(crate) create_graph: bool,
 }
 
@@ -132,10 +132,13 @@ impl Tensor {
 /// grad, records a node: edges to the inputs, the tensors `save` picks (it is told which
 /// inputs need a gradient, so it can save only what their rules read), the output's
 /// storage if `save_output`, and `rule`.
+///
+/// A deferred (fused) value saved for backward stays deferred only if it is cheap to
+/// recompute; otherwise it is computed now, once, for both the output and the rule.
 pub(crate) fn record<S, R>(
     op: &'static str,
     inputs: &[&Tensor],
-    value: Storage,
+    value: impl Into<Data>,
     save: S,
     save_output: bool,
     rule: R,
@@ -144,15 +147,26 @@ where
     S: FnOnce(&[bool]) -> SavedList,
     R: Fn(&BackwardCtx<'_>, &Tensor) -> GradList + Send + Sync + 'static,
 {
+    let value = value.into();
     if !is_grad_enabled() || !inputs.iter().any(|t| t.tracks_grad()) {
         return Tensor::from_storage(value);
     }
+    let value = if save_output && value.is_pending() && !value.keep_lazy_when_saved() {
+        Data::from(value.force())
+    } else {
+        value
+    };
     let edges: SmallVec<[Edge; 2]> = inputs.iter().map(|t| t.edge()).collect();
     let needs: SmallVec<[bool; 4]> = edges.iter().map(|e| !matches!(e, Edge::Skip)).collect();
     let tensors = save(&needs)
         .into_iter()
         .map(|t| {
-            let v = t.as_ref().map_or(0, |t| t.version());
+            let v = t.as_ref().map_or(0, |t| {
+                if !t.data().keep_lazy_when_saved() {
+                    t.realize();
+                }
+                t.version()
+            });
             (t, v)
         })
         .collect();
@@ -213,7 +227,7 @@ where
     record(
         name,
         inputs,
-        value.storage(),
+        value.data(),
         |_| saved,
         save_output,
         move |ctx, g| {

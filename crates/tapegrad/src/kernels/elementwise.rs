@@ -11,6 +11,7 @@ use std::mem::MaybeUninit;
 use ndarray::{ArcArray, ArrayViewD, ArrayViewMutD, Dimension, IxDyn, Zip};
 use rayon::prelude::*;
 
+use super::fused::{is_fusion_enabled, MapFn, Values, ZipFn, COSTLY, LAZY_MIN};
 use super::PAR_THRESHOLD;
 use super::{pool, simd};
 use crate::dtype::Element;
@@ -58,7 +59,7 @@ fn with_dim<T>(dim: IxDyn, v: Vec<T>) -> ArcArray<T, IxDyn> {
 }
 
 /// `f` applied to every element, in parallel for large arrays.
-pub(crate) fn map<T: Element>(
+pub(crate) fn map_view<T: Element>(
     a: &ArrayViewD<'_, T>,
     f: impl Fn(T) -> T + Sync + Send,
 ) -> ArcArray<T, IxDyn> {
@@ -77,29 +78,8 @@ pub(crate) fn map<T: Element>(
     }
 }
 
-/// `f(x, c)` for every element `x`, with the scalar `c` converted to the element type.
-pub(crate) fn map_c<T: Element>(
-    a: &ArrayViewD<'_, T>,
-    c: f64,
-    f: impl Fn(T, T) -> T + Sync + Send,
-) -> ArcArray<T, IxDyn> {
-    let c = T::of(c);
-    map(a, move |x| f(x, c))
-}
-
-/// `f(x, c1, c2)` for every element `x`, with two scalars converted to the element type.
-pub(crate) fn map_c2<T: Element>(
-    a: &ArrayViewD<'_, T>,
-    c1: f64,
-    c2: f64,
-    f: impl Fn(T, T, T) -> T + Sync + Send,
-) -> ArcArray<T, IxDyn> {
-    let (c1, c2) = (T::of(c1), T::of(c2));
-    map(a, move |x| f(x, c1, c2))
-}
-
 /// `f(a, b)` elementwise over the broadcast of `a` and `b` (shapes checked by the caller).
-pub(crate) fn zip<T: Element>(
+pub(crate) fn zip_view<T: Element>(
     a: &ArrayViewD<'_, T>,
     b: &ArrayViewD<'_, T>,
     f: impl Fn(T, T) -> T + Sync + Send,
@@ -111,11 +91,11 @@ pub(crate) fn zip<T: Element>(
     // One operand is a single element: a map with a constant, over the other's slice.
     if b.len() == 1 && a.shape() == shape.as_slice() {
         let c = *b.iter().next().expect("one element");
-        return map(a, move |x| f(x, c));
+        return map_view(a, move |x| f(x, c));
     }
     if a.len() == 1 && b.shape() == shape.as_slice() {
         let c = *a.iter().next().expect("one element");
-        return map(b, move |y| f(c, y));
+        return map_view(b, move |y| f(c, y));
     }
     let av = a.broadcast(IxDyn(&shape)).expect("broadcastable");
     let bv = b.broadcast(IxDyn(&shape)).expect("broadcastable");
@@ -188,6 +168,176 @@ pub(crate) fn zip3<T: Element>(
     }
 }
 
+// ------------------------------------------------------------------ ops' entry points
+//
+// Ops call these with their operands' values; large operands defer into a fused
+// expression (see `fused`), small ones are computed at once by the `_view` kernels above.
+
+fn map_block<T: Element>(f: impl Fn(T) -> T + Send + Sync + 'static) -> Box<MapFn<T>> {
+    Box::new(move |src, dst| {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            d.write(f(x));
+        }
+    })
+}
+
+fn zip_block<T: Element>(f: impl Fn(T, T) -> T + Send + Sync + 'static) -> Box<ZipFn<T>> {
+    Box::new(move |a, b, dst| {
+        for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+            d.write(f(x, y));
+        }
+    })
+}
+
+/// `f` over every element: cheap arithmetic, deferred for large arrays.
+pub(crate) fn map<T: Element>(
+    a: Values<T>,
+    f: impl Fn(T) -> T + Send + Sync + 'static,
+) -> Values<T> {
+    map_weighted(a, 1, f)
+}
+
+/// [`map`] for a function that costs more to recompute than to store (`tanh`, `log`,
+/// ...): still fused into a chain, but computed when saved for backward.
+pub(crate) fn map_costly<T: Element>(
+    a: Values<T>,
+    f: impl Fn(T) -> T + Send + Sync + 'static,
+) -> Values<T> {
+    map_weighted(a, COSTLY, f)
+}
+
+fn map_weighted<T: Element>(
+    a: Values<T>,
+    weight: u32,
+    f: impl Fn(T) -> T + Send + Sync + 'static,
+) -> Values<T> {
+    if let Some(c) = a.constant() {
+        return Values::fill(IxDyn(a.shape()), f(c));
+    }
+    if a.can_defer() {
+        return a.map(weight, map_block(f));
+    }
+    Values::Ready(map_view(&a.force().view(), f))
+}
+
+/// `f(x, c)` for every element `x`, with the scalar `c` converted to the element type.
+pub(crate) fn map_c<T: Element>(
+    a: Values<T>,
+    c: f64,
+    f: impl Fn(T, T) -> T + Send + Sync + 'static,
+) -> Values<T> {
+    let c = T::of(c);
+    map(a, move |x| f(x, c))
+}
+
+/// [`map_c`] for a function that costs more to recompute than to store (`powf`).
+pub(crate) fn map_c_costly<T: Element>(
+    a: Values<T>,
+    c: f64,
+    f: impl Fn(T, T) -> T + Send + Sync + 'static,
+) -> Values<T> {
+    let c = T::of(c);
+    map_costly(a, move |x| f(x, c))
+}
+
+/// `f(x, c1, c2)` for every element `x`, with two scalars converted to the element type.
+pub(crate) fn map_c2<T: Element>(
+    a: Values<T>,
+    c1: f64,
+    c2: f64,
+    f: impl Fn(T, T, T) -> T + Send + Sync + 'static,
+) -> Values<T> {
+    let (c1, c2) = (T::of(c1), T::of(c2));
+    map(a, move |x| f(x, c1, c2))
+}
+
+/// `f(a, b)` over the broadcast of `a` and `b` (shapes checked by the op): deferred when
+/// both are large and of one shape, or one is a single element (a constant of the map).
+pub(crate) fn zip<T: Element>(
+    a: Values<T>,
+    b: Values<T>,
+    f: impl Fn(T, T) -> T + Send + Sync + 'static,
+) -> Values<T> {
+    zip_weighted(a, b, 1, f)
+}
+
+/// [`zip`] for a function that costs more to recompute than to store (`powf`).
+pub(crate) fn zip_costly<T: Element>(
+    a: Values<T>,
+    b: Values<T>,
+    f: impl Fn(T, T) -> T + Send + Sync + 'static,
+) -> Values<T> {
+    zip_weighted(a, b, COSTLY, f)
+}
+
+fn zip_weighted<T: Element>(
+    a: Values<T>,
+    b: Values<T>,
+    weight: u32,
+    f: impl Fn(T, T) -> T + Send + Sync + 'static,
+) -> Values<T> {
+    if a.shape() == b.shape() {
+        match (a.constant(), b.constant()) {
+            (Some(x), Some(y)) => return Values::fill(IxDyn(a.shape()), f(x, y)),
+            (Some(x), None) => return map_weighted(b, weight, move |y| f(x, y)),
+            (None, Some(y)) => return map_weighted(a, weight, move |x| f(x, y)),
+            (None, None) => {}
+        }
+        if a.can_defer() && b.can_defer() {
+            return a.zip(b, weight, zip_block(f));
+        }
+    } else {
+        let shape = broadcast_shapes(a.shape(), b.shape()).expect("shapes checked by the op");
+        if b.len() == 1 && a.shape() == shape.as_slice() && a.can_defer() {
+            let c = first(&b);
+            return map_weighted(a, weight, move |x| f(x, c));
+        }
+        if a.len() == 1 && b.shape() == shape.as_slice() && b.can_defer() {
+            let c = first(&a);
+            return map_weighted(b, weight, move |y| f(c, y));
+        }
+    }
+    Values::Ready(zip_view(&a.force().view(), &b.force().view(), f))
+}
+
+fn first<T: Element>(v: &Values<T>) -> T {
+    *v.force().iter().next().expect("one element")
+}
+
+/// `e^x` elementwise (see [`exp_view`]), deferred for large arrays.
+pub(crate) fn exp<T: VecExp>(a: Values<T>) -> Values<T> {
+    if let Some(c) = a.constant() {
+        let mut e = [std::mem::MaybeUninit::uninit()];
+        T::exp_slice(&[c], &mut e);
+        // SAFETY: `exp_slice` wrote the one element.
+        return Values::fill(IxDyn(a.shape()), unsafe { e[0].assume_init() });
+    }
+    if a.can_defer() {
+        return a.map(1, Box::new(|src, dst| T::exp_slice(src, dst)));
+    }
+    Values::Ready(exp_view(&a.force().view()))
+}
+
+/// `a` broadcast to `shape`: a deferred fill when `a` is one element and `shape` is
+/// large (the gradient of `sum`), else materialised by [`broadcast_view`].
+pub(crate) fn broadcast<T: Element>(a: Values<T>, shape: &[usize]) -> Values<T> {
+    if a.len() == 1 && shape.iter().product::<usize>() >= LAZY_MIN && is_fusion_enabled() {
+        return Values::fill(IxDyn(shape), first(&a));
+    }
+    Values::Ready(broadcast_view(&a.force().view(), shape))
+}
+
+/// Runs `f(offset, chunk)` over disjoint pieces of `a`, in parallel when `a` is large.
+pub(crate) fn for_chunks<T: Send>(a: &mut [T], f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    if a.len() >= PAR_THRESHOLD {
+        a.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| f(i * CHUNK, c));
+    } else {
+        f(0, a);
+    }
+}
+
 /// Element types with a vectorised `exp`: `f32` uses the SIMD kernel of
 /// [`simd`](super::simd); `f64` uses the standard library's.
 pub(crate) trait VecExp: Element {
@@ -211,7 +361,7 @@ impl VecExp for f64 {
 
 /// `e^x` elementwise: same values as `x.exp()` for `f64`, within 2 ulps of it for `f32`
 /// (identical infinities, zeros and NaNs).
-pub(crate) fn exp<T: VecExp>(a: &ArrayViewD<'_, T>) -> ArcArray<T, IxDyn> {
+pub(crate) fn exp_view<T: VecExp>(a: &ArrayViewD<'_, T>) -> ArcArray<T, IxDyn> {
     match a.as_slice() {
         Some(src) => {
             let v = build_vec(src.len(), |off, dst| {
@@ -220,13 +370,16 @@ pub(crate) fn exp<T: VecExp>(a: &ArrayViewD<'_, T>) -> ArcArray<T, IxDyn> {
             });
             with_shape(a.shape(), v)
         }
-        None => exp(&a.as_standard_layout().view()),
+        None => exp_view(&a.as_standard_layout().view()),
     }
 }
 
 /// `a` broadcast to `shape` and materialised in row-major order (a fill when `a` has one
 /// element). The caller has checked that the shapes broadcast.
-pub(crate) fn broadcast<T: Element>(a: &ArrayViewD<'_, T>, shape: &[usize]) -> ArcArray<T, IxDyn> {
+pub(crate) fn broadcast_view<T: Element>(
+    a: &ArrayViewD<'_, T>,
+    shape: &[usize],
+) -> ArcArray<T, IxDyn> {
     let n: usize = shape.iter().product();
     if a.len() == 1 {
         let c = *a.iter().next().expect("one element");
@@ -281,14 +434,14 @@ mod tests {
         // A transposed (column-major) operand takes the Zip path; values must match.
         let a = ArrayD::from_shape_fn(IxDyn(&[3, 4]), |i| (i[0] * 4 + i[1]) as f64);
         let t = a.t();
-        let via_zip = map(&t.view(), |x| x * 2.0);
+        let via_zip = map_view(&t.view(), |x| x * 2.0);
         let contiguous = t.as_standard_layout().into_owned();
-        let via_slice = map(&contiguous.view(), |x| x * 2.0);
+        let via_slice = map_view(&contiguous.view(), |x| x * 2.0);
         assert_eq!(via_zip, via_slice);
         let f = ArrayD::from_shape_vec(IxDyn(&[3, 4]).f(), (0..12).map(|i| i as f64).collect())
             .unwrap();
         assert_eq!(
-            zip(&f.view(), &a.view(), |x, y| x - y),
+            zip_view(&f.view(), &a.view(), |x, y| x - y),
             (&f - &a).into_shared()
         );
     }
@@ -297,11 +450,11 @@ mod tests {
     fn large_arrays_are_filled_completely_in_parallel() {
         let n = PAR_THRESHOLD * 3 + 17; // several chunks and a ragged tail
         let a = ramp(n);
-        let m = map(&a.view(), |x| x + 1.0);
+        let m = map_view(&a.view(), |x| x + 1.0);
         assert!(m.iter().zip(a.iter()).all(|(y, x)| *y == x + 1.0));
-        let z = zip(&a.view(), &m.view(), |x, y| y - x);
+        let z = zip_view(&a.view(), &m.view(), |x, y| y - x);
         assert!(z.iter().all(|&v| v == 1.0));
-        let b = broadcast(&ndarray::arr0(2.5).into_dyn().view(), &[n]);
+        let b = broadcast_view(&ndarray::arr0(2.5).into_dyn().view(), &[n]);
         assert!(b.len() == n && b.iter().all(|&v| v == 2.5));
         let mut acc = a.clone();
         add_assign(&mut acc.view_mut(), &m.view());
@@ -313,19 +466,19 @@ mod tests {
         let a = ramp(5);
         let s = ndarray::arr0(10.0).into_dyn();
         assert_eq!(
-            zip(&a.view(), &s.view(), |x, y| x - y),
+            zip_view(&a.view(), &s.view(), |x, y| x - y),
             a.mapv(|x| x - 10.0).into_shared()
         );
         assert_eq!(
-            zip(&s.view(), &a.view(), |x, y| x - y),
+            zip_view(&s.view(), &a.view(), |x, y| x - y),
             a.mapv(|x| 10.0 - x).into_shared()
         );
         let row = ArrayD::from_shape_vec(IxDyn(&[1, 5]), a.iter().copied().collect()).unwrap();
         let col = ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![1.0, 2.0]).unwrap();
-        let p = zip(&row.view(), &col.view(), |x, y| x * y);
+        let p = zip_view(&row.view(), &col.view(), |x, y| x * y);
         assert_eq!(p.shape(), &[2, 5]);
         assert_eq!(p[[1, 4]], a[[4]] * 2.0);
-        let bc = broadcast(&col.view(), &[2, 3]);
+        let bc = broadcast_view(&col.view(), &[2, 3]);
         assert_eq!(
             bc.iter().copied().collect::<Vec<_>>(),
             vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
@@ -335,20 +488,21 @@ mod tests {
     #[test]
     fn exp_kernel_matches_std_for_both_dtypes() {
         let a = ramp(PAR_THRESHOLD + 5);
-        let e = exp(&a.view());
+        let e = exp_view(&a.view());
         assert!(e.iter().zip(a.iter()).all(|(y, x)| *y == x.exp()));
         let a32 = a.mapv(|x| x as f32 * 0.001); // -0.003 ..= 16.4
-        let e32 = exp(&a32.view());
+        let e32 = exp_view(&a32.view());
         assert!(e32
             .iter()
             .zip(a32.iter())
             .all(|(y, x)| ((y - x.exp()) / x.exp()).abs() <= 2.5 * f32::EPSILON));
-        let t = exp(&a32
-            .view()
-            .into_shape_with_order(IxDyn(&[PAR_THRESHOLD + 5, 1]))
-            .unwrap()
-            .t()
-            .into_dyn());
+        let t = exp_view(
+            &a32.view()
+                .into_shape_with_order(IxDyn(&[PAR_THRESHOLD + 5, 1]))
+                .unwrap()
+                .t()
+                .into_dyn(),
+        );
         assert_eq!(t.shape(), &[1, PAR_THRESHOLD + 5]);
     }
 }

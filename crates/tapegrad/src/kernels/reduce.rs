@@ -41,27 +41,37 @@ pub(crate) fn sum_axes<T: Element>(
     out.unwrap_or_else(|| a.to_owned()).into_shared()
 }
 
-/// Sum of a slice: blocks of [`BLOCK`] summed with 32 independent accumulators (which
-/// vectorise and hide the add latency), blocks combined pairwise (which keeps the f32
-/// rounding error growing with the log of the length), halves in parallel when large.
+/// Sum of a slice: blocks of [`SUM_BLOCK`] summed with 32 independent accumulators
+/// (which vectorise and hide the add latency), blocks combined pairwise (which keeps the
+/// f32 rounding error growing with the log of the length), halves in parallel when large.
 pub(crate) fn pairwise_sum<T: Element>(s: &[T]) -> T {
-    if s.len() <= BLOCK {
-        return block_sum(s);
-    }
-    let mid = (s.len() / 2).next_multiple_of(BLOCK);
-    let (lo, hi) = s.split_at(mid.min(s.len()));
-    if s.len() >= PAR_THRESHOLD {
-        let (a, b) = rayon::join(|| pairwise_sum(lo), || pairwise_sum(hi));
-        a + b
-    } else {
-        pairwise_sum(lo) + pairwise_sum(hi)
-    }
+    pairwise_by(s.len(), &|off, n| block_sum(&s[off..off + n]))
 }
 
-const BLOCK: usize = 4096;
+/// The pairwise combination of [`pairwise_sum`] over `0..len`, with `leaf(off, n)` giving
+/// the sum of the `n <= SUM_BLOCK` elements from `off` (the fused sum evaluates them there).
+pub(crate) fn pairwise_by<T: Element>(len: usize, leaf: &(dyn Fn(usize, usize) -> T + Sync)) -> T {
+    fn go<T: Element>(off: usize, len: usize, leaf: &(dyn Fn(usize, usize) -> T + Sync)) -> T {
+        if len <= SUM_BLOCK {
+            return leaf(off, len);
+        }
+        let mid = (len / 2).next_multiple_of(SUM_BLOCK).min(len);
+        if len >= PAR_THRESHOLD {
+            let (a, b) = rayon::join(|| go(off, mid, leaf), || go(off + mid, len - mid, leaf));
+            a + b
+        } else {
+            go(off, mid, leaf) + go(off + mid, len - mid, leaf)
+        }
+    }
+    go(0, len, leaf)
+}
+
+/// Elements summed by one leaf of [`pairwise_sum`].
+pub(crate) const SUM_BLOCK: usize = 4096;
 const LANES: usize = 32;
 
-fn block_sum<T: Element>(s: &[T]) -> T {
+/// Sum of at most [`SUM_BLOCK`] elements with [`LANES`] accumulators, combined pairwise.
+pub(crate) fn block_sum<T: Element>(s: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let chunks = s.chunks_exact(LANES);
     let rest = chunks.remainder();

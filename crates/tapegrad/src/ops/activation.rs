@@ -7,7 +7,7 @@ use smallvec::smallvec;
 use super::table::{Domain, Inputs, OpSpec};
 use crate::autograd::node::record;
 use crate::kernels::elementwise::map;
-use crate::storage::map_storage;
+use crate::storage::map_data;
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -15,7 +15,7 @@ impl Tensor {
     /// (as in PyTorch). The rule reads the saved output (`out > 0` iff `x > 0`).
     pub fn relu(&self) -> Tensor {
         // `x < 0` is false for NaN, so a NaN propagates (as in PyTorch) instead of vanishing.
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| if x < num_traits::Zero::zero() { num_traits::Zero::zero() } else { x }));
+        let value = map_data!(self.data(), a => map(a, |x| if x < num_traits::Zero::zero() { num_traits::Zero::zero() } else { x }));
         record(
             "relu",
             &[self],

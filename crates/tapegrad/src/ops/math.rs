@@ -6,8 +6,8 @@ use super::table::{Domain, Inputs, OpSpec};
 use crate::autograd::node::record;
 use crate::dtype::Element;
 use crate::kernels;
-use crate::kernels::elementwise::map;
-use crate::storage::map_storage;
+use crate::kernels::elementwise::map_costly;
+use crate::storage::map_data;
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -18,7 +18,7 @@ impl Tensor {
     /// assert_eq!(x.exp().to_vec::<f64>(), vec![1.0, std::f64::consts::E]);
     /// ```
     pub fn exp(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => kernels::elementwise::exp(&a.view()));
+        let value = map_data!(self.data(), a => kernels::elementwise::exp(a));
         record(
             "exp",
             &[self],
@@ -31,7 +31,7 @@ impl Tensor {
 
     /// Elementwise natural log. Gradient: `g / x`. `log(0) = -inf`, `log(x < 0) = NaN`.
     pub fn log(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.ln()));
+        let value = map_data!(self.data(), a => map_costly(a, |x| x.ln()));
         let x = self.clone();
         record(
             "log",
@@ -45,7 +45,7 @@ impl Tensor {
 
     /// Elementwise `ln(1 + x)`, accurate for small `x`. Gradient: `g / (1 + x)`.
     pub fn log1p(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.ln_1p()));
+        let value = map_data!(self.data(), a => map_costly(a, |x| x.ln_1p()));
         let x = self.clone();
         record(
             "log1p",
@@ -59,7 +59,7 @@ impl Tensor {
 
     /// Elementwise `e^x - 1`, accurate for small `x`. Gradient: `g * (out + 1)`.
     pub fn expm1(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.exp_m1()));
+        let value = map_data!(self.data(), a => map_costly(a, |x| x.exp_m1()));
         record(
             "expm1",
             &[self],
@@ -72,7 +72,7 @@ impl Tensor {
 
     /// Elementwise sine. Gradient: `g * cos x`.
     pub fn sin(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.sin()));
+        let value = map_data!(self.data(), a => map_costly(a, |x| x.sin()));
         let x = self.clone();
         record(
             "sin",
@@ -86,7 +86,7 @@ impl Tensor {
 
     /// Elementwise cosine. Gradient: `-g * sin x`.
     pub fn cos(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.cos()));
+        let value = map_data!(self.data(), a => map_costly(a, |x| x.cos()));
         let x = self.clone();
         record(
             "cos",
@@ -100,7 +100,7 @@ impl Tensor {
 
     /// Elementwise hyperbolic tangent. Gradient: `g * (1 - out^2)`.
     pub fn tanh(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.tanh()));
+        let value = map_data!(self.data(), a => map_costly(a, |x| x.tanh()));
         record(
             "tanh",
             &[self],
@@ -114,7 +114,7 @@ impl Tensor {
     /// Elementwise logistic `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
     /// Gradient: `g * out * (1 - out)`.
     pub fn sigmoid(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), sigmoid_scalar));
+        let value = map_data!(self.data(), a => map_costly(a, sigmoid_scalar));
         record(
             "sigmoid",
             &[self],
@@ -131,7 +131,7 @@ impl Tensor {
     /// Elementwise `ln(1 + e^x)`, computed as `max(x, 0) + ln(1 + e^-|x|)` so it neither
     /// overflows nor loses the small tail. Gradient: `g * sigmoid(x)`.
     pub fn softplus(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), |x| x.max(num_traits::Zero::zero()) + (-x.abs()).exp().ln_1p()));
+        let value = map_data!(self.data(), a => map_costly(a, |x| x.max(num_traits::Zero::zero()) + (-x.abs()).exp().ln_1p()));
         let x = self.clone();
         record(
             "softplus",
@@ -145,7 +145,7 @@ impl Tensor {
 
     /// Elementwise error function. Gradient: `g * 2/sqrt(pi) * e^(-x^2)`.
     pub fn erf(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => map(&a.view(), Element::erf));
+        let value = map_data!(self.data(), a => map_costly(a, Element::erf));
         let x = self.clone();
         record(
             "erf",

@@ -7,9 +7,10 @@ use smallvec::smallvec;
 use super::table::{random_shape, random_tensor, Domain, Inputs, OpSpec};
 use crate::autograd::node::record;
 use crate::dtype::{DType, Element};
+use crate::kernels::fused::{self, Values};
 use crate::kernels::reduce::{arg_extreme, sum_axes};
 use crate::shape::{broadcast_shapes, norm_axes, norm_axis, Shape};
-use crate::storage::{map_storage, visit_storage};
+use crate::storage::{map_data, map_storage, visit_storage, Data};
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -42,7 +43,16 @@ impl Tensor {
         for &a in &axes {
             kept[a] = 1;
         }
-        let value = map_storage!(self.storage(), a => sum_axes(&a.view(), &axes, keepdim));
+        let value = if axes.len() == self.rank() && self.data().is_pending() {
+            // The sum of a deferred elementwise chain, evaluated without storing it.
+            map_data!(self.data(), a => {
+                let s = ndarray::arr0(fused::sum(&a)).into_dyn();
+                let kept = if keepdim { s.into_shape_with_order(IxDyn(&kept)).expect("one element") } else { s };
+                Values::Ready(kept.into_shared())
+            })
+        } else {
+            Data::from(map_storage!(self.storage(), a => sum_axes(&a.view(), &axes, keepdim)))
+        };
         record(
             "sum_dim",
             &[self],
@@ -108,7 +118,7 @@ impl Tensor {
             );
         }
         let in_shape = Shape::from_slice(self.shape());
-        let value = map_storage!(self.storage(), a => crate::kernels::elementwise::broadcast(&a.view(), shape));
+        let value = map_data!(self.data(), a => crate::kernels::elementwise::broadcast(a, shape));
         record(
             "broadcast_to",
             &[self],
