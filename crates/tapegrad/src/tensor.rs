@@ -163,6 +163,20 @@ impl Tensor {
         drop(self.storage());
     }
 
+    /// Forces a deferred value that is not cheap to recompute (before saving it for
+    /// backward; see `Values::keep_lazy_when_saved`).
+    pub(crate) fn realize_if_costly(&self) {
+        let keep = self
+            .0
+            .data
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keep_lazy_when_saved();
+        if !keep {
+            self.realize();
+        }
+    }
+
     pub(crate) fn node(&self) -> Option<&Arc<Node>> {
         self.0.node.as_ref()
     }

@@ -162,9 +162,7 @@ where
         .into_iter()
         .map(|t| {
             let v = t.as_ref().map_or(0, |t| {
-                if !t.data().keep_lazy_when_saved() {
-                    t.realize();
-                }
+                t.realize_if_costly();
                 t.version()
             });
             (t, v)

@@ -7,6 +7,7 @@
 //! enough for LLVM to vectorise. Strided or broadcast operands go through `ndarray::Zip`.
 
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 use ndarray::{ArcArray, ArrayViewD, ArrayViewMutD, Dimension, IxDyn, Zip};
 use rayon::prelude::*;
@@ -173,16 +174,16 @@ pub(crate) fn zip3<T: Element>(
 // Ops call these with their operands' values; large operands defer into a fused
 // expression (see `fused`), small ones are computed at once by the `_view` kernels above.
 
-fn map_block<T: Element>(f: impl Fn(T) -> T + Send + Sync + 'static) -> Box<MapFn<T>> {
-    Box::new(move |src, dst| {
+fn map_block<T: Element>(f: impl Fn(T) -> T + Send + Sync + 'static) -> Arc<MapFn<T>> {
+    Arc::new(move |src, dst| {
         for (d, &x) in dst.iter_mut().zip(src) {
             d.write(f(x));
         }
     })
 }
 
-fn zip_block<T: Element>(f: impl Fn(T, T) -> T + Send + Sync + 'static) -> Box<ZipFn<T>> {
-    Box::new(move |a, b, dst| {
+fn zip_block<T: Element>(f: impl Fn(T, T) -> T + Send + Sync + 'static) -> Arc<ZipFn<T>> {
+    Arc::new(move |a, b, dst| {
         for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
             d.write(f(x, y));
         }
@@ -217,7 +218,7 @@ fn map_weighted<T: Element>(
     if a.can_defer() {
         return a.map(weight, map_block(f));
     }
-    Values::Ready(map_view(&a.force().view(), f))
+    Values::Ready(a.with_array(|a| map_view(&a.view(), f)))
 }
 
 /// `f(x, c)` for every element `x`, with the scalar `c` converted to the element type.
@@ -297,7 +298,7 @@ fn zip_weighted<T: Element>(
             return map_weighted(b, weight, move |y| f(c, y));
         }
     }
-    Values::Ready(zip_view(&a.force().view(), &b.force().view(), f))
+    Values::Ready(a.with_array(|a| b.with_array(|b| zip_view(&a.view(), &b.view(), f))))
 }
 
 fn first<T: Element>(v: &Values<T>) -> T {
@@ -313,9 +314,9 @@ pub(crate) fn exp<T: VecExp>(a: Values<T>) -> Values<T> {
         return Values::fill(IxDyn(a.shape()), unsafe { e[0].assume_init() });
     }
     if a.can_defer() {
-        return a.map(1, Box::new(|src, dst| T::exp_slice(src, dst)));
+        return a.map(1, Arc::new(|src, dst| T::exp_slice(src, dst)));
     }
-    Values::Ready(exp_view(&a.force().view()))
+    Values::Ready(a.with_array(|a| exp_view(&a.view())))
 }
 
 /// `a` broadcast to `shape`: a deferred fill when `a` is one element and `shape` is
@@ -324,7 +325,7 @@ pub(crate) fn broadcast<T: Element>(a: Values<T>, shape: &[usize]) -> Values<T> 
     if a.len() == 1 && shape.iter().product::<usize>() >= LAZY_MIN && is_fusion_enabled() {
         return Values::fill(IxDyn(shape), first(&a));
     }
-    Values::Ready(broadcast_view(&a.force().view(), shape))
+    Values::Ready(a.with_array(|a| broadcast_view(&a.view(), shape)))
 }
 
 /// Runs `f(offset, chunk)` over disjoint pieces of `a`, in parallel when `a` is large.

@@ -113,8 +113,6 @@ pub(crate) struct Expr<T> {
     len: usize,
     /// Nodes in the tree below and including this one, not counting computed ones.
     cost: u32,
-    /// Nesting depth (sizes the scratch space of an evaluation).
-    depth: usize,
     state: RwLock<State<T>>,
 }
 
@@ -127,8 +125,8 @@ enum State<T> {
 
 enum Op<T> {
     Fill(T),
-    Map(Box<MapFn<T>>, Values<T>),
-    Zip(Box<ZipFn<T>>, Values<T>, Values<T>),
+    Map(Arc<MapFn<T>>, Values<T>),
+    Zip(Arc<ZipFn<T>>, Values<T>, Values<T>),
 }
 
 impl<T: Element> Values<T> {
@@ -156,6 +154,15 @@ impl<T: Element> Values<T> {
         }
     }
 
+    /// `f` on the computed array (computing a deferred one first), without a new handle
+    /// on a ready one.
+    pub(crate) fn with_array<R>(&self, f: impl FnOnce(&ArcArray<T, IxDyn>) -> R) -> R {
+        match self {
+            Values::Ready(a) => f(a),
+            Values::Lazy(_) => f(&self.force()),
+        }
+    }
+
     /// Whether this is an expression not yet computed.
     pub(crate) fn is_pending(&self) -> bool {
         matches!(self, Values::Lazy(e) if e.pending())
@@ -171,13 +178,6 @@ impl<T: Element> Values<T> {
     fn cost(&self) -> u32 {
         match self {
             Values::Lazy(e) if e.pending() => e.cost,
-            _ => 0,
-        }
-    }
-
-    fn depth(&self) -> usize {
-        match self {
-            Values::Lazy(e) if e.pending() => e.depth,
             _ => 0,
         }
     }
@@ -218,59 +218,37 @@ impl<T: Element> Values<T> {
 
     /// A deferred array of shape `dim` with every element `c`.
     pub(crate) fn fill(dim: IxDyn, c: T) -> Values<T> {
-        Values::Lazy(Arc::new(Expr::new(dim, 1, 1, Op::Fill(c))))
+        Values::Lazy(Arc::new(Expr::new(dim, 1, Op::Fill(c))))
     }
 
     /// Deferred `f` over every element (`f` fills a block; see [`MapFn`]). `weight` is
     /// the node's cost: 1 for arithmetic and the vectorised `exp`, [`COSTLY`] for
     /// functions that cost more to recompute than to store (`tanh`, `log`, ...).
-    pub(crate) fn map(self, weight: u32, f: Box<MapFn<T>>) -> Values<T> {
+    pub(crate) fn map(self, weight: u32, f: Arc<MapFn<T>>) -> Values<T> {
         let a = self.bounded(weight);
         let dim = IxDyn(a.shape());
-        let (cost, depth) = (a.cost() + weight, a.depth() + 1);
-        Values::Lazy(Arc::new(Expr::new(dim, cost, depth, Op::Map(f, a))))
+        let cost = a.cost() + weight;
+        Values::Lazy(Arc::new(Expr::new(dim, cost, Op::Map(f, a))))
     }
 
     /// Deferred `f` over pairs of elements of two arrays of the same shape (`weight` as
     /// for [`map`](Self::map)).
-    pub(crate) fn zip(self, other: Values<T>, weight: u32, f: Box<ZipFn<T>>) -> Values<T> {
+    pub(crate) fn zip(self, other: Values<T>, weight: u32, f: Arc<ZipFn<T>>) -> Values<T> {
         debug_assert_eq!(self.shape(), other.shape());
         let a = self.bounded(other.cost().min(MAX_COST / 2) + weight);
         let b = other.bounded(a.cost() + weight);
         let dim = IxDyn(a.shape());
         let cost = a.cost() + b.cost() + weight;
-        let depth = a.depth().max(b.depth()) + 1;
-        Values::Lazy(Arc::new(Expr::new(dim, cost, depth, Op::Zip(f, a, b))))
-    }
-
-    /// The `n` values from `off` as a slice: the array's own memory, or `buf` after
-    /// evaluating the expression into it. `scratch` is working space for sub-expressions.
-    fn block<'a>(
-        &'a self,
-        off: usize,
-        n: usize,
-        buf: &'a mut [MaybeUninit<T>],
-        scratch: &mut [MaybeUninit<T>],
-    ) -> &'a [T] {
-        match self {
-            Values::Ready(a) => &a.as_slice().expect("fused leaves are row-major")[off..off + n],
-            Values::Lazy(e) => {
-                let dst = &mut buf[..n];
-                e.eval_block(off, dst, scratch);
-                // SAFETY: `eval_block` wrote all `n` elements of `dst`.
-                unsafe { &*(dst as *const [MaybeUninit<T>] as *const [T]) }
-            }
-        }
+        Values::Lazy(Arc::new(Expr::new(dim, cost, Op::Zip(f, a, b))))
     }
 }
 
 impl<T: Element> Expr<T> {
-    fn new(dim: IxDyn, cost: u32, depth: usize, op: Op<T>) -> Expr<T> {
+    fn new(dim: IxDyn, cost: u32, op: Op<T>) -> Expr<T> {
         Expr {
             len: dim.size(),
             dim,
             cost,
-            depth,
             state: RwLock::new(State::Pending(op)),
         }
     }
@@ -283,24 +261,16 @@ impl<T: Element> Expr<T> {
         matches!(&*self.state(), State::Pending(_))
     }
 
-    /// Scratch space for evaluating this tree: two blocks per level.
-    fn scratch(&self) -> Vec<MaybeUninit<T>> {
-        let n = 2 * BLOCK * self.depth;
-        let mut v = Vec::with_capacity(n);
-        // SAFETY: MaybeUninit needs no initialisation.
-        unsafe { v.set_len(n) };
-        v
-    }
-
-    /// Computes the whole array (in parallel when large) and keeps it.
-    fn materialise(&self) -> ArcArray<T, IxDyn> {
+    /// Computes the whole array (in parallel when large) and keeps it in place of the tree.
+    fn materialise(self: &Arc<Self>) -> ArcArray<T, IxDyn> {
         if let State::Done(v) = &*self.state() {
             return v.clone();
         }
+        let program = Program::compile(self);
         let data = build_vec(self.len, |off, dst| {
-            let mut scratch = self.scratch();
+            let mut regs = program.registers();
             for (i, block) in dst.chunks_mut(BLOCK).enumerate() {
-                self.eval_block(off + i * BLOCK, block, &mut scratch);
+                program.run(off + i * BLOCK, block, &mut regs);
             }
         });
         // SAFETY: `data` holds one element per position of `dim`, in row-major order.
@@ -315,37 +285,127 @@ impl<T: Element> Expr<T> {
             }
         }
     }
+}
 
-    /// Writes the values at `off .. off + dst.len()` (at most [`BLOCK`]) into `dst`.
-    fn eval_block(&self, off: usize, dst: &mut [MaybeUninit<T>], scratch: &mut [MaybeUninit<T>]) {
-        let n = dst.len();
-        let state = self.state();
-        let op = match &*state {
-            State::Pending(op) => op,
-            State::Done(v) => {
-                let src = &v.as_slice().expect("computed values are row-major")[off..off + n];
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    d.write(s);
+/// Where an instruction reads an operand: a leaf array or an earlier instruction's result.
+#[derive(Clone, Copy)]
+enum Src {
+    Leaf(usize),
+    Reg(usize),
+}
+
+enum Instr<T> {
+    Fill(T),
+    Map(Arc<MapFn<T>>, Src),
+    Zip(Arc<ZipFn<T>>, Src, Src),
+}
+
+/// An expression tree flattened into instructions in dependency order, one per distinct
+/// node (a node reached by two paths, like `exp(x)` in `c*exp(x) + c*x*exp(x)`, is
+/// computed once per block). Compiling takes what it needs from the nodes (closures and
+/// arrays are reference-counted), so no lock is held while it runs.
+struct Program<T> {
+    leaves: Vec<ArcArray<T, IxDyn>>,
+    instrs: Vec<Instr<T>>,
+}
+
+impl<T: Element> Program<T> {
+    fn compile(root: &Arc<Expr<T>>) -> Program<T> {
+        let mut p = Program {
+            leaves: Vec::new(),
+            instrs: Vec::new(),
+        };
+        let mut seen: Vec<(*const Expr<T>, Src)> = Vec::new();
+        let root = p.add(&Values::Lazy(root.clone()), &mut seen);
+        if let Src::Leaf(i) = root {
+            // Computed meanwhile: the program copies it.
+            let copy: Arc<MapFn<T>> = Arc::new(|src: &[T], dst: &mut [MaybeUninit<T>]| {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    d.write(x);
                 }
-                return;
+            });
+            p.instrs.push(Instr::Map(copy, Src::Leaf(i)));
+        }
+        p
+    }
+
+    /// Adds the instructions computing `v` (after those of its operands) and says where
+    /// its values will be.
+    fn add(&mut self, v: &Values<T>, seen: &mut Vec<(*const Expr<T>, Src)>) -> Src {
+        let e = match v {
+            Values::Ready(a) => return self.leaf(a.clone()),
+            Values::Lazy(e) => e,
+        };
+        let key = Arc::as_ptr(e);
+        if let Some(&(_, src)) = seen.iter().find(|(k, _)| *k == key) {
+            return src;
+        }
+        let instr = match &*e.state() {
+            State::Done(a) => {
+                let src = self.leaf(a.clone());
+                seen.push((key, src));
+                return src;
+            }
+            State::Pending(Op::Fill(c)) => Instr::Fill(*c),
+            State::Pending(Op::Map(f, a)) => Instr::Map(f.clone(), self.add(a, seen)),
+            State::Pending(Op::Zip(f, a, b)) => {
+                let x = self.add(a, seen);
+                Instr::Zip(f.clone(), x, self.add(b, seen))
             }
         };
-        match op {
-            Op::Fill(c) => {
-                for d in dst.iter_mut() {
-                    d.write(*c);
+        self.instrs.push(instr);
+        let src = Src::Reg(self.instrs.len() - 1);
+        seen.push((key, src));
+        src
+    }
+
+    fn leaf(&mut self, a: ArcArray<T, IxDyn>) -> Src {
+        debug_assert!(a.is_standard_layout(), "fused leaves are row-major");
+        self.leaves.push(a);
+        Src::Leaf(self.leaves.len() - 1)
+    }
+
+    /// Working space for [`run`](Self::run): one block per instruction but the last.
+    fn registers(&self) -> Vec<MaybeUninit<T>> {
+        let n = BLOCK * self.instrs.len().saturating_sub(1);
+        let mut v = Vec::with_capacity(n);
+        // SAFETY: MaybeUninit needs no initialisation.
+        unsafe { v.set_len(n) };
+        v
+    }
+
+    /// Writes the values at `off .. off + dst.len()` (at most [`BLOCK`]) into `dst`.
+    fn run(&self, off: usize, dst: &mut [MaybeUninit<T>], regs: &mut [MaybeUninit<T>]) {
+        let n = dst.len();
+        let last = self.instrs.len() - 1;
+        let mut dst = Some(dst);
+        for (i, instr) in self.instrs.iter().enumerate() {
+            let (done, rest) = regs.split_at_mut(BLOCK * i.min(last));
+            let out: &mut [MaybeUninit<T>] = if i == last {
+                dst.take().expect("the last instruction writes the output")
+            } else {
+                &mut rest[..n]
+            };
+            let read = |s: Src| -> &[T] {
+                match s {
+                    Src::Leaf(j) => &self.leaves[j]
+                        .as_slice()
+                        .expect("fused leaves are row-major")[off..off + n],
+                    Src::Reg(j) => {
+                        let r = &done[BLOCK * j..BLOCK * j + n];
+                        // SAFETY: instruction `j < i` wrote the first `n` elements of its block.
+                        unsafe { &*(r as *const [MaybeUninit<T>] as *const [T]) }
+                    }
                 }
-            }
-            Op::Map(f, a) => {
-                let (buf, rest) = scratch.split_at_mut(BLOCK);
-                f(a.block(off, n, buf, rest), dst);
-            }
-            Op::Zip(f, a, b) => {
-                let (buf_a, rest) = scratch.split_at_mut(BLOCK);
-                let (buf_b, rest) = rest.split_at_mut(BLOCK);
-                let x = a.block(off, n, buf_a, rest);
-                let y = b.block(off, n, buf_b, rest);
-                f(x, y, dst);
+            };
+            match instr {
+                Instr::Fill(c) => {
+                    for d in out.iter_mut() {
+                        d.write(*c);
+                    }
+                }
+                Instr::Map(f, a) => f(read(*a), out),
+                Instr::Zip(f, a, b) => f(read(*a), read(*b), out),
             }
         }
     }
@@ -365,14 +425,15 @@ pub(crate) fn sum<T: Element>(v: &Values<T>) -> T {
             };
         }
     };
+    let program = Program::compile(e);
     pairwise_by(e.len, &|off, n| {
         let mut leaf = [MaybeUninit::<T>::uninit(); SUM_BLOCK];
-        let mut scratch = e.scratch();
+        let mut regs = program.registers();
         let leaf = &mut leaf[..n];
         for (i, block) in leaf.chunks_mut(BLOCK).enumerate() {
-            e.eval_block(off + i * BLOCK, block, &mut scratch);
+            program.run(off + i * BLOCK, block, &mut regs);
         }
-        // SAFETY: every block of `leaf` was written by `eval_block`.
+        // SAFETY: every block of `leaf` was written by `run`.
         block_sum(unsafe { &*(leaf as *const [MaybeUninit<T>] as *const [T]) })
     })
 }
@@ -385,14 +446,15 @@ pub(crate) fn add_assign_pending<T: Element>(acc: &mut [T], g: &Values<T>) -> bo
         Values::Lazy(e) if e.pending() && e.len == acc.len() => e,
         _ => return false,
     };
+    let program = Program::compile(e);
     super::elementwise::for_chunks(acc, &|off, chunk: &mut [T]| {
-        let mut scratch = e.scratch();
+        let mut regs = program.registers();
         let mut buf = [MaybeUninit::<T>::uninit(); BLOCK];
         for (i, a) in chunk.chunks_mut(BLOCK).enumerate() {
             let n = a.len();
-            e.eval_block(off + i * BLOCK, &mut buf[..n], &mut scratch);
+            program.run(off + i * BLOCK, &mut buf[..n], &mut regs);
             for (x, y) in a.iter_mut().zip(&buf[..n]) {
-                // SAFETY: `eval_block` wrote the first `n` elements of `buf`.
+                // SAFETY: `run` wrote the first `n` elements of `buf`.
                 *x += unsafe { y.assume_init() };
             }
         }
@@ -408,16 +470,16 @@ mod tests {
         ArcArray::from_shape_fn(IxDyn(&[n]), |i| (i[0] as f64 * 0.37).sin())
     }
 
-    fn map_fn(f: fn(f64) -> f64) -> Box<MapFn<f64>> {
-        Box::new(move |src, dst| {
+    fn map_fn(f: fn(f64) -> f64) -> Arc<MapFn<f64>> {
+        Arc::new(move |src, dst| {
             for (d, &x) in dst.iter_mut().zip(src) {
                 d.write(f(x));
             }
         })
     }
 
-    fn zip_fn(f: fn(f64, f64) -> f64) -> Box<ZipFn<f64>> {
-        Box::new(move |a, b, dst| {
+    fn zip_fn(f: fn(f64, f64) -> f64) -> Arc<ZipFn<f64>> {
+        Arc::new(move |a, b, dst| {
             for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
                 d.write(f(x, y));
             }
@@ -446,6 +508,24 @@ mod tests {
             super::super::reduce::pairwise_sum(&eager),
             "a fused sum splits the range as the eager one does"
         );
+    }
+
+    #[test]
+    fn a_node_reached_twice_is_computed_once_per_block() {
+        let n = LAZY_MIN;
+        let x = ramp(n);
+        let e = Values::Ready(x.clone()).map(1, map_fn(f64::exp));
+        let left = e.clone().map(1, map_fn(|a| 2.0 * a));
+        let right = Values::Ready(x.clone()).zip(e, 1, zip_fn(|a, b| a * b));
+        let both = left.zip(right, 1, zip_fn(|a, b| a + b));
+        let Values::Lazy(root) = &both else {
+            panic!("deferred")
+        };
+        let program = Program::compile(root);
+        assert_eq!(program.instrs.len(), 4, "exp, 2*e, x*e, sum: exp once");
+        assert_eq!(program.leaves.len(), 2, "x as a leaf of exp and of x*e");
+        let want: Vec<f64> = x.iter().map(|&v| 2.0 * v.exp() + v * v.exp()).collect();
+        assert_eq!(both.force().as_slice().unwrap(), &want[..]);
     }
 
     #[test]

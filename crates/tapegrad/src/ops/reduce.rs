@@ -43,15 +43,16 @@ impl Tensor {
         for &a in &axes {
             kept[a] = 1;
         }
-        let value = if axes.len() == self.rank() && self.data().is_pending() {
+        let data = self.data();
+        let value = if axes.len() == self.rank() && data.is_pending() {
             // The sum of a deferred elementwise chain, evaluated without storing it.
-            map_data!(self.data(), a => {
+            map_data!(data, a => {
                 let s = ndarray::arr0(fused::sum(&a)).into_dyn();
                 let kept = if keepdim { s.into_shape_with_order(IxDyn(&kept)).expect("one element") } else { s };
                 Values::Ready(kept.into_shared())
             })
         } else {
-            Data::from(map_storage!(self.storage(), a => sum_axes(&a.view(), &axes, keepdim)))
+            Data::from(map_storage!(data.force(), a => sum_axes(&a.view(), &axes, keepdim)))
         };
         record(
             "sum_dim",
