@@ -2,7 +2,6 @@
 //! saved and the rule itself), how a rule sees them (`BackwardCtx`), and the iterative
 //! `Drop` that frees a chain of any length without recursion.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use smallvec::SmallVec;
@@ -23,8 +22,6 @@ pub type SavedList = SmallVec<[Option<Tensor>; 2]>;
 /// optional gradient per input, each of that input's shape.
 pub(crate) type Rule = Box<dyn Fn(&BackwardCtx<'_>, &Tensor) -> GradList + Send + Sync>;
 
-static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
-
 /// Where an input's gradient goes.
 pub(crate) enum Edge {
     /// The input was produced by a recorded op.
@@ -43,7 +40,8 @@ pub(crate) struct SavedState {
 
 /// One recorded op.
 pub(crate) struct Node {
-    /// Creation order: a node's consumers always have larger numbers.
+    /// Creation order, the output's id (ids come from one counter, so a node's consumers
+    /// always have larger numbers).
     pub(crate) seq: u64,
     pub(crate) op: &'static str,
     pub(crate) out_id: TensorId,
@@ -99,6 +97,29 @@ impl BackwardCtx<'_> {
             Tensor::from_parts(self.node.out_id, storage, true, Some(self.node.clone()))
         } else {
             Tensor::from_storage(storage)
+        }
+    }
+
+    /// Whether this pass records the backward computation (`create_graph`). When it does
+    /// not, a rule may take a fused fast path (one kernel, no intermediate tensors); the
+    /// tensor-op form stays for when it does, so the gradient differentiates again. Both
+    /// must give the same values.
+    pub fn create_graph(&self) -> bool {
+        self.create_graph
+    }
+
+    /// The storage of the op's saved output, for a rule's fused fast path.
+    ///
+    /// # Panics
+    /// If the op did not ask to save its output.
+    #[track_caller]
+    pub(crate) fn output_storage(&self) -> &Storage {
+        match self.output {
+            Some(s) => s,
+            None => panic!(
+                "backward of `{}`: the rule read the output, which the op did not save",
+                self.node.op
+            ),
         }
     }
 
@@ -158,7 +179,7 @@ where
         .collect();
     let id = TensorId::fresh();
     let node = Arc::new(Node {
-        seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
+        seq: id.as_u64(),
         op,
         out_id: id,
         out_shape: value.shape(),
