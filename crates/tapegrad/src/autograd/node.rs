@@ -20,7 +20,7 @@ pub type SavedList = SmallVec<[Option<Tensor>; 2]>;
 
 /// A backward rule: given the context and the gradient of the op's output, returns one
 /// optional gradient per input, each of that input's shape.
-pub(crate) type Rule = Box<dyn Fn(&BackwardCtx<'_>, &Tensor) -> GradList + Send + Sync>;
+pub(crate) type Rule = dyn Fn(&BackwardCtx<'_>, &Tensor) -> GradList + Send + Sync;
 
 /// Where an input's gradient goes.
 pub(crate) enum Edge {
@@ -38,8 +38,9 @@ pub(crate) struct SavedState {
     pub(crate) freed: bool,
 }
 
-/// One recorded op.
-pub(crate) struct Node {
+/// One recorded op. The rule is stored inline (a `Node<R>` with a concrete closure,
+/// coerced to `Node<Rule>` behind its `Arc`): no separate allocation for what it captures.
+pub(crate) struct Node<R: ?Sized = Rule> {
     /// Creation order, the output's id (ids come from one counter, so a node's consumers
     /// always have larger numbers).
     pub(crate) seq: u64,
@@ -48,8 +49,10 @@ pub(crate) struct Node {
     pub(crate) out_shape: Shape,
     pub(crate) out_dtype: DType,
     pub(crate) edges: SmallVec<[Edge; 2]>,
+    /// Whether the op saved any tensor or its output: backward locks `saved` only then.
+    pub(crate) has_saved: bool,
     pub(crate) saved: Mutex<SavedState>,
-    pub(crate) rule: Rule,
+    pub(crate) rule: R,
 }
 
 /// What a backward rule sees: the tensors its op saved, the op's output and which inputs
@@ -170,7 +173,7 @@ where
     }
     let edges: SmallVec<[Edge; 2]> = inputs.iter().map(|t| t.edge()).collect();
     let needs: SmallVec<[bool; 4]> = edges.iter().map(|e| !matches!(e, Edge::Skip)).collect();
-    let tensors = save(&needs)
+    let tensors: SmallVec<[(Option<Tensor>, u64); 2]> = save(&needs)
         .into_iter()
         .map(|t| {
             let v = t.as_ref().map_or(0, |t| t.version());
@@ -178,19 +181,20 @@ where
         })
         .collect();
     let id = TensorId::fresh();
-    let node = Arc::new(Node {
+    let node: Arc<Node> = Arc::new(Node {
         seq: id.as_u64(),
         op,
         out_id: id,
         out_shape: value.shape(),
         out_dtype: value.dtype(),
         edges,
+        has_saved: save_output || tensors.iter().any(|(t, _)| t.is_some()),
         saved: Mutex::new(SavedState {
             tensors,
             output: save_output.then(|| value.clone()),
             freed: false,
         }),
-        rule: Box::new(rule),
+        rule,
     });
     Tensor::from_parts(id, value, true, Some(node))
 }
@@ -250,7 +254,7 @@ where
     )
 }
 
-impl Drop for Node {
+impl<R: ?Sized> Drop for Node<R> {
     /// Unlinks parents iteratively: dropping the last handle on a chain of a million
     /// nodes must not recurse a million frames deep.
     fn drop(&mut self) {
@@ -271,7 +275,7 @@ impl Drop for Node {
 
 /// Moves every reference this node holds to other nodes (edges, and the nodes of saved
 /// tensors it owns alone) onto `stack`.
-fn take_links(node: &mut Node, stack: &mut Vec<Arc<Node>>) {
+fn take_links<R: ?Sized>(node: &mut Node<R>, stack: &mut Vec<Arc<Node>>) {
     for edge in node.edges.drain(..) {
         if let Edge::Node(parent) = edge {
             stack.push(parent);
