@@ -424,3 +424,23 @@ fn fused_rules_match_their_graph_form() {
         }
     }
 }
+
+#[test]
+fn graph_built_across_threads_runs_in_order() {
+    // Ids come from per-thread blocks; a consumer made on this thread after its input was
+    // made on another (whose block is newer) must still run first in backward, or `y`
+    // would run twice and find its saved output freed.
+    let x = t64(&[0.3, -0.8], &[2]);
+    let a = x.mul_scalar(1.5);
+    let y = {
+        let a = a.clone();
+        std::thread::spawn(move || a.tanh()).join().unwrap()
+    };
+    let w = y.mul_scalar(3.0);
+    let g = w.add(&y).sum().try_backward().unwrap();
+    let expected: Vec<f64> = [0.3f64, -0.8]
+        .iter()
+        .map(|x| 4.0 * (1.0 - (1.5 * x).tanh().powi(2)) * 1.5)
+        .collect();
+    assert!(close(&g[&x].to_vec::<f64>(), &expected, 1e-12));
+}

@@ -41,8 +41,8 @@ pub(crate) struct SavedState {
 /// One recorded op. The rule is stored inline (a `Node<R>` with a concrete closure,
 /// coerced to `Node<Rule>` behind its `Arc`): no separate allocation for what it captures.
 pub(crate) struct Node<R: ?Sized = Rule> {
-    /// Creation order, the output's id (ids come from one counter, so a node's consumers
-    /// always have larger numbers).
+    /// Creation order: the output's id, which is above the ids of its inputs' nodes, so a
+    /// node's consumers always have larger numbers.
     pub(crate) seq: u64,
     pub(crate) op: &'static str,
     pub(crate) out_id: TensorId,
@@ -180,7 +180,15 @@ where
             (t, v)
         })
         .collect();
-    let id = TensorId::fresh();
+    let above_inputs = edges
+        .iter()
+        .filter_map(|e| match e {
+            Edge::Node(n) => Some(n.seq),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let id = TensorId::fresh_above(above_inputs);
     let node: Arc<Node> = Arc::new(Node {
         seq: id.as_u64(),
         op,
