@@ -151,20 +151,11 @@ pub(crate) fn run_backward(
 /// number is held aside in `top`, outside the heap and the map: on a chain of ops, where
 /// each node feeds the next, every entry passes through `top` alone and the heap and map
 /// stay empty. Invariant: `top`, when set, is above every number in `heap`.
+#[derive(Default)]
 struct Queue<'g> {
     top: Option<(u64, &'g Arc<Node>, Tensor)>,
     heap: BinaryHeap<u64>,
     pending: SeqMap<(&'g Arc<Node>, Tensor)>,
-}
-
-impl Default for Queue<'_> {
-    fn default() -> Self {
-        Queue {
-            top: None,
-            heap: BinaryHeap::new(),
-            pending: SeqMap::default(),
-        }
-    }
 }
 
 impl<'g> Queue<'g> {
