@@ -1,6 +1,7 @@
 //! `Tensor`: a cheap-to-clone handle on an n-d array that may be recorded on the tape.
 //! Creation, access, dtype conversion, in-place updates for optimisers, and backward.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -18,15 +19,39 @@ use crate::kernels::pool;
 use crate::shape::{numel, Shape};
 use crate::storage::{visit_storage, Data, Storage};
 
-/// A unique tensor id from a global counter; gradients are keyed by it.
+/// A unique tensor id; gradients are keyed by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TensorId(u64);
 
+/// The global id counter. Each thread takes ids from it in blocks of [`ID_BLOCK`], so
+/// making a tensor costs no atomic operation.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+const ID_BLOCK: u64 = 1 << 12;
+
+thread_local! {
+    /// This thread's current block of ids: the next one and the end (exclusive).
+    static ID_RANGE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
 
 impl TensorId {
     pub(crate) fn fresh() -> Self {
-        TensorId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+        Self::fresh_above(0)
+    }
+
+    /// A fresh id larger than `floor`. A recorded op asks for one above its inputs'
+    /// nodes, so consumers always outnumber their producers (the engine's order), even
+    /// when the inputs were made on another thread: a new block starts above every id
+    /// handed out so far.
+    pub(crate) fn fresh_above(floor: u64) -> Self {
+        ID_RANGE.with(|range| {
+            let (mut next, mut end) = range.get();
+            if next >= end || next <= floor {
+                next = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+                end = next + ID_BLOCK;
+            }
+            range.set((next + 1, end));
+            TensorId(next)
+        })
     }
 
     /// The raw number (for display and hashing in user code).

@@ -101,13 +101,15 @@ pub(crate) fn run_backward(
         grads.accumulate(root.id(), seed);
         return Ok(grads);
     };
+    // Nodes are borrowed from the root's graph (the edges of a node never change while
+    // anyone can reach it), so the queue holds no reference counts of its own.
     let mut queue = Queue::default();
     queue.add(root_node, seed);
 
     while let Some((node, grad)) = queue.pop() {
-        let (saved, output) = take_saved(&node, retain)?;
+        let (saved, output) = take_saved(node, retain)?;
         let ctx = BackwardCtx {
-            node: &node,
+            node,
             saved: &saved,
             output: output.as_ref(),
             create_graph: opts.create_graph,
@@ -152,14 +154,14 @@ pub(crate) fn run_backward(
 /// each node feeds the next, every entry passes through `top` alone and the heap and map
 /// stay empty. Invariant: `top`, when set, is above every number in `heap`.
 #[derive(Default)]
-struct Queue {
-    top: Option<(u64, Arc<Node>, Tensor)>,
+struct Queue<'g> {
+    top: Option<(u64, &'g Arc<Node>, Tensor)>,
     heap: BinaryHeap<u64>,
-    pending: SeqMap<(Arc<Node>, Tensor)>,
+    pending: SeqMap<(&'g Arc<Node>, Tensor)>,
 }
 
-impl Queue {
-    fn pop(&mut self) -> Option<(Arc<Node>, Tensor)> {
+impl<'g> Queue<'g> {
+    fn pop(&mut self) -> Option<(&'g Arc<Node>, Tensor)> {
         if let Some((_, node, grad)) = self.top.take() {
             return Some((node, grad));
         }
@@ -172,7 +174,7 @@ impl Queue {
     }
 
     /// Adds `g` to the gradient pending for `node`, queueing the node if it is new.
-    fn add(&mut self, node: &Arc<Node>, g: Tensor) {
+    fn add(&mut self, node: &'g Arc<Node>, g: Tensor) {
         let seq = node.seq;
         match &mut self.top {
             Some(top) if top.0 == seq => return top.2.accumulate(&g),
@@ -185,18 +187,16 @@ impl Queue {
         }
         let above_heap = self.heap.peek().is_none_or(|&h| seq > h);
         match &self.top {
-            None if above_heap => self.top = Some((seq, node.clone(), g)),
+            None if above_heap => self.top = Some((seq, node, g)),
             Some(top) if seq > top.0 => {
-                let (old, old_node, old_grad) = self
-                    .top
-                    .replace((seq, node.clone(), g))
-                    .expect("top is set");
+                let (old, old_node, old_grad) =
+                    self.top.replace((seq, node, g)).expect("top is set");
                 self.heap.push(old);
                 self.pending.insert(old, (old_node, old_grad));
             }
             _ => {
                 self.heap.push(seq);
-                self.pending.insert(seq, (node.clone(), g));
+                self.pending.insert(seq, (node, g));
             }
         }
     }
@@ -224,6 +224,10 @@ type Taken = (
 );
 
 fn take_saved(node: &Node, retain: bool) -> Result<Taken, BackwardError> {
+    if !node.has_saved {
+        // Nothing to check or take, and such a node is never marked freed.
+        return Ok(Default::default());
+    }
     let mut state = node.saved.lock().unwrap_or_else(|e| e.into_inner());
     if state.freed {
         return Err(BackwardError::SavedFreed { op: node.op });

@@ -2,7 +2,6 @@
 //! saved and the rule itself), how a rule sees them (`BackwardCtx`), and the iterative
 //! `Drop` that frees a chain of any length without recursion.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use smallvec::SmallVec;
@@ -21,9 +20,7 @@ pub type SavedList = SmallVec<[Option<Tensor>; 2]>;
 
 /// A backward rule: given the context and the gradient of the op's output, returns one
 /// optional gradient per input, each of that input's shape.
-pub(crate) type Rule = Box<dyn Fn(&BackwardCtx<'_>, &Tensor) -> GradList + Send + Sync>;
-
-static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+pub(crate) type Rule = dyn Fn(&BackwardCtx<'_>, &Tensor) -> GradList + Send + Sync;
 
 /// Where an input's gradient goes.
 pub(crate) enum Edge {
@@ -41,17 +38,21 @@ pub(crate) struct SavedState {
     pub(crate) freed: bool,
 }
 
-/// One recorded op.
-pub(crate) struct Node {
-    /// Creation order: a node's consumers always have larger numbers.
+/// One recorded op. The rule is stored inline (a `Node<R>` with a concrete closure,
+/// coerced to `Node<Rule>` behind its `Arc`): no separate allocation for what it captures.
+pub(crate) struct Node<R: ?Sized = Rule> {
+    /// Creation order: the output's id, which is above the ids of its inputs' nodes, so a
+    /// node's consumers always have larger numbers.
     pub(crate) seq: u64,
     pub(crate) op: &'static str,
     pub(crate) out_id: TensorId,
     pub(crate) out_shape: Shape,
     pub(crate) out_dtype: DType,
     pub(crate) edges: SmallVec<[Edge; 2]>,
+    /// Whether the op saved any tensor or its output: backward locks `saved` only then.
+    pub(crate) has_saved: bool,
     pub(crate) saved: Mutex<SavedState>,
-    pub(crate) rule: Rule,
+    pub(crate) rule: R,
 }
 
 /// What a backward rule sees: the tensors its op saved, the op's output and which inputs
@@ -99,6 +100,29 @@ impl BackwardCtx<'_> {
             Tensor::from_parts(self.node.out_id, storage, true, Some(self.node.clone()))
         } else {
             Tensor::from_storage(storage)
+        }
+    }
+
+    /// Whether this pass records the backward computation (`create_graph`). When it does
+    /// not, a rule may take a fused fast path (one kernel, no intermediate tensors); the
+    /// tensor-op form stays for when it does, so the gradient differentiates again. Both
+    /// must give the same values.
+    pub fn create_graph(&self) -> bool {
+        self.create_graph
+    }
+
+    /// The storage of the op's saved output, for a rule's fused fast path.
+    ///
+    /// # Panics
+    /// If the op did not ask to save its output.
+    #[track_caller]
+    pub(crate) fn output_storage(&self) -> &Storage {
+        match self.output {
+            Some(s) => s,
+            None => panic!(
+                "backward of `{}`: the rule read the output, which the op did not save",
+                self.node.op
+            ),
         }
     }
 
@@ -158,7 +182,7 @@ where
     };
     let edges: SmallVec<[Edge; 2]> = inputs.iter().map(|t| t.edge()).collect();
     let needs: SmallVec<[bool; 4]> = edges.iter().map(|e| !matches!(e, Edge::Skip)).collect();
-    let tensors = save(&needs)
+    let tensors: SmallVec<[(Option<Tensor>, u64); 2]> = save(&needs)
         .into_iter()
         .map(|t| {
             let v = t.as_ref().map_or(0, |t| {
@@ -168,20 +192,29 @@ where
             (t, v)
         })
         .collect();
-    let id = TensorId::fresh();
-    let node = Arc::new(Node {
-        seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
+    let above_inputs = edges
+        .iter()
+        .filter_map(|e| match e {
+            Edge::Node(n) => Some(n.seq),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let id = TensorId::fresh_above(above_inputs);
+    let node: Arc<Node> = Arc::new(Node {
+        seq: id.as_u64(),
         op,
         out_id: id,
         out_shape: value.shape(),
         out_dtype: value.dtype(),
         edges,
+        has_saved: save_output || tensors.iter().any(|(t, _)| t.is_some()),
         saved: Mutex::new(SavedState {
             tensors,
             output: save_output.then(|| value.clone()),
             freed: false,
         }),
-        rule: Box::new(rule),
+        rule,
     });
     Tensor::from_parts(id, value, true, Some(node))
 }
@@ -241,7 +274,7 @@ where
     )
 }
 
-impl Drop for Node {
+impl<R: ?Sized> Drop for Node<R> {
     /// Unlinks parents iteratively: dropping the last handle on a chain of a million
     /// nodes must not recurse a million frames deep.
     fn drop(&mut self) {
@@ -262,7 +295,7 @@ impl Drop for Node {
 
 /// Moves every reference this node holds to other nodes (edges, and the nodes of saved
 /// tensors it owns alone) onto `stack`.
-fn take_links(node: &mut Node, stack: &mut Vec<Arc<Node>>) {
+fn take_links<R: ?Sized>(node: &mut Node<R>, stack: &mut Vec<Arc<Node>>) {
     for edge in node.edges.drain(..) {
         if let Edge::Node(parent) = edge {
             stack.push(parent);

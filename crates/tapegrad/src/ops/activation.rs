@@ -4,11 +4,13 @@
 
 use smallvec::smallvec;
 
+use super::fused_grad;
 use super::table::{Domain, Inputs, OpSpec};
 use crate::autograd::node::record;
 use crate::kernels::elementwise::map;
 use crate::storage::map_data;
 use crate::tensor::Tensor;
+use num_traits::{One, Zero};
 
 impl Tensor {
     /// Elementwise `max(x, 0)`. Gradient: `g` where `x > 0`, else 0, so `relu'(0) = 0`
@@ -22,7 +24,17 @@ impl Tensor {
             value,
             |_| smallvec![],
             true,
-            |ctx, g| smallvec![Some(g.mul(&ctx.output().gt_scalar(0.0)))],
+            |ctx, g| {
+                if !ctx.create_graph() {
+                    let y = ctx.output_storage();
+                    return smallvec![Some(fused_grad!(g, y, |g, y| g * if y > T::zero() {
+                        T::one()
+                    } else {
+                        T::zero()
+                    }))];
+                }
+                smallvec![Some(g.mul(&ctx.output().gt_scalar(0.0)))]
+            },
         )
     }
 

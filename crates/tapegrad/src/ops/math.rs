@@ -2,6 +2,7 @@
 
 use smallvec::smallvec;
 
+use super::fused_grad;
 use super::table::{Domain, Inputs, OpSpec};
 use crate::autograd::node::record;
 use crate::dtype::Element;
@@ -9,6 +10,7 @@ use crate::kernels;
 use crate::kernels::elementwise::map_costly;
 use crate::storage::map_data;
 use crate::tensor::Tensor;
+use num_traits::One;
 
 impl Tensor {
     /// Elementwise `e^x`. Gradient: `g * out` (the rule reads the saved output).
@@ -25,7 +27,12 @@ impl Tensor {
             value,
             |_| smallvec![],
             true,
-            |ctx, g| smallvec![Some(g.mul(&ctx.output()))],
+            |ctx, g| {
+                if !ctx.create_graph() {
+                    return smallvec![Some(fused_grad!(g, ctx.output_storage(), |g, y| g * y))];
+                }
+                smallvec![Some(g.mul(&ctx.output()))]
+            },
         )
     }
 
@@ -107,7 +114,13 @@ impl Tensor {
             value,
             |_| smallvec![],
             true,
-            |ctx, g| smallvec![Some(g.mul(&ctx.output().square().rsub_scalar(1.0)))],
+            |ctx, g| {
+                if !ctx.create_graph() {
+                    let y = ctx.output_storage();
+                    return smallvec![Some(fused_grad!(g, y, |g, y| g * (T::one() - y * y)))];
+                }
+                smallvec![Some(g.mul(&ctx.output().square().rsub_scalar(1.0)))]
+            },
         )
     }
 
@@ -122,6 +135,10 @@ impl Tensor {
             |_| smallvec![],
             true,
             |ctx, g| {
+                if !ctx.create_graph() {
+                    let y = ctx.output_storage();
+                    return smallvec![Some(fused_grad!(g, y, |g, y| g * (y * (T::one() - y))))];
+                }
                 let out = ctx.output();
                 smallvec![Some(g.mul(&out.mul(&out.rsub_scalar(1.0))))]
             },

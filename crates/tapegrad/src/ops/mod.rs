@@ -1,6 +1,8 @@
 //! Every differentiable op, by family. Each op is one function: it checks its inputs,
 //! computes the value with a kernel and records its backward rule, written in tensor ops,
-//! right beside it. Each family file ends with its rows of the op table (`table.rs`).
+//! right beside it. Each family file ends with its rows of the op table (`table.rs`). The
+//! hottest rules also have a fused one-kernel fast path for backward passes that build no
+//! graph (`fused_grad!`).
 
 pub(crate) mod activation;
 pub(crate) mod arith;
@@ -42,3 +44,29 @@ pub(crate) fn check_binary(op: &str, a: &Tensor, b: &Tensor) -> Shape {
         ),
     }
 }
+
+/// `fused_grad!(g, s, |a, b| expr)`: the gradient tensor `expr` computed elementwise in
+/// one kernel over the gradient `g` (a `&Tensor`) and a storage `s` (a `&Storage` of
+/// the same dtype, e.g. the op's output); `expr` sees the element type as `T`. The fast
+/// path of a rule when no graph of the backward pass is built: `expr` must do the same
+/// float operations, in the same order, as the rule's tensor-op form, so both paths give
+/// identical values.
+macro_rules! fused_grad {
+    ($g:expr, $s:expr, |$a:ident, $b:ident| $body:expr) => {{
+        use $crate::kernels::elementwise::zip;
+        use $crate::storage::Storage;
+        let value = match (&$g.storage(), $s) {
+            (Storage::F32(x), Storage::F32(y)) => {
+                type T = f32;
+                Storage::F32(zip(&x.view(), &y.view(), |$a: T, $b: T| -> T { $body }))
+            }
+            (Storage::F64(x), Storage::F64(y)) => {
+                type T = f64;
+                Storage::F64(zip(&x.view(), &y.view(), |$a: T, $b: T| -> T { $body }))
+            }
+            _ => unreachable!("a gradient has its op's dtype"),
+        };
+        $crate::tensor::Tensor::from_storage(value)
+    }};
+}
+pub(crate) use fused_grad;
