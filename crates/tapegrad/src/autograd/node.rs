@@ -116,7 +116,7 @@ impl BackwardCtx<'_> {
     /// # Panics
     /// If the op did not ask to save its output.
     #[track_caller]
-    pub(crate) fn output_storage(&self) -> &Storage {
+    pub(crate) fn output_data(&self) -> &Data {
         match self.output {
             Some(s) => s,
             None => panic!(

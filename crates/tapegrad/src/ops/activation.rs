@@ -26,7 +26,7 @@ impl Tensor {
             true,
             |ctx, g| {
                 if !ctx.create_graph() {
-                    let y = ctx.output_storage();
+                    let y = ctx.output_data();
                     return smallvec![Some(fused_grad!(g, y, |g, y| g * if y > T::zero() {
                         T::one()
                     } else {

@@ -29,7 +29,7 @@ impl Tensor {
             true,
             |ctx, g| {
                 if !ctx.create_graph() {
-                    return smallvec![Some(fused_grad!(g, ctx.output_storage(), |g, y| g * y))];
+                    return smallvec![Some(fused_grad!(g, ctx.output_data(), |g, y| g * y))];
                 }
                 smallvec![Some(g.mul(&ctx.output()))]
             },
@@ -116,7 +116,7 @@ impl Tensor {
             true,
             |ctx, g| {
                 if !ctx.create_graph() {
-                    let y = ctx.output_storage();
+                    let y = ctx.output_data();
                     return smallvec![Some(fused_grad!(g, y, |g, y| g * (T::one() - y * y)))];
                 }
                 smallvec![Some(g.mul(&ctx.output().square().rsub_scalar(1.0)))]
@@ -136,7 +136,7 @@ impl Tensor {
             true,
             |ctx, g| {
                 if !ctx.create_graph() {
-                    let y = ctx.output_storage();
+                    let y = ctx.output_data();
                     return smallvec![Some(fused_grad!(g, y, |g, y| g * (y * (T::one() - y))))];
                 }
                 let out = ctx.output();

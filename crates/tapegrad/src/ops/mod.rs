@@ -46,23 +46,23 @@ pub(crate) fn check_binary(op: &str, a: &Tensor, b: &Tensor) -> Shape {
 }
 
 /// `fused_grad!(g, s, |a, b| expr)`: the gradient tensor `expr` computed elementwise in
-/// one kernel over the gradient `g` (a `&Tensor`) and a storage `s` (a `&Storage` of
-/// the same dtype, e.g. the op's output); `expr` sees the element type as `T`. The fast
-/// path of a rule when no graph of the backward pass is built: `expr` must do the same
-/// float operations, in the same order, as the rule's tensor-op form, so both paths give
-/// identical values.
+/// one kernel over the gradient `g` (a `&Tensor`) and the data `s` (a `&Data` of the same
+/// dtype, e.g. the op's output); `expr` sees the element type as `T`. The fast path of a
+/// rule when no graph of the backward pass is built: `expr` must do the same float
+/// operations, in the same order, as the rule's tensor-op form, so both paths give
+/// identical values. On large tensors it defers and fuses like any elementwise op.
 macro_rules! fused_grad {
     ($g:expr, $s:expr, |$a:ident, $b:ident| $body:expr) => {{
         use $crate::kernels::elementwise::zip;
-        use $crate::storage::Storage;
-        let value = match (&$g.storage(), $s) {
-            (Storage::F32(x), Storage::F32(y)) => {
+        use $crate::storage::Data;
+        let value = match ($g.data(), $s.clone()) {
+            (Data::F32(x), Data::F32(y)) => {
                 type T = f32;
-                Storage::F32(zip(&x.view(), &y.view(), |$a: T, $b: T| -> T { $body }))
+                Data::F32(zip(x, y, |$a: T, $b: T| -> T { $body }))
             }
-            (Storage::F64(x), Storage::F64(y)) => {
+            (Data::F64(x), Data::F64(y)) => {
                 type T = f64;
-                Storage::F64(zip(&x.view(), &y.view(), |$a: T, $b: T| -> T { $body }))
+                Data::F64(zip(x, y, |$a: T, $b: T| -> T { $body }))
             }
             _ => unreachable!("a gradient has its op's dtype"),
         };
