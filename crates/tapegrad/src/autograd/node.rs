@@ -111,7 +111,7 @@ impl BackwardCtx<'_> {
         self.create_graph
     }
 
-    /// The storage of the op's saved output, for a rule's fused fast path.
+    /// The data of the op's saved output (maybe deferred), for a rule's fused fast path.
     ///
     /// # Panics
     /// If the op did not ask to save its output.
