@@ -205,4 +205,21 @@ proptest! {
         let y = Tensor::rand_uniform(&big, -2.0, 2.0, DType::F64, seed ^ 5);
         both_orders(|t| t[0].sum_to(&small), &[y])?;
     }
+
+    /// Operands that are transposed views (as `w.t()` in a linear layer) take the
+    /// gradient-layout path of matmul's rule; stacks of them too.
+    #[test]
+    fn matmul_of_transposed_views(
+        (a, b) in (1..5usize, 1..5usize, 1..5usize, prop::bool::ANY).prop_flat_map(|(m, k, n, stacked)| {
+            let lead: Vec<usize> = if stacked { vec![2] } else { vec![] };
+            let sa: Vec<usize> = lead.iter().copied().chain([k, m]).collect();
+            let sb: Vec<usize> = lead.iter().copied().chain([n, k]).collect();
+            (tensor(sa, Domain::Real, DType::F64), tensor(sb, Domain::Real, DType::F64))
+        })
+    ) {
+        // a^T: [.., m, k] viewed from [.., k, m]; b^T: [.., k, n] viewed from [.., n, k].
+        both_orders(|t| t[0].transpose(-1, -2).matmul(&t[1].transpose(-1, -2)), &[a.clone(), b.clone()])?;
+        // One plain and one transposed operand, the same tensor (b b^T).
+        both_orders(|t| t[0].matmul(&t[0].transpose(-1, -2)).exp(), &[b])?;
+    }
 }

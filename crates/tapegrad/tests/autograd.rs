@@ -444,3 +444,22 @@ fn graph_built_across_threads_runs_in_order() {
         .collect();
     assert!(close(&g[&x].to_vec::<f64>(), &expected, 1e-12));
 }
+
+#[test]
+fn the_gradient_of_a_weight_used_transposed_is_row_major_like_the_weight() {
+    // y = x w^T, as in a linear layer: the optimiser's loop over w and its gradient is
+    // contiguous only if the gradient has w's layout (PyTorch's gradient layout contract).
+    let x = Tensor::randn(&[3, 5], DType::F64, 1);
+    let w = Tensor::randn(&[4, 5], DType::F64, 2).requires_grad();
+    let grads = x.matmul(&w.t()).sum().backward();
+    let g = &grads[&w];
+    assert!(g.with_view(|v: ndarray::ArrayViewD<f64>| v.is_standard_layout()));
+    // d/dw sum(x w^T) = column sums of x, repeated for each row of w.
+    let col: Vec<f64> = (0..5)
+        .map(|j| (0..3).map(|i| x.to_vec::<f64>()[i * 5 + j]).sum())
+        .collect();
+    let want: Vec<f64> = (0..4).flat_map(|_| col.clone()).collect();
+    for (a, b) in g.to_vec::<f64>().iter().zip(&want) {
+        assert!((a - b).abs() < 1e-12);
+    }
+}

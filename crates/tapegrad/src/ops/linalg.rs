@@ -10,8 +10,18 @@ use crate::autograd::node::record;
 use crate::dtype::DType;
 use crate::kernels::matmul::matmul_batched;
 use crate::shape::{broadcast_shapes, norm_axis, Shape};
-use crate::storage::{map_storage, zip_storage};
+use crate::storage::{map_storage, visit_storage, zip_storage};
 use crate::tensor::Tensor;
+
+/// Whether the last two axes of an array are stored column-major (a transposed view of a
+/// row-major matrix, or stack of them).
+fn swapped_last_axes(s: &crate::storage::Storage) -> bool {
+    visit_storage!(s, a => {
+        let (shape, strides) = (a.shape(), a.strides());
+        let r = shape.len();
+        r >= 2 && shape[r - 1] > 1 && shape[r - 2] > 1 && strides[r - 2] == 1 && strides[r - 1] != 1
+    })
+}
 
 impl Tensor {
     /// Matrix product with PyTorch's `torch.matmul` semantics: 1-D x 1-D is a dot
@@ -81,7 +91,14 @@ impl Tensor {
                 other.shape()
             );
         }
-        let value = zip_storage!(self.storage(), other.storage(), (a, b) => matmul_batched(&a.view(), &b.view()));
+        let (sa_store, sb_store) = (self.storage(), other.storage());
+        // Gradients take their input's layout (PyTorch's gradient layout contract): the
+        // gradient of a transposed view, like `w.t()` in a linear layer, is computed as
+        // the transpose of a row-major product, so the gradient `t` hands back to `w` is
+        // row-major like `w` and the optimiser's loop over both runs contiguously.
+        let (a_swapped, b_swapped) = (swapped_last_axes(&sa_store), swapped_last_axes(&sb_store));
+        let value =
+            zip_storage!(sa_store, sb_store, (a, b) => matmul_batched(&a.view(), &b.view()));
         let (a, b) = (self.clone(), other.clone());
         record(
             "matmul",
@@ -90,14 +107,25 @@ impl Tensor {
             move |n| smallvec![n[1].then_some(a), n[0].then_some(b)],
             false,
             move |ctx, g| {
+                let grad_a = || {
+                    let b = ctx.saved(1);
+                    if a_swapped {
+                        b.matmul_nd(&g.transpose(-1, -2)).transpose(-1, -2)
+                    } else {
+                        g.matmul_nd(&b.transpose(-1, -2))
+                    }
+                };
+                let grad_b = || {
+                    let a = ctx.saved(0);
+                    if b_swapped {
+                        g.transpose(-1, -2).matmul_nd(a).transpose(-1, -2)
+                    } else {
+                        a.transpose(-1, -2).matmul_nd(g)
+                    }
+                };
                 smallvec![
-                    ctx.needs_grad(0)
-                        .then(|| g.matmul_nd(&ctx.saved(1).transpose(-1, -2)).sum_to(&sa)),
-                    ctx.needs_grad(1).then(|| ctx
-                        .saved(0)
-                        .transpose(-1, -2)
-                        .matmul_nd(g)
-                        .sum_to(&sb))
+                    ctx.needs_grad(0).then(|| grad_a().sum_to(&sa)),
+                    ctx.needs_grad(1).then(|| grad_b().sum_to(&sb))
                 ]
             },
         )
