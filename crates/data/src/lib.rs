@@ -35,6 +35,6 @@ pub use idx::{fashion_mnist, read_idx, read_idx_pair, IdxArray, FASHION_MNIST_DI
 pub use loader::{Batch, DataLoader, EpochIter};
 pub use memory::{
     counting_enabled, current_bytes, format_bytes, largest_batch_that_fits, measure_peak,
-    parse_bytes, peak_bytes, reset_peak, CountingAllocator,
+    parse_bytes, peak_bytes, reset_peak, stop_counting, CountingAllocator,
 };
 pub use schedule::BatchSizeSchedule;

@@ -14,10 +14,11 @@
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+static ACTIVE: AtomicBool = AtomicBool::new(true);
 
 /// The system allocator, counting bytes in use and their peak (process-wide).
 pub struct CountingAllocator;
@@ -26,7 +27,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded unchanged to the system allocator.
         let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
+        if !p.is_null() && ACTIVE.load(Ordering::Relaxed) {
             grew(layout.size());
         }
         p
@@ -35,7 +36,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded unchanged to the system allocator.
         let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
+        if !p.is_null() && ACTIVE.load(Ordering::Relaxed) {
             grew(layout.size());
         }
         p
@@ -44,13 +45,15 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` was allocated by this allocator with `layout`.
         unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+        if ACTIVE.load(Ordering::Relaxed) {
+            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded unchanged to the system allocator.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
+        if !p.is_null() && ACTIVE.load(Ordering::Relaxed) {
             CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
             grew(new_size);
         }
@@ -69,9 +72,19 @@ fn grew(bytes: usize) {
 }
 
 /// Whether [`CountingAllocator`] is the global allocator of this process (it has seen an
-/// allocation, so the peak is above 0); without it the figures below stay 0.
+/// allocation, so the peak is above 0) and counts ([`stop_counting`] was not called);
+/// without it the figures below stay 0 or stop moving.
 pub fn counting_enabled() -> bool {
-    PEAK.load(Ordering::Relaxed) > 0
+    ACTIVE.load(Ordering::Relaxed) && PEAK.load(Ordering::Relaxed) > 0
+}
+
+/// Stops counting for the rest of the process: [`CountingAllocator`] then forwards to the
+/// system allocator and costs nothing more. For a binary that installs the allocator but
+/// measures memory in only some of its modes (the `tapegrad` command counts only in
+/// `batch-sweep`). One way: counts restarted later would miss frees of blocks allocated in
+/// between.
+pub fn stop_counting() {
+    ACTIVE.store(false, Ordering::Relaxed);
 }
 
 /// Bytes currently allocated through [`CountingAllocator`].
