@@ -64,21 +64,21 @@ impl Data {
         }
     }
 
-    /// The array, if computed already.
-    pub(crate) fn ready(&self) -> Option<Storage> {
-        match self {
-            Data::F32(v) if !v.is_pending() => Some(Storage::F32(v.force())),
-            Data::F64(v) if !v.is_pending() => Some(Storage::F64(v.force())),
-            _ => None,
-        }
-    }
-
     /// The array, if this holds a computed array (not an expression, even a computed one).
     pub(crate) fn computed(&self) -> Option<Storage> {
         match self {
             Data::F32(Values::Ready(a)) => Some(Storage::F32(a.clone())),
             Data::F64(Values::Ready(a)) => Some(Storage::F64(a.clone())),
             _ => None,
+        }
+    }
+
+    /// The computed array, taken out of a finished expression if nothing else holds it
+    /// (for recycling its buffer).
+    pub(crate) fn into_computed(self) -> Option<Storage> {
+        match self {
+            Data::F32(v) => v.into_computed().map(Storage::F32),
+            Data::F64(v) => v.into_computed().map(Storage::F64),
         }
     }
 

@@ -96,8 +96,7 @@ impl Drop for Inner {
                 DType::F64 => Storage::F64(ArcArray::from_vec(Vec::new()).into_dyn()),
             };
             let data = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
-            if let Some(ready) = data.ready() {
-                *data = Data::from(empty);
+            if let Some(ready) = std::mem::replace(data, Data::from(empty)).into_computed() {
                 pool::recycle(ready);
             }
         }

@@ -117,7 +117,7 @@ pub(crate) fn run_backward(
         let input_grads = (node.rule)(&ctx, &grad);
         drop(grad);
         drop(saved);
-        if let Some(out) = output.and_then(|o| o.computed()) {
+        if let Some(out) = output.and_then(|o| o.into_computed()) {
             crate::kernels::pool::recycle(out);
         }
         assert_eq!(

@@ -163,6 +163,18 @@ impl<T: Element> Values<T> {
         }
     }
 
+    /// The computed array, if there is one and nothing else holds the expression it came
+    /// from (so its buffer can go back to the pool).
+    pub(crate) fn into_computed(self) -> Option<ArcArray<T, IxDyn>> {
+        match self {
+            Values::Ready(a) => Some(a),
+            Values::Lazy(e) => match Arc::try_unwrap(e).ok()?.state.into_inner() {
+                Ok(State::Done(a)) => Some(a),
+                _ => None,
+            },
+        }
+    }
+
     /// Whether this is an expression not yet computed.
     pub(crate) fn is_pending(&self) -> bool {
         matches!(self, Values::Lazy(e) if e.pending())
@@ -571,6 +583,20 @@ mod tests {
         // Reading the values computes them once and keeps them.
         y.realize();
         assert!(y.data().computed().is_some());
+    }
+
+    #[test]
+    fn a_finished_expression_hands_its_array_back_when_nothing_else_holds_it() {
+        let x = ramp(LAZY_MIN);
+        let pending = Values::Ready(x.clone()).map(1, map_fn(|a| a + 1.0));
+        assert!(pending.clone().into_computed().is_none(), "shared");
+        let other = pending.clone();
+        other.force();
+        assert!(other.into_computed().is_none(), "still held by `pending`");
+        let a = pending.into_computed().expect("computed and unique");
+        assert_eq!(a[[3]], x[[3]] + 1.0);
+        let fresh = Values::Ready(x).map(1, map_fn(|a| a * 2.0));
+        assert!(fresh.into_computed().is_none(), "never computed");
     }
 
     #[test]
