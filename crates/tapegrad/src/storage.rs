@@ -152,19 +152,12 @@ macro_rules! zip_storage {
     };
 }
 
-/// `visit_storage!(s, a => expr)`: evaluates `expr` (any type) with the typed array
-/// (`visit_storage!(d, v => expr, Data)` does the same with the typed values of a `Data`).
+/// `visit_storage!(s, a => expr)`: evaluates `expr` (any type) with the typed array.
 macro_rules! visit_storage {
     ($s:expr, $a:ident => $body:expr) => {
         match $s {
             $crate::storage::Storage::F32($a) => $body,
             $crate::storage::Storage::F64($a) => $body,
-        }
-    };
-    ($s:expr, $a:ident => $body:expr, Data) => {
-        match $s {
-            $crate::storage::Data::F32($a) => $body,
-            $crate::storage::Data::F64($a) => $body,
         }
     };
 }

@@ -169,13 +169,14 @@ impl Tensor {
         {
             if let Some(inner) = Arc::get_mut(&mut self.0) {
                 let data = inner.data.get_mut().unwrap_or_else(|e| e.into_inner());
-                let done = match (data, g.data()) {
-                    (Data::F32(Values::Ready(a)), Data::F32(b)) if a.is_unique() => add_into(a, &b),
-                    (Data::F64(Values::Ready(a)), Data::F64(b)) if a.is_unique() => add_into(a, &b),
-                    _ => false,
-                };
-                if done {
-                    return;
+                match (data, g.data()) {
+                    (Data::F32(Values::Ready(a)), Data::F32(b)) if a.is_unique() => {
+                        return add_into(a, &b)
+                    }
+                    (Data::F64(Values::Ready(a)), Data::F64(b)) if a.is_unique() => {
+                        return add_into(a, &b)
+                    }
+                    _ => {}
                 }
             }
         }
@@ -617,14 +618,13 @@ impl Tensor {
 }
 
 /// `acc += g` in place (same shape), evaluating a deferred `g` straight into `acc`.
-fn add_into<T: Element>(acc: &mut ArcArray<T, IxDyn>, g: &Values<T>) -> bool {
+fn add_into<T: Element>(acc: &mut ArcArray<T, IxDyn>, g: &Values<T>) {
     if let Some(slice) = acc.as_slice_mut() {
         if add_assign_pending(slice, g) {
-            return true;
+            return;
         }
     }
-    add_assign(&mut acc.view_mut(), &g.force().view());
-    true
+    g.with_array(|g| add_assign(&mut acc.view_mut(), &g.view()));
 }
 
 impl<T: Element, D: Dimension> From<ndarray::Array<T, D>> for Tensor {

@@ -5,18 +5,19 @@
 //! its output at once: it returns [`Values::Lazy`], an expression over its operands (a
 //! tree of `Map`, `Zip` and `Fill` nodes whose leaves are ready arrays). The value is
 //! computed when something needs the numbers: a non-elementwise op, reading the data, the
-//! end of backward. Then the whole tree is evaluated block by block: each node works on
-//! [`BLOCK`] elements at a time in a scratch buffer that stays in L1, so memory is read
-//! once per leaf and written once for the result, however many ops the chain has. A full
-//! `sum` reduces the tree the same way without writing it at all.
+//! end of backward. Then the tree is flattened into a program, one instruction per
+//! distinct node, run block by block: each instruction works on [`BLOCK`] elements at a
+//! time in a register that stays in L1, so memory is read once per leaf and written once
+//! for the result, however many ops the chain has. A full `sum` reduces the tree the same
+//! way without writing it at all.
 //!
 //! What stays the same: every node runs the very closure the eager kernel runs, element by
 //! element, so fused results are bitwise identical to eager ones (sums too: the fused
 //! reduction splits the range exactly as [`pairwise_sum`] does). What bounds the cost:
 //! a tree of more than [`MAX_COST`] nodes is cut (its operands are computed first), and an
 //! expression is evaluated at most once: its value then replaces the tree in the node
-//! (which lets go of its operands), so a tensor read twice is not computed twice. A lazy tensor saved for backward stays lazy only if it is
-//! cheap to compute again (see [`Values::keep_lazy_when_saved`]): recomputing `exp(x)` in
+//! (which lets go of its operands), so a tensor read twice is not computed twice. A lazy
+//! tensor saved for backward stays lazy only if it is cheap to compute again (see [`Values::keep_lazy_when_saved`]): recomputing `exp(x)` in
 //! backward costs less than writing and reading it back, recomputing `tanh` does not.
 //!
 //! [`with_fusion`] turns it off on a thread (ops then compute at once, as before), and so
@@ -429,13 +430,7 @@ impl<T: Element> Program<T> {
 pub(crate) fn sum<T: Element>(v: &Values<T>) -> T {
     let e = match v {
         Values::Lazy(e) if e.pending() => e,
-        _ => {
-            let a = v.force();
-            return match a.as_slice_memory_order() {
-                Some(s) => super::reduce::pairwise_sum(s),
-                None => a.iter().copied().sum(),
-            };
-        }
+        _ => return v.with_array(|a| super::reduce::sum_all(&a.view())),
     };
     let program = Program::compile(e);
     pairwise_by(e.len, &|off, n| {

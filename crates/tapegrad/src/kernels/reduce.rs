@@ -2,9 +2,44 @@
 
 use ndarray::{ArcArray, ArrayD, ArrayViewD, Axis, IxDyn};
 
+use super::fused::{self, Values};
 use super::PAR_THRESHOLD;
 
 use crate::dtype::Element;
+
+/// [`sum_axes`] of values that may be deferred: the full sum of a deferred elementwise
+/// chain is reduced without storing the chain (`fused::sum`).
+pub(crate) fn sum_values<T: Element>(
+    v: &Values<T>,
+    axes: &[usize],
+    keepdim: bool,
+) -> ArcArray<T, IxDyn> {
+    let rank = v.shape().len();
+    if axes.len() == rank {
+        return total_as_array(fused::sum(v), rank, keepdim);
+    }
+    v.with_array(|a| sum_axes(&a.view(), axes, keepdim))
+}
+
+/// Sum of all elements: pairwise over contiguous memory.
+pub(crate) fn sum_all<T: Element>(a: &ArrayViewD<'_, T>) -> T {
+    match a.as_slice_memory_order() {
+        Some(sl) => pairwise_sum(sl),
+        None => a.iter().copied().sum(),
+    }
+}
+
+/// A full sum as the result of a reduction over all `rank` axes.
+fn total_as_array<T: Element>(s: T, rank: usize, keepdim: bool) -> ArcArray<T, IxDyn> {
+    let out = ndarray::arr0(s).into_dyn();
+    if keepdim {
+        out.into_shape_with_order(IxDyn(&vec![1; rank]))
+            .expect("one element")
+    } else {
+        out
+    }
+    .into_shared()
+}
 
 /// Sum over `axes` (sorted, distinct); keeps them as size-1 axes when `keepdim`.
 pub(crate) fn sum_axes<T: Element>(
@@ -13,18 +48,7 @@ pub(crate) fn sum_axes<T: Element>(
     keepdim: bool,
 ) -> ArcArray<T, IxDyn> {
     if axes.len() == a.ndim() {
-        let s: T = match a.as_slice_memory_order() {
-            Some(sl) => pairwise_sum(sl),
-            None => a.iter().copied().sum(),
-        };
-        let out = ndarray::arr0(s).into_dyn();
-        return if keepdim {
-            out.into_shape_with_order(IxDyn(&vec![1; a.ndim()]))
-                .expect("one element")
-        } else {
-            out
-        }
-        .into_shared();
+        return total_as_array(sum_all(a), a.ndim(), keepdim);
     }
     // Reduce the last listed axis straight from the view (no copy), then the others.
     let mut out: Option<ArrayD<T>> = None;

@@ -7,10 +7,10 @@ use smallvec::smallvec;
 use super::table::{random_shape, random_tensor, Domain, Inputs, OpSpec};
 use crate::autograd::node::record;
 use crate::dtype::{DType, Element};
-use crate::kernels::fused::{self, Values};
-use crate::kernels::reduce::{arg_extreme, sum_axes};
+use crate::kernels::fused::Values;
+use crate::kernels::reduce::{arg_extreme, sum_values};
 use crate::shape::{broadcast_shapes, norm_axes, norm_axis, Shape};
-use crate::storage::{map_data, map_storage, visit_storage, Data};
+use crate::storage::{map_data, map_storage, visit_storage};
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -43,17 +43,7 @@ impl Tensor {
         for &a in &axes {
             kept[a] = 1;
         }
-        let data = self.data();
-        let value = if axes.len() == self.rank() && data.is_pending() {
-            // The sum of a deferred elementwise chain, evaluated without storing it.
-            map_data!(data, a => {
-                let s = ndarray::arr0(fused::sum(&a)).into_dyn();
-                let kept = if keepdim { s.into_shape_with_order(IxDyn(&kept)).expect("one element") } else { s };
-                Values::Ready(kept.into_shared())
-            })
-        } else {
-            Data::from(map_storage!(data.force(), a => sum_axes(&a.view(), &axes, keepdim)))
-        };
+        let value = map_data!(self.data(), a => Values::Ready(sum_values(&a, &axes, keepdim)));
         record(
             "sum_dim",
             &[self],
