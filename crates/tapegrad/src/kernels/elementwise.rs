@@ -30,15 +30,7 @@ pub(crate) fn build_vec<T: Send + 'static>(
     fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
 ) -> Vec<T> {
     let mut v = pool::take(n);
-    let spare = &mut v.spare_capacity_mut()[..n];
-    if n >= PAR_THRESHOLD {
-        spare
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| fill(i * CHUNK, c));
-    } else {
-        fill(0, spare);
-    }
+    for_chunks(&mut v.spare_capacity_mut()[..n], &fill);
     // SAFETY: `fill` initialised every element of the `n` spare slots.
     unsafe { v.set_len(n) };
     v
