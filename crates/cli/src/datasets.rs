@@ -9,6 +9,7 @@ use tapegrad_data::{digits, fashion_mnist, DataError, Dataset, InMemoryDataset};
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
+#[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
     /// The 1,797 8x8 digits embedded in the binary (no set-up).
     Digits,
@@ -27,13 +28,36 @@ pub struct Splits {
 /// Loads `name`: digits is split 80/20 into train/test (fixed seed), Fashion-MNIST uses
 /// its own test set; 10% of the training data (at most 5,000 samples) is held out for
 /// validation. All three are normalised with the training set's mean and deviation.
-pub fn load(name: DatasetName, data_dir: Option<&PathBuf>) -> Result<Splits, DataError> {
-    let (train_full, test) = match name {
-        DatasetName::Digits => digits()?.split(0.2, 0),
-        DatasetName::FashionMnist => fashion_mnist(data_dir.map(|p| p.as_path()))?,
+///
+/// # Errors
+/// A file that cannot be read, `--data-dir` with the embedded digits, or a set too small
+/// to train, validate and test on (each split needs at least one sample).
+pub fn load(name: DatasetName, data_dir: Option<&PathBuf>) -> Result<Splits, String> {
+    let (train_full, test) = match (name, data_dir) {
+        (DatasetName::Digits, Some(dir)) => {
+            return Err(format!(
+                "--data-dir {}: the digits are embedded in the binary; --data-dir is for --dataset fashion-mnist",
+                dir.display()
+            ))
+        }
+        (DatasetName::Digits, None) => digits().map_err(text)?.split(0.2, 0),
+        (DatasetName::FashionMnist, dir) => {
+            fashion_mnist(dir.map(|p| p.as_path())).map_err(text)?
+        }
     };
+
     let frac = (5000.0 / train_full.len() as f64).min(0.1);
     let (mut train, mut val) = train_full.split(frac, 1);
+    if train.is_empty() || val.is_empty() || test.is_empty() {
+        return Err(format!(
+            "{}: {} training samples ({} after holding out {} for validation) and {} test samples; each set needs at least one (at least 5 training samples in all)",
+            train_full.name(),
+            train_full.len(),
+            train.len(),
+            val.len(),
+            test.len()
+        ));
+    }
     let mut test = test;
     let (mean, std) = global_stats(&train);
     let d: usize = train.sample_shape().iter().product();
@@ -41,6 +65,10 @@ pub fn load(name: DatasetName, data_dir: Option<&PathBuf>) -> Result<Splits, Dat
         set.normalize(&vec![mean; d], &vec![std; d]);
     }
     Ok(Splits { train, val, test })
+}
+
+fn text(e: DataError) -> String {
+    e.to_string()
 }
 
 /// Mean and standard deviation over every feature of every sample.

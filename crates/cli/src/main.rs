@@ -8,7 +8,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
 mod datasets;
@@ -44,13 +45,47 @@ enum Command {
     Gradcheck(gradcheck::Args),
 }
 
+/// The ids of the arguments of `matches` that were given on the command line (not
+/// defaults).
+fn explicit_args(matches: &ArgMatches) -> Vec<String> {
+    matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
+}
+
+/// Lets a closed pipe end the process quietly (`tapegrad train | head -1`), as other
+/// command-line tools do, instead of `println!` panicking on the write error. Rust
+/// ignores SIGPIPE by default; this restores the default action.
+#[cfg(unix)]
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: resetting the disposition of SIGPIPE to its default touches no memory; it
+    // runs once, before any other thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
-    let command = Cli::parse().command;
+    #[cfg(unix)]
+    die_quietly_on_closed_pipe();
+    let matches = Cli::command().get_matches();
+    let command = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli.command,
+        Err(e) => e.exit(),
+    };
     if !matches!(command, Command::BatchSweep(_)) {
         tapegrad_data::stop_counting();
     }
     match command {
-        Command::Train(args) => train::run(&args),
+        Command::Train(args) => {
+            let explicit = matches
+                .subcommand_matches("train")
+                .map(explicit_args)
+                .unwrap_or_default();
+            train::run(&args, &explicit)
+        }
         Command::BatchSweep(args) => sweep::run(&args),
         Command::Gradcheck(args) => gradcheck::run(&args),
         Command::Bench(args) => bench::run(&args),

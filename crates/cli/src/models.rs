@@ -10,6 +10,7 @@ use tapegrad_nn::{
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
+#[serde(rename_all = "kebab-case")]
 pub enum Arch {
     /// Multi-layer perceptron: flatten, 256 and 128 hidden ReLU units.
     Mlp,
@@ -33,33 +34,47 @@ impl Module for Reshape {
 }
 
 /// Builds `arch` for samples of `sample_shape` and `classes` outputs, seeded.
-pub fn build(arch: Arch, sample_shape: &[usize], classes: usize, seed: u64) -> Sequential {
+///
+/// # Errors
+/// If the CNN cannot take these samples: they must be square single-channel images (or
+/// flat vectors of a square length) at least 4 pixels on a side, for its two poolings.
+pub fn build(
+    arch: Arch,
+    sample_shape: &[usize],
+    classes: usize,
+    seed: u64,
+) -> Result<Sequential, String> {
     let d: usize = sample_shape.iter().product();
     match arch {
-        Arch::Mlp => Sequential::new()
+        Arch::Mlp => Ok(Sequential::new()
             .add(Flatten::new())
             .add(Linear::new(d, 256, seed))
             .add(Relu)
             .add(Linear::new(256, 128, seed + 1))
             .add(Relu)
-            .add(Linear::new(128, classes, seed + 2)),
+            .add(Linear::new(128, classes, seed + 2))),
         Arch::Cnn => {
             // Square single-channel images; flat vectors of a square size are reshaped.
             let side = match sample_shape {
                 [1, h, w] if h == w => *h,
                 _ => (d as f64).sqrt().round() as usize,
             };
-            assert_eq!(
-                side * side,
-                d,
-                "cnn: samples of shape {sample_shape:?} are not square images"
-            );
+            if side * side != d {
+                return Err(format!(
+                    "--model cnn: samples of shape {sample_shape:?} are not square single-channel images"
+                ));
+            }
+            if side < 4 {
+                return Err(format!(
+                    "--model cnn: {side}x{side} images are too small for its two 2x2 poolings (at least 4x4)"
+                ));
+            }
             let pad = Conv2dOptions {
                 padding: [1, 1],
                 ..Conv2dOptions::default()
             };
             let pooled = side / 4;
-            Sequential::new()
+            Ok(Sequential::new()
                 .add(Reshape(vec![1, side as isize, side as isize]))
                 .add(Conv2d::with_options(1, 32, [3, 3], pad, seed))
                 .add(Relu)
@@ -70,7 +85,7 @@ pub fn build(arch: Arch, sample_shape: &[usize], classes: usize, seed: u64) -> S
                 .add(Flatten::new())
                 .add(Linear::new(64 * pooled * pooled, 128, seed + 2))
                 .add(Relu)
-                .add(Linear::new(128, classes, seed + 3))
+                .add(Linear::new(128, classes, seed + 3)))
         }
     }
 }

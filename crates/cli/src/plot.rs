@@ -8,18 +8,36 @@ use tapegrad_data::train::EpochMetrics;
 
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
 
+/// An axis range covering the finite `values` (from 0 if `floor_zero`), 0..1 when there
+/// are none: an empty or non-finite range would make plotters loop forever drawing ticks.
 fn range(values: impl Iterator<Item = f64>, floor_zero: bool) -> std::ops::Range<f64> {
     let v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let lo = if floor_zero {
         0.0
     } else {
         v.iter().copied().fold(f64::INFINITY, f64::min)
     };
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if !lo.is_finite() || !hi.is_finite() || hi <= lo {
-        return lo.min(0.0)..lo.max(0.0) + 1.0;
+    let span = hi - lo;
+    if span.is_finite() && span > 0.0 {
+        let end = hi + span * 0.05;
+        return lo..if end.is_finite() { end } else { hi };
     }
-    lo..hi + (hi - lo) * 0.05
+    // No values, one distinct value, or a span too wide for f64 (values near ±f64::MAX).
+    let pad = (hi.abs() * 0.1).max(0.5);
+    let (a, b) = (hi - pad, hi + pad);
+    if a.is_finite() && b.is_finite() && b > a {
+        a..b
+    } else {
+        0.0..1.0
+    }
+}
+
+/// The points whose coordinates are both finite (plotters cannot place the others).
+fn finite_points(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    points
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect()
 }
 
 /// Loss (train and validation) and accuracy (validation; the test accuracy as a dot)
@@ -43,16 +61,18 @@ pub fn training_curves(history: &[EpochMetrics], path: &Path) -> PlotResult {
     chart.configure_mesh().x_desc("epoch").draw()?;
     chart
         .draw_series(LineSeries::new(
-            history.iter().map(|m| (m.epoch as f64, m.train_loss)),
+            finite_points(history.iter().map(|m| (m.epoch as f64, m.train_loss))),
             &BLUE,
         ))?
         .label("train")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
     chart
         .draw_series(LineSeries::new(
-            history
-                .iter()
-                .filter_map(|m| m.val_loss.map(|v| (m.epoch as f64, v))),
+            finite_points(
+                history
+                    .iter()
+                    .filter_map(|m| m.val_loss.map(|v| (m.epoch as f64, v))),
+            ),
             &RED,
         ))?
         .label("validation")
@@ -76,17 +96,24 @@ pub fn training_curves(history: &[EpochMetrics], path: &Path) -> PlotResult {
     chart.configure_mesh().x_desc("epoch").draw()?;
     chart
         .draw_series(LineSeries::new(
-            history
-                .iter()
-                .filter_map(|m| m.val_accuracy.map(|v| (m.epoch as f64, v))),
+            finite_points(
+                history
+                    .iter()
+                    .filter_map(|m| m.val_accuracy.map(|v| (m.epoch as f64, v))),
+            ),
             &RED,
         ))?
         .label("validation")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    chart.draw_series(history.iter().filter_map(|m| {
-        m.test_accuracy
-            .map(|v| Circle::new((m.epoch as f64, v), 4, BLACK.filled()))
-    }))?;
+    chart.draw_series(
+        finite_points(
+            history
+                .iter()
+                .filter_map(|m| m.test_accuracy.map(|v| (m.epoch as f64, v))),
+        )
+        .into_iter()
+        .map(|p| Circle::new(p, 4, BLACK.filled())),
+    )?;
     chart
         .configure_series_labels()
         .border_style(BLACK)
@@ -121,17 +148,13 @@ pub fn sweep(points: &[SweepPoint], path: &Path) -> PlotResult {
             range(points.iter().map(|p| p.samples_per_s), true),
         )?;
     chart.configure_mesh().x_desc("batch size").draw()?;
-    chart.draw_series(LineSeries::new(
+    let throughput = finite_points(
         points
             .iter()
             .map(|p| (p.batch_size as f64, p.samples_per_s)),
-        &BLUE,
-    ))?;
-    chart.draw_series(
-        points
-            .iter()
-            .map(|p| Circle::new((p.batch_size as f64, p.samples_per_s), 4, BLUE.filled())),
-    )?;
+    );
+    chart.draw_series(LineSeries::new(throughput.iter().copied(), &BLUE))?;
+    chart.draw_series(throughput.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
 
     let mut chart = ChartBuilder::on(&right)
         .caption("validation accuracy", ("sans-serif", 20))
@@ -140,15 +163,64 @@ pub fn sweep(points: &[SweepPoint], path: &Path) -> PlotResult {
         .y_label_area_size(60)
         .build_cartesian_2d(x, range(points.iter().map(|p| p.val_accuracy), false))?;
     chart.configure_mesh().x_desc("batch size").draw()?;
-    chart.draw_series(LineSeries::new(
-        points.iter().map(|p| (p.batch_size as f64, p.val_accuracy)),
-        &RED,
-    ))?;
-    chart.draw_series(
-        points
-            .iter()
-            .map(|p| Circle::new((p.batch_size as f64, p.val_accuracy), 4, RED.filled())),
-    )?;
+    let accuracy = finite_points(points.iter().map(|p| (p.batch_size as f64, p.val_accuracy)));
+    chart.draw_series(LineSeries::new(accuracy.iter().copied(), &RED))?;
+    chart.draw_series(accuracy.iter().map(|&p| Circle::new(p, 4, RED.filled())))?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_ranges_are_finite_and_non_empty_for_any_values() {
+        let cases: [&[f64]; 6] = [
+            &[],
+            &[f64::NAN, f64::INFINITY],
+            &[0.5],
+            &[1.0, 2.0],
+            &[-f64::MAX, f64::MAX],
+            &[f64::MAX, f64::NEG_INFINITY],
+        ];
+        for values in cases {
+            for floor_zero in [false, true] {
+                let r = range(values.iter().copied(), floor_zero);
+                assert!(
+                    r.start.is_finite() && r.end.is_finite() && r.end > r.start,
+                    "{values:?} {floor_zero}: {r:?}"
+                );
+            }
+        }
+        assert_eq!(range([1.0, 3.0].into_iter(), false), 1.0..3.1);
+    }
+
+    #[test]
+    fn plots_of_empty_and_non_finite_histories_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.svg");
+        training_curves(&[], &path).unwrap();
+        let bad = EpochMetrics {
+            epoch: 1,
+            iteration: 1,
+            train_loss: f64::NAN,
+            val_loss: Some(f64::INFINITY),
+            val_accuracy: Some(f64::NAN),
+            test_accuracy: None,
+            samples_per_s: f64::INFINITY,
+            lr: 1e6,
+            batch_size: 8,
+            seconds: 0.0,
+        };
+        training_curves(&[bad], &path).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with("<svg"));
+        sweep(&[], &path).unwrap();
+        let point = SweepPoint {
+            batch_size: 8,
+            samples_per_s: f64::NAN,
+            val_accuracy: f64::INFINITY,
+        };
+        sweep(&[point], &path).unwrap();
+    }
 }

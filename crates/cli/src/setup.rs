@@ -1,4 +1,5 @@
-//! Building optimisers and learning-rate schedules from command-line choices.
+//! Building optimisers and learning-rate schedules from command-line choices, and the
+//! parsers that check every numeric flag when the command line is read.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use tapegrad_optim::{
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
+#[serde(rename_all = "kebab-case")]
 pub enum OptimizerName {
     /// SGD with momentum 0.9.
     Sgd,
@@ -114,6 +116,7 @@ impl OptimizerName {
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
+#[serde(rename_all = "kebab-case")]
 pub enum ScheduleName {
     /// The base rate throughout.
     Constant,
@@ -145,6 +148,72 @@ impl ScheduleName {
                 0.1,
             ))),
             ScheduleName::OneCycle => Some(Arc::new(OneCycleLr::new(total))),
+        }
+    }
+}
+
+/// A number that must be finite and above 0 (a learning rate, a clipping norm, seconds).
+pub fn positive_f64(s: &str) -> Result<f64, String> {
+    let v = finite_f64(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not above 0"))
+    }
+}
+
+/// A number that must be finite and at least 0 (weight decay).
+pub fn non_negative_f64(s: &str) -> Result<f64, String> {
+    let v = finite_f64(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is negative"))
+    }
+}
+
+fn finite_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} is not a finite number"))
+    }
+}
+
+/// A count that must be at least 1 (a batch size, micro-batches, patience).
+pub fn positive_usize(s: &str) -> Result<usize, String> {
+    let v: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    if v >= 1 {
+        Ok(v)
+    } else {
+        Err("must be at least 1".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_flags_reject_non_finite_and_out_of_range_values() {
+        assert_eq!(positive_f64("0.001"), Ok(0.001));
+        for bad in ["0", "-0.001", "NaN", "inf", "-inf", "1e400", "x", ""] {
+            assert!(positive_f64(bad).is_err(), "{bad}");
+        }
+        assert_eq!(non_negative_f64("0"), Ok(0.0));
+        for bad in ["-1e-9", "NaN", "inf"] {
+            assert!(non_negative_f64(bad).is_err(), "{bad}");
+        }
+        assert_eq!(positive_usize("3"), Ok(3));
+        for bad in ["0", "-1", "1.5", "NaN"] {
+            assert!(positive_usize(bad).is_err(), "{bad}");
         }
     }
 }

@@ -17,14 +17,14 @@ use tapegrad_nn::Module;
 use crate::datasets::{self, DatasetName};
 use crate::models::{self, Arch};
 use crate::plot::{self, SweepPoint};
-use crate::setup::OptimizerName;
+use crate::setup::{positive_f64, positive_usize, OptimizerName};
 use crate::train::name;
 
 /// Train at several batch sizes and compare.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Batch sizes to try, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,32,128,512,1024")]
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,128,512,1024", value_parser = positive_usize)]
     pub batch_sizes: Vec<usize>,
     /// Dataset.
     #[arg(long, value_enum, default_value = "digits")]
@@ -39,20 +39,20 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "sgd")]
     pub optimizer: OptimizerName,
     /// Learning rate at --base-batch [default: the optimiser's].
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     pub lr: Option<f64>,
     /// Scale the learning rate linearly with the batch size (lr x batch / base-batch);
     /// otherwise the same rate for every batch size.
     #[arg(long)]
     pub lr_scaling: bool,
     /// The batch size at which --lr applies when scaling.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = positive_usize)]
     pub base_batch: usize,
     /// Epochs per batch size (ignored with --seconds).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = positive_usize)]
     pub epochs: usize,
     /// Train each batch size for this many seconds of wall clock instead of --epochs.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     pub seconds: Option<f64>,
     /// Report the largest batch whose training step fits this much memory (e.g. 512MiB).
     #[arg(long, value_parser = parse_bytes)]
@@ -96,7 +96,8 @@ fn step_peak(args: &Args, data: &InMemoryDataset, batch: usize) -> usize {
         data.sample_shape(),
         data.num_classes(),
         args.seed,
-    );
+    )
+    .expect("the model was built for this data before");
     let mut opt = args
         .optimizer
         .build(model.params(), args.optimizer.default_lr(), 0.0);
@@ -121,10 +122,17 @@ fn step_peak(args: &Args, data: &InMemoryDataset, batch: usize) -> usize {
 }
 
 fn sweep(args: &Args) -> Result<(), String> {
-    if args.batch_sizes.is_empty() || args.batch_sizes.contains(&0) {
-        return Err("--batch-sizes needs positive sizes".into());
+    if args.batch_sizes.is_empty() {
+        return Err("--batch-sizes needs at least one size".into());
     }
-    let data = datasets::load(args.dataset, args.data_dir.as_ref()).map_err(|e| e.to_string())?;
+    let data = datasets::load(args.dataset, args.data_dir.as_ref())?;
+    // Checks that the model fits the data once, before anything is trained or written.
+    models::build(
+        args.model,
+        data.train.sample_shape(),
+        data.train.num_classes(),
+        args.seed,
+    )?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let base_lr = args.lr.unwrap_or_else(|| args.optimizer.default_lr());
     println!(
@@ -156,7 +164,7 @@ fn sweep(args: &Args) -> Result<(), String> {
             data.train.sample_shape(),
             data.train.num_classes(),
             args.seed,
-        );
+        )?;
         let opt = args.optimizer.build(model.params(), lr, 0.0);
         let config = TrainConfig {
             epochs: if args.seconds.is_some() {
@@ -219,6 +227,9 @@ fn sweep(args: &Args) -> Result<(), String> {
             r.train_loss,
             r.val_accuracy
         );
+    }
+    if rows.is_empty() {
+        return Err("every batch size stopped before finishing (see the lines above)".into());
     }
     println!();
     println!(

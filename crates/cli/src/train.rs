@@ -1,7 +1,7 @@
 //! `tapegrad train`: trains an MLP or a CNN on the embedded digits or on Fashion-MNIST,
 //! with progress bars, `metrics.jsonl`, an SVG plot and resumable checkpoints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use tapegrad_nn::Module;
 use crate::datasets::{self, DatasetName};
 use crate::models::{self, Arch};
 use crate::plot;
-use crate::setup::{OptimizerName, ScheduleName};
+use crate::setup::{non_negative_f64, positive_f64, positive_usize, OptimizerName, ScheduleName};
 
 /// Train a model and write metrics, a plot and checkpoints.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
@@ -29,37 +29,39 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: Arch,
     /// Micro-batch size (samples per forward/backward pass).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = positive_usize)]
     pub batch_size: usize,
-    /// Number of epochs (full passes over the training set) to reach [default: 10].
+    /// Number of epochs (full passes over the training set) to reach [default: 10]; 0
+    /// trains nothing.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Optimiser.
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptimizerName,
     /// Learning rate [default: 0.05 for sgd, 0.5 for lars, 0.01 for adagrad, 1e-3 otherwise].
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     pub lr: Option<f64>,
     /// Weight decay.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f64)]
     pub weight_decay: f64,
     /// Learning-rate schedule over the run's updates.
     #[arg(long, value_enum, default_value = "constant")]
     pub schedule: ScheduleName,
     /// Micro-batches per parameter update (effective batch = batch-size x accumulate).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = positive_usize)]
     pub accumulate: usize,
-    /// Grow the batch at an epoch: EPOCH:SIZE, repeatable (e.g. --grow-batch 5:128).
+    /// Grow the batch from an epoch on: EPOCH:SIZE, epochs counted from 1 as the progress
+    /// lines count them, repeatable (e.g. --grow-batch 5:128).
     #[arg(long, value_parser = parse_milestone)]
     pub grow_batch: Vec<(usize, usize)>,
     /// Scale the learning rate with the batch size (linear scaling rule) when it grows.
     #[arg(long)]
     pub lr_scaling: bool,
     /// Clip the global gradient L2 norm to this value.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     pub clip_grad_norm: Option<f64>,
     /// Stop when the validation loss has not improved for this many epochs.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_usize)]
     pub patience: Option<usize>,
     /// Seed for initialisation and shuffling.
     #[arg(long, default_value_t = 0)]
@@ -67,7 +69,9 @@ pub struct Args {
     /// Output folder [default: runs/<dataset>-<model>-<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run saved in this folder (its settings are reused; --epochs may extend it).
+    /// Continue the run saved in this folder with its saved settings. Only --epochs (to
+    /// extend it), --quiet and --data-dir (if the files moved) may be given with it; any
+    /// other flag that differs from the run is refused.
     #[arg(long)]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
@@ -81,10 +85,13 @@ fn parse_milestone(s: &str) -> Result<(usize, usize), String> {
     let (e, b) = s
         .split_once(':')
         .ok_or_else(|| format!("{s:?}: expected EPOCH:SIZE, e.g. 5:128"))?;
-    let e = e
+    let e: usize = e
         .trim()
         .parse()
         .map_err(|_| format!("{s:?}: {e:?} is not an epoch number"))?;
+    if e == 0 {
+        return Err(format!("{s:?}: epochs count from 1"));
+    }
     let b: usize = b
         .trim()
         .parse()
@@ -109,7 +116,8 @@ impl Args {
         let mut ms = self.grow_batch.clone();
         ms.sort_unstable();
         for (e, b) in ms {
-            s = s.grow_at(e, b);
+            // The flag counts epochs from 1, the schedule from 0.
+            s = s.grow_at(e - 1, b);
         }
         if self.lr_scaling {
             s = s.with_linear_lr_scaling();
@@ -118,9 +126,13 @@ impl Args {
     }
 }
 
-/// Runs `tapegrad train`.
-pub fn run(args: &Args) -> ExitCode {
-    match train(args) {
+/// Flags that may be given with `--resume` (everything else comes from the run).
+const RESUMABLE: [&str; 4] = ["resume", "epochs", "quiet", "data_dir"];
+
+/// Runs `tapegrad train`; `explicit` names the arguments given on the command line (clap
+/// ids, i.e. field names), so `--resume` can refuse those that contradict the run.
+pub fn run(args: &Args, explicit: &[String]) -> ExitCode {
+    match train(args, explicit) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -129,23 +141,60 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-fn train(cli: &Args) -> Result<(), String> {
+/// The saved settings of the run in `dir`, with the command line's --epochs, --quiet and
+/// --data-dir; an error naming every other given flag whose value differs from the run.
+fn resumed_args(cli: &Args, dir: &Path, explicit: &[String]) -> Result<Args, String> {
+    let path = dir.join("args.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let saved: Args =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let given = serde_json::to_value(cli).expect("serialisable");
+    let run = serde_json::to_value(&saved).expect("serialisable");
+    let contradictions: Vec<String> = explicit
+        .iter()
+        .filter(|id| !RESUMABLE.contains(&id.as_str()))
+        .filter(|id| id.as_str() != "out" || cli.out.as_deref() != Some(dir))
+        .filter(|id| given.get(id.as_str()) != run.get(id.as_str()))
+        .map(|id| {
+            let show = |v: Option<&serde_json::Value>| match v {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => "unset".into(),
+            };
+            format!(
+                "--{} {} (the run has {})",
+                id.replace('_', "-"),
+                show(given.get(id.as_str())),
+                show(run.get(id.as_str()))
+            )
+        })
+        .collect();
+    if !contradictions.is_empty() {
+        return Err(format!(
+            "--resume {}: {} contradict{} the run; only --epochs, --quiet and --data-dir may change when resuming",
+            dir.display(),
+            contradictions.join(", "),
+            if contradictions.len() == 1 { "s" } else { "" }
+        ));
+    }
+    let mut args = saved;
+    args.epochs = Some(cli.epochs.unwrap_or(args.epochs()));
+    args.out = Some(dir.to_path_buf());
+    args.quiet = cli.quiet;
+    if cli.data_dir.is_some() {
+        args.data_dir = cli.data_dir.clone();
+    }
+    Ok(args)
+}
+
+fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
     let args = match &cli.resume {
-        Some(dir) => {
-            let path = dir.join("args.json");
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut saved: Args =
-                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            saved.epochs = Some(cli.epochs.unwrap_or(saved.epochs()));
-            saved.out = Some(dir.clone());
-            saved.quiet = cli.quiet;
-            saved
-        }
+        Some(dir) => resumed_args(cli, dir, explicit)?,
         None => cli.clone(),
     };
-    if args.batch_size == 0 || args.accumulate == 0 {
-        return Err("--batch-size and --accumulate must be positive".into());
+    if args.epochs() == 0 {
+        println!("--epochs 0: nothing to train");
+        return Ok(());
     }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
@@ -155,18 +204,17 @@ fn train(cli: &Args) -> Result<(), String> {
             args.seed
         ))
     });
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let settings = serde_json::to_string_pretty(&args).expect("serialisable");
-    write_atomic(&out.join("args.json"), settings.as_bytes()).map_err(|e| e.to_string())?;
 
+    // Everything that can fail on the user's input is checked before the run folder is
+    // touched: the data, the model for its shape, and a checkpoint being resumed.
     let started = Instant::now();
-    let data = datasets::load(args.dataset, args.data_dir.as_ref()).map_err(|e| e.to_string())?;
+    let data = datasets::load(args.dataset, args.data_dir.as_ref())?;
     let model = models::build(
         args.model,
         data.train.sample_shape(),
         data.train.num_classes(),
         args.seed,
-    );
+    )?;
     let optimizer = args
         .optimizer
         .build(model.params(), args.lr(), args.weight_decay);
@@ -191,6 +239,23 @@ fn train(cli: &Args) -> Result<(), String> {
         checkpoint_dir: Some(out.clone()),
         ..TrainConfig::default()
     };
+    let mut trainer = Trainer::new(model, optimizer, config);
+    if cli.resume.is_some() {
+        trainer.resume(&out).map_err(|e| e.to_string())?;
+        if trainer.state.epoch >= args.epochs() && trainer.state.batch_in_epoch == 0 {
+            println!(
+                "the run in {} has done {} epochs: nothing to train (give --epochs above {} to continue it)",
+                out.display(),
+                trainer.state.epoch,
+                trainer.state.epoch
+            );
+            return Ok(());
+        }
+    }
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let settings = serde_json::to_string_pretty(&args).expect("serialisable");
+    write_atomic(&out.join("args.json"), settings.as_bytes()).map_err(|e| e.to_string())?;
+
     println!(
         "training {} on {} ({} train / {} val / {} test samples), {} parameters, {} for {} epochs, batch {}{}",
         name(args.model),
@@ -198,15 +263,13 @@ fn train(cli: &Args) -> Result<(), String> {
         data.train.len(),
         data.val.len(),
         data.test.len(),
-        model.num_params(),
+        trainer.model.num_params(),
         name(args.optimizer),
         args.epochs(),
         args.batch_size,
         if args.accumulate > 1 { format!(" x {} accumulated", args.accumulate) } else { String::new() },
     );
-    let mut trainer = Trainer::new(model, optimizer, config);
     if cli.resume.is_some() {
-        trainer.resume(&out).map_err(|e| e.to_string())?;
         println!(
             "resumed at epoch {}, iteration {}",
             trainer.state.epoch, trainer.state.iteration

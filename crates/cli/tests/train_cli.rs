@@ -70,7 +70,7 @@ fn train_rejects_bad_arguments_and_missing_data() {
     let (ok, _, stderr) = run(tapegrad().args(["train", "--batch-size", "0", "--quiet"]));
     assert!(!ok);
     assert!(
-        stderr.contains("--batch-size and --accumulate must be positive"),
+        stderr.contains("invalid value '0' for '--batch-size <BATCH_SIZE>': must be at least 1"),
         "{stderr}"
     );
     let dir = tempfile::tempdir().unwrap();

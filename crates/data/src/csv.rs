@@ -9,8 +9,9 @@ use crate::{DataError, InMemoryDataset};
 /// column (`label_column`, or the last column if `None`), skipping a header line if
 /// `has_header`. The number of classes is the largest label plus one.
 ///
-/// Every malformed record is an `Err` naming the file and line: a non-numeric field, a
-/// negative or fractional label, a row with the wrong number of columns, an empty file.
+/// Every malformed record is an `Err` naming the file and line: a non-numeric or
+/// non-finite field, a negative, fractional or too large (at least [`MAX_CLASSES`])
+/// label, a row with the wrong number of columns, an empty file.
 pub fn read_csv(
     path: impl AsRef<Path>,
     label_column: Option<usize>,
@@ -28,6 +29,10 @@ pub fn read_csv(
         .unwrap_or_default();
     parse_csv(&text, path, &name, label_column, has_header, None)
 }
+
+/// Labels are class indices: a label this large (the classifier would need as many
+/// outputs) is an error naming the line, not an allocation of that size.
+pub const MAX_CLASSES: usize = 1 << 20;
 
 pub(crate) fn parse_csv(
     text: &str,
@@ -76,10 +81,16 @@ pub(crate) fn parse_csv(
                 let v: f64 = f
                     .parse()
                     .map_err(|_| record(line_no, format!("label {f:?} is not a number")))?;
-                if v < 0.0 || v.fract() != 0.0 {
+                if !(v >= 0.0 && v.fract() == 0.0) {
                     return Err(record(
                         line_no,
                         format!("label {f:?} is not a non-negative integer"),
+                    ));
+                }
+                if v >= MAX_CLASSES as f64 {
+                    return Err(record(
+                        line_no,
+                        format!("label {f:?} is not below the {MAX_CLASSES} classes a CSV file may have"),
                     ));
                 }
                 labels.push(v as usize);
@@ -90,6 +101,12 @@ pub(crate) fn parse_csv(
                         format!("column {} value {f:?} is not a number", j + 1),
                     )
                 })?;
+                if !v.is_finite() {
+                    return Err(record(
+                        line_no,
+                        format!("column {} value {f:?} is not a finite f32", j + 1),
+                    ));
+                }
                 features.push(v);
             }
         }

@@ -64,8 +64,24 @@ pub fn read_idx(path: impl AsRef<Path>, expected_magic: u32) -> Result<IdxArray,
             u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
         })
         .collect();
-    let n: usize = dims.iter().product();
+    if let Some(axis) = dims.iter().position(|&d| d == 0) {
+        return Err(DataError::Invalid {
+            path: path.into(),
+            message: format!("the header's dimension {axis} is 0 (dimensions {dims:?})"),
+        });
+    }
     let body = &bytes[header_len..];
+    // The product is checked, so a hostile header can neither overflow it nor make us
+    // allocate more than the file holds: the data is only copied once its size matches.
+    let n = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| DataError::Invalid {
+            path: path.into(),
+            message: format!(
+                "the header's dimensions {dims:?} describe more bytes than any file can hold"
+            ),
+        })?;
     if body.len() < n {
         return Err(DataError::Truncated {
             path: path.into(),

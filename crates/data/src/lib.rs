@@ -27,7 +27,7 @@ mod memory;
 mod schedule;
 pub mod train;
 
-pub use csv::read_csv;
+pub use csv::{read_csv, MAX_CLASSES};
 pub use dataset::{Dataset, InMemoryDataset};
 pub use digits::digits;
 pub use error::DataError;

@@ -18,28 +18,44 @@ use crate::{BatchSizeSchedule, DataLoader, Dataset};
 /// Why training stopped early with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// The loss of a batch was NaN or infinite. Nothing was updated with it, and the last
-    /// checkpoint (if any) is the last good state.
-    #[error("non-finite loss {value} at epoch {epoch}, iteration {iteration} (batch {batch} of the epoch); the last good checkpoint is kept")]
+    /// The loss of a batch was NaN or infinite. Nothing was updated with it.
+    #[error("non-finite loss {value} at epoch {epoch}, iteration {iteration} (batch {batch} of the epoch){kept}")]
     NonFiniteLoss {
-        /// 0-based epoch.
+        /// 1-based epoch, as progress is shown.
         epoch: usize,
         /// Number of parameter updates done before this batch.
         iteration: usize,
-        /// 0-based index of the (micro-)batch within the epoch.
+        /// 1-based index of the (micro-)batch within the epoch.
         batch: usize,
         /// The loss value.
         value: f64,
+        /// What is on disk.
+        kept: Kept,
     },
-    /// The gradient norm was NaN or infinite (with clipping on).
-    #[error("non-finite gradient norm {norm} at epoch {epoch}, iteration {iteration}; the last good checkpoint is kept")]
+    /// The gradient norm was NaN or infinite (with clipping on). Nothing was updated.
+    #[error("non-finite gradient norm {norm} at epoch {epoch}, iteration {iteration}{kept}")]
     NonFiniteGradient {
-        /// 0-based epoch.
+        /// 1-based epoch.
         epoch: usize,
         /// Updates done before this one.
         iteration: usize,
         /// The norm.
         norm: f64,
+        /// What is on disk.
+        kept: Kept,
+    },
+    /// At the end of an epoch (or a budget stop) a metric or a weight was NaN or infinite,
+    /// so no checkpoint was written for it.
+    #[error("{what} is not finite after epoch {epoch}, iteration {iteration}{kept}")]
+    NonFiniteState {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Updates done.
+        iteration: usize,
+        /// What was not finite (`validation loss NaN`, `weight 0.weight`, ...).
+        what: String,
+        /// What is on disk.
+        kept: Kept,
     },
     /// Writing or reading a checkpoint failed.
     #[error("checkpoint {path}: {message}")]
@@ -49,6 +65,53 @@ pub enum TrainError {
         /// What went wrong.
         message: String,
     },
+}
+
+/// The last good checkpoint when training stopped on a non-finite value: only states
+/// whose losses and weights were all finite are ever written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// No checkpoint directory was configured.
+    NoCheckpoints,
+    /// A directory was configured, but nothing had been written to it yet.
+    NothingYet(PathBuf),
+    /// The checkpoint in `dir` is from `at` (e.g. "the end of epoch 3").
+    Checkpoint {
+        /// The directory.
+        dir: PathBuf,
+        /// Where in training it was taken, counted as progress is shown.
+        at: String,
+    },
+}
+
+impl std::fmt::Display for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kept::NoCheckpoints => Ok(()),
+            Kept::NothingYet(dir) => write!(
+                f,
+                "; no checkpoint had been written to {} yet",
+                dir.display()
+            ),
+            Kept::Checkpoint { dir, at } => write!(
+                f,
+                "; the last good checkpoint, from {at}, is kept in {}",
+                dir.display()
+            ),
+        }
+    }
+}
+
+/// Where `state` is, counted as progress is shown (epochs from 1).
+fn position(state: &TrainState) -> String {
+    if state.batch_in_epoch == 0 {
+        format!(
+            "the end of epoch {} (iteration {})",
+            state.epoch, state.iteration
+        )
+    } else {
+        format!("epoch {}, iteration {}", state.epoch + 1, state.iteration)
+    }
 }
 
 /// How to train. `batch_size` is the micro-batch (what one forward/backward holds in
@@ -179,6 +242,26 @@ pub struct TrainState {
     pub epochs_since_best: usize,
 }
 
+impl TrainState {
+    /// An error naming the first count no run could reach (over 2^53, where JSON numbers
+    /// stop being exact): such a state was edited or corrupted, and training from it would
+    /// overflow.
+    fn check_counts(&self) -> Result<(), String> {
+        const LIMIT: usize = 1 << 53;
+        let counts = [
+            ("epoch", self.epoch),
+            ("batch_in_epoch", self.batch_in_epoch),
+            ("iteration", self.iteration),
+            ("epoch_samples", self.epoch_samples),
+            ("epochs_since_best", self.epochs_since_best),
+        ];
+        match counts.iter().find(|(_, v)| *v > LIMIT) {
+            Some((name, v)) => Err(format!("state.{name} {v} is not a count a run can reach")),
+            None => Ok(()),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct CheckpointIndex {
     state: TrainState,
@@ -197,6 +280,8 @@ pub struct Trainer<M: Module> {
     pub config: TrainConfig,
     /// Progress so far.
     pub state: TrainState,
+    /// Where the last checkpoint written or resumed from was taken (see [`Kept`]).
+    last_checkpoint: Option<String>,
 }
 
 impl<M: Module> Trainer<M> {
@@ -215,6 +300,7 @@ impl<M: Module> Trainer<M> {
             optimizer,
             config,
             state: TrainState::default(),
+            last_checkpoint: None,
         }
     }
 
@@ -224,17 +310,69 @@ impl<M: Module> Trainer<M> {
         let text = std::fs::read_to_string(&index_path).map_err(|e| ckpt_err(&index_path, e))?;
         let index: CheckpointIndex =
             serde_json::from_str(&text).map_err(|e| ckpt_err(&index_path, e))?;
+        for name in [&index.weights, &index.optimizer] {
+            let plain = Path::new(name)
+                .file_name()
+                .is_some_and(|f| f == name.as_str());
+            if !plain {
+                return Err(ckpt_err(
+                    &index_path,
+                    format!("{name:?} is not a file name in the checkpoint's folder"),
+                ));
+            }
+        }
         let weights = dir.join(&index.weights);
         tapegrad_nn::io::load(&self.model, &weights).map_err(|e| ckpt_err(&weights, e))?;
         let opt = dir.join(&index.optimizer);
         self.optimizer.load(&opt).map_err(|e| ckpt_err(&opt, e))?;
+        index
+            .state
+            .check_counts()
+            .map_err(|e| ckpt_err(&index_path, e))?;
         self.state = index.state;
+        self.last_checkpoint = Some(position(&self.state));
+        Ok(())
+    }
+
+    /// What is on disk, for an error that stops training.
+    fn kept(&self) -> Kept {
+        match (&self.config.checkpoint_dir, &self.last_checkpoint) {
+            (None, _) => Kept::NoCheckpoints,
+            (Some(dir), None) => Kept::NothingYet(dir.clone()),
+            (Some(dir), Some(at)) => Kept::Checkpoint {
+                dir: dir.clone(),
+                at: at.clone(),
+            },
+        }
+    }
+
+    /// An error if a weight or buffer of the model holds a NaN or an infinity (so that
+    /// state is never checkpointed as good).
+    fn check_weights_finite(&self) -> Result<(), TrainError> {
+        let params = self
+            .model
+            .named_params()
+            .into_iter()
+            .map(|(n, p)| (n, p.tensor().clone()));
+        for (name, t) in params.chain(self.model.named_buffers()) {
+            let finite = t
+                .to_dtype(tapegrad::DType::F64)
+                .with_view::<f64, _>(|v| v.iter().all(|x| x.is_finite()));
+            if !finite {
+                return Err(TrainError::NonFiniteState {
+                    epoch: self.state.epoch + usize::from(self.state.batch_in_epoch > 0),
+                    iteration: self.state.iteration,
+                    what: format!("weight `{name}`"),
+                    kept: self.kept(),
+                });
+            }
+        }
         Ok(())
     }
 
     /// Writes weights, optimiser state and progress to `dir`, each file atomically, the
     /// index last: a crash at any point leaves the previous checkpoint readable.
-    pub fn checkpoint(&self, dir: &Path) -> Result<(), TrainError> {
+    pub fn checkpoint(&mut self, dir: &Path) -> Result<(), TrainError> {
         std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
         let tag = self.state.iteration;
         let weights = format!("weights-{tag:08}.safetensors");
@@ -261,6 +399,7 @@ impl<M: Module> Trainer<M> {
                 }
             }
         }
+        self.last_checkpoint = Some(position(&self.state));
         Ok(())
     }
 
@@ -323,10 +462,11 @@ impl<M: Module> Trainer<M> {
                     let value = loss.item();
                     if !value.is_finite() {
                         return Err(TrainError::NonFiniteLoss {
-                            epoch,
+                            epoch: epoch + 1,
                             iteration: self.state.iteration,
-                            batch: index,
+                            batch: index + 1,
                             value,
+                            kept: self.kept(),
                         });
                     }
                     let n = batch.len();
@@ -367,9 +507,10 @@ impl<M: Module> Trainer<M> {
                     .expect("no error without error_if_nonfinite");
                     if !norm.is_finite() {
                         return Err(TrainError::NonFiniteGradient {
-                            epoch,
+                            epoch: epoch + 1,
                             iteration: self.state.iteration,
                             norm,
+                            kept: self.kept(),
                         });
                     }
                 }
@@ -384,8 +525,9 @@ impl<M: Module> Trainer<M> {
                 let over_budget = self.over_budget(started);
                 if over_budget && iter.peek().is_some() {
                     drop(iter);
-                    if let Some(dir) = &self.config.checkpoint_dir {
-                        self.checkpoint(dir)?;
+                    if let Some(dir) = self.config.checkpoint_dir.clone() {
+                        self.check_weights_finite()?;
+                        self.checkpoint(&dir)?;
                     }
                     return Ok(Stop::Budget);
                 }
@@ -419,6 +561,23 @@ impl<M: Module> Trainer<M> {
                 seconds,
             };
             on_event(&Event::Epoch(metrics.clone()));
+            let bad_metric = [
+                ("training loss", Some(metrics.train_loss)),
+                ("validation loss", val_loss),
+            ]
+            .into_iter()
+            .find_map(|(what, v)| {
+                v.filter(|v| !v.is_finite())
+                    .map(|v| format!("the {what} ({v})"))
+            });
+            if let Some(what) = bad_metric {
+                return Err(TrainError::NonFiniteState {
+                    epoch: epoch + 1,
+                    iteration: self.state.iteration,
+                    what,
+                    kept: self.kept(),
+                });
+            }
             self.state.history.push(metrics);
             self.state.epoch += 1;
             self.state.batch_in_epoch = 0;
@@ -436,8 +595,9 @@ impl<M: Module> Trainer<M> {
                     }
                 }
             }
-            if let Some(dir) = &self.config.checkpoint_dir {
-                self.checkpoint(dir)?;
+            if let Some(dir) = self.config.checkpoint_dir.clone() {
+                self.check_weights_finite()?;
+                self.checkpoint(&dir)?;
             }
             let over_budget = self.over_budget(started);
             if stop.is_none() && over_budget && self.state.epoch < self.config.epochs {

@@ -149,6 +149,27 @@ fn csv_reader_accepts_good_files_and_names_bad_lines() {
         .to_string()
         .contains("is not a non-negative integer"));
 
+    let huge = write(&dir, "huge.csv", b"1,2,0\n3,4,1e30\n");
+    let e = read_csv(&huge, None, false).unwrap_err().to_string();
+    assert!(
+        e.contains("huge.csv:2: label \"1e30\" is not below the 1048576 classes"),
+        "{e}"
+    );
+    for (i, bad) in ["NaN", "inf", "-inf", "1e39"].into_iter().enumerate() {
+        let text = format!("1,2,0\n3,{bad},1\n");
+        let p = write(&dir, &format!("nonfinite{i}.csv"), text.as_bytes());
+        let e = read_csv(&p, None, false).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(":2: column 2 value \"{bad}\" is not a finite f32")),
+            "{e}"
+        );
+    }
+    let nan_label = write(&dir, "nanlabel.csv", b"1,2,NaN\n");
+    assert!(read_csv(&nan_label, None, false)
+        .unwrap_err()
+        .to_string()
+        .contains("is not a non-negative integer"));
+
     let empty = write(&dir, "empty.csv", b"");
     assert!(read_csv(&empty, None, false)
         .unwrap_err()
@@ -211,6 +232,34 @@ fn idx_reader_accepts_raw_and_gzip_and_rejects_corruption() {
     assert!(matches!(
         read_idx(&header_only, 0x803),
         Err(DataError::Truncated { .. })
+    ));
+
+    let zero = write(&dir, "zero", &idx_bytes(0x803, &[3, 0, 28], &[]));
+    let e = read_idx(&zero, 0x803).unwrap_err().to_string();
+    assert!(
+        e.contains("zero: the header's dimension 1 is 0 (dimensions [3, 0, 28])"),
+        "{e}"
+    );
+    // 1024 * 2^31 * 2^23 overflows usize: an error, not a wrapped size or an allocation.
+    let overflow = write(
+        &dir,
+        "overflow",
+        &idx_bytes(0x803, &[1024, 1 << 31, 1 << 23], &[1, 2, 3]),
+    );
+    let e = read_idx(&overflow, 0x803).unwrap_err().to_string();
+    assert!(
+        e.contains("overflow: the header's dimensions [1024, 2147483648, 8388608] describe more bytes than any file can hold"),
+        "{e}"
+    );
+    // A header announcing 4 GB over a 3-byte body: truncated, nothing allocated for it.
+    let big = write(
+        &dir,
+        "big",
+        &idx_bytes(0x803, &[1 << 16, 1 << 8, 1 << 8], &[1, 2, 3]),
+    );
+    assert!(matches!(
+        read_idx(&big, 0x803),
+        Err(DataError::Truncated { actual: 3, .. })
     ));
 
     let mut corrupt_gz = gz(&images);
@@ -279,4 +328,109 @@ fn reads_the_installed_fashion_mnist() {
         (mean - 0.2860).abs() < 1e-3,
         "Fashion-MNIST's known pixel mean is 0.2860, got {mean}"
     );
+}
+
+mod fuzz {
+    //! The readers on arbitrary and on almost-valid bytes: each returns `Err` or a valid
+    //! dataset, never panics, and a header never makes them allocate what the file does
+    //! not hold (a header announcing terabytes would abort the test process).
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A valid IDX images file, then one corruption: truncation, a bit flip, or a
+    /// header dimension replaced (zero, huge, overflowing).
+    fn almost_valid_idx() -> impl Strategy<Value = Vec<u8>> {
+        let valid = (1u32..4, 1u32..5, 1u32..5).prop_flat_map(|(n, r, c)| {
+            prop::collection::vec(any::<u8>(), (n * r * c) as usize)
+                .prop_map(move |data| idx_bytes(0x803, &[n, r, c], &data))
+        });
+        (valid, 0usize..4, any::<usize>(), any::<u8>(), any::<u32>()).prop_map(
+            |(mut bytes, kind, at, bit, value)| {
+                let len = bytes.len();
+                match kind {
+                    0 => bytes.truncate(at % len),
+                    1 => bytes[at % len] ^= 1 << (bit % 8),
+                    2 => {
+                        let dim = at % 3;
+                        let v = [0, u32::MAX, value, 1 << 31][bit as usize % 4];
+                        bytes[4 + 4 * dim..8 + 4 * dim].copy_from_slice(&v.to_be_bytes());
+                    }
+                    _ => bytes.extend_from_slice(&value.to_be_bytes()),
+                }
+                bytes
+            },
+        )
+    }
+
+    /// Lines of CSV-like text built from numbers, words and hostile tokens.
+    fn csv_like() -> impl Strategy<Value = String> {
+        let field = prop_oneof![
+            (-1e3f64..1e3).prop_map(|v| v.to_string()),
+            (0u32..12).prop_map(|v| v.to_string()),
+            Just("NaN".to_string()),
+            Just("inf".to_string()),
+            Just("1e30".to_string()),
+            Just("-0".to_string()),
+            Just("18446744073709551616".to_string()),
+            Just("".to_string()),
+            "[a-z\"]{1,3}",
+        ];
+        prop::collection::vec(prop::collection::vec(field, 1..5), 0..6).prop_map(|rows| {
+            rows.iter()
+                .map(|r| r.join(","))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn idx_reader_never_panics_on_arbitrary_bytes(
+            bytes in prop::collection::vec(any::<u8>(), 0..64),
+            magic in prop_oneof![Just(0x801u32), Just(0x803u32)],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut bytes = bytes;
+            if bytes.len() >= 4 && bytes[0] % 2 == 0 {
+                bytes[..4].copy_from_slice(&magic.to_be_bytes()); // get past the magic
+            }
+            let p = write(&dir, "any", &bytes);
+            if let Ok(a) = read_idx(&p, magic) {
+                prop_assert_eq!(a.data.len(), a.dims.iter().product::<usize>());
+                prop_assert!(a.dims.iter().all(|&d| d > 0));
+            }
+        }
+
+        #[test]
+        fn idx_reader_rejects_or_accepts_almost_valid_files(bytes in almost_valid_idx()) {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, b) in [("f", bytes.clone()), ("f.gz", gz(&bytes))] {
+                let p = write(&dir, name, &b);
+                match read_idx(&p, 0x803) {
+                    Ok(a) => {
+                        prop_assert_eq!(a.dims.len(), 3);
+                        prop_assert_eq!(a.data.len(), a.dims.iter().product::<usize>());
+                    }
+                    Err(e) => prop_assert!(e.to_string().contains(name), "{}", e),
+                }
+            }
+        }
+
+        #[test]
+        fn csv_reader_never_panics_and_accepts_only_finite_rows(text in csv_like(), header in any::<bool>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = write(&dir, "fuzz.csv", text.as_bytes());
+            match read_csv(&p, None, header) {
+                Ok(d) => {
+                    prop_assert!(d.features().iter().all(|v| v.is_finite()));
+                    prop_assert!(d.num_classes() <= tapegrad_data::MAX_CLASSES);
+                    prop_assert_eq!(d.features().len(), d.len() * d.sample_shape()[0]);
+                }
+                Err(e) => prop_assert!(e.to_string().contains("fuzz.csv"), "{}", e),
+            }
+        }
+    }
 }

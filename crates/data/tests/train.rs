@@ -3,7 +3,7 @@
 //! last good checkpoint intact.
 
 use tapegrad::DType;
-use tapegrad_data::train::{Stop, TrainConfig, TrainError, Trainer};
+use tapegrad_data::train::{Kept, Stop, TrainConfig, TrainError, Trainer};
 use tapegrad_data::{digits, BatchSizeSchedule, InMemoryDataset};
 use tapegrad_nn::{Linear, Module, Relu, Sequential};
 use tapegrad_optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
@@ -206,30 +206,33 @@ fn non_finite_loss_stops_with_its_step_and_keeps_the_last_checkpoint() {
     t.config = config(2);
     let before = weights(&t.model);
     let err = t.fit(&poisoned, None, None, |_| {}).unwrap_err();
+    let text = err.to_string();
     let TrainError::NonFiniteLoss {
         epoch,
         iteration,
         batch,
         value,
+        kept,
     } = err
     else {
         panic!("{err}")
     };
     assert!(value.is_nan());
+    // Counted as the progress display counts: epochs and batches from 1.
     assert_eq!(
         (epoch, batch, iteration),
-        (1, position / 100, 6 + position / 100)
+        (2, position / 100 + 1, 6 + position / 100)
     );
-    let text = TrainError::NonFiniteLoss {
-        epoch,
-        iteration,
-        batch,
-        value,
-    }
-    .to_string();
+    assert_eq!(
+        kept,
+        Kept::Checkpoint {
+            dir: dir.path().into(),
+            at: "the end of epoch 1 (iteration 6)".into()
+        }
+    );
     assert!(
         text.contains(&format!(
-            "at epoch 1, iteration {iteration} (batch {batch} of the epoch)"
+            "at epoch 2, iteration {iteration} (batch {batch} of the epoch); the last good checkpoint, from the end of epoch 1 (iteration 6), is kept in"
         )),
         "{text}"
     );
@@ -278,4 +281,189 @@ fn trains_digits_to_high_accuracy() {
     assert_eq!(epochs, 15);
     let acc = t.state.history.last().unwrap().test_accuracy.unwrap();
     assert!(acc >= 0.95, "test accuracy {acc}");
+}
+
+#[test]
+fn a_non_finite_validation_loss_stops_without_checkpointing_that_epoch() {
+    let (train, val) = small_digits();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |epochs| TrainConfig {
+        epochs,
+        batch_size: BatchSizeSchedule::new(100),
+        lr: 0.01,
+        checkpoint_dir: Some(dir.path().into()),
+        ..TrainConfig::default()
+    };
+    let m = model(5);
+    let o = adam(&m);
+    let mut t = Trainer::new(m, o, config(1));
+    t.fit(&train, Some(&val), None, |_| {}).unwrap();
+    let good = weights(&t.model);
+    // The validation set turns NaN: epoch 2 trains, then its validation loss is NaN.
+    let mut features = val.features().to_vec();
+    features[3] = f32::NAN;
+    let bad_val = InMemoryDataset::new("bad", features, val.labels().to_vec(), &[64], 10);
+    t.config = config(3);
+    let mut shown = Vec::new();
+    let err = t
+        .fit(&train, Some(&bad_val), None, |e| {
+            if let tapegrad_data::train::Event::Epoch(m) = e {
+                shown.push(m.epoch)
+            }
+        })
+        .unwrap_err();
+    assert_eq!(shown, [2], "the epoch is shown before it is refused");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("the validation loss (NaN) is not finite after epoch 2, iteration 12; the last good checkpoint, from the end of epoch 1 (iteration 6), is kept in"),
+        "{text}"
+    );
+    // Resuming gives the epoch-1 weights, not the epoch-2 ones.
+    let m = model(6);
+    let o = adam(&m);
+    let mut again = Trainer::new(m, o, config(3));
+    again.resume(dir.path()).unwrap();
+    assert_eq!(again.state.epoch, 1);
+    assert_eq!(weights(&again.model), good);
+}
+
+/// A model with a parameter that holds an infinity but takes no part in the loss.
+struct WithBadWeight {
+    net: Sequential,
+    unused: tapegrad_nn::Param,
+}
+
+impl Module for WithBadWeight {
+    fn forward(&self, x: &tapegrad::Tensor) -> tapegrad::Tensor {
+        self.net.forward(x)
+    }
+    fn named_params(&self) -> Vec<(String, tapegrad_nn::Param)> {
+        let mut p = self.net.named_params();
+        p.push(("unused".into(), self.unused.clone()));
+        p
+    }
+}
+
+#[test]
+fn non_finite_weights_are_never_checkpointed_and_the_error_says_so() {
+    let (train, _) = small_digits();
+    let net = model(7);
+    let unused = tapegrad_nn::Param::new(tapegrad::Tensor::from_vec(
+        vec![1.0f64, f64::INFINITY],
+        &[2],
+    ));
+    let m = WithBadWeight { net, unused };
+    let o = adam(&m.net);
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: BatchSizeSchedule::new(100),
+        lr: 0.01,
+        checkpoint_dir: Some(dir.path().join("ckpt")),
+        ..TrainConfig::default()
+    };
+    let mut t = Trainer::new(m, o, config);
+    let err = t.fit(&train, None, None, |_| {}).unwrap_err().to_string();
+    assert!(
+        err.starts_with("weight `unused` is not finite after epoch 1, iteration 6; no checkpoint had been written to"),
+        "{err}"
+    );
+    assert!(!dir.path().join("ckpt").join("checkpoint.json").exists());
+    // Without a checkpoint directory the message promises nothing.
+    let mut features = train.features().to_vec();
+    features[0] = f32::INFINITY;
+    let train = InMemoryDataset::new("inf", features, train.labels().to_vec(), &[64], 10);
+    let m = model(8);
+    let o = sgd(&m, 0.01);
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: BatchSizeSchedule::new(100),
+        lr: 0.01,
+        ..TrainConfig::default()
+    };
+    let err = Trainer::new(m, o, config)
+        .fit(&train, None, None, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("non-finite loss"), "{err}");
+    assert!(!err.contains("checkpoint"), "{err}");
+}
+
+mod fuzz {
+    //! `resume` on hostile `checkpoint.json` files: arbitrary bytes, and a valid index with
+    //! one field replaced. Each is `Err` naming the file, or a state that then trains
+    //! without panicking.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hostile_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::json;
+        prop_oneof![
+            Just(json!(null)),
+            Just(json!(-1)),
+            Just(json!(u64::MAX)),
+            Just(json!(1e308)),
+            Just(json!("../../etc/passwd")),
+            Just(json!("/etc/passwd")),
+            Just(json!([])),
+            Just(json!({})),
+            (0u64..40).prop_map(|v| json!(v)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn resume_never_panics_on_a_hostile_index(
+            field in prop_oneof![
+                Just("/weights"), Just("/optimizer"), Just("/state/epoch"),
+                Just("/state/batch_in_epoch"), Just("/state/iteration"),
+                Just("/state/epoch_samples"), Just("/state/epoch_loss_sum"),
+                Just("/state/history"), Just("/state/best_val_loss"), Just("/state"),
+            ],
+            value in hostile_value(),
+            garbage in prop::collection::vec(any::<u8>(), 0..40),
+            use_garbage in any::<bool>(),
+        ) {
+            let (train, _) = small_digits();
+            let train = train.subset(&(0..50).collect::<Vec<_>>());
+            let dir = tempfile::tempdir().unwrap();
+            let config = || TrainConfig {
+                epochs: 1,
+                batch_size: BatchSizeSchedule::new(20),
+                lr: 0.01,
+                checkpoint_dir: Some(dir.path().into()),
+                ..TrainConfig::default()
+            };
+            let m = model(1);
+            let o = adam(&m);
+            let mut t = Trainer::new(m, o, config());
+            t.fit(&train, None, None, |_| {}).unwrap();
+            let index_path = dir.path().join("checkpoint.json");
+            let bytes = if use_garbage {
+                garbage
+            } else {
+                let mut index: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+                *index.pointer_mut(field).unwrap() = value;
+                serde_json::to_vec(&index).unwrap()
+            };
+            std::fs::write(&index_path, bytes).unwrap();
+            let m = model(2);
+            let o = adam(&m);
+            let mut again = Trainer::new(m, o, TrainConfig { epochs: 2, ..config() });
+            match again.resume(dir.path()) {
+                Err(e) => {
+                    let e = e.to_string();
+                    prop_assert!(e.contains(dir.path().to_str().unwrap()), "{}", e);
+                }
+                Ok(()) => {
+                    // Whatever state was accepted, training from it ends without a panic.
+                    let _ = again.fit(&train, None, None, |_| {});
+                }
+            }
+        }
+    }
 }
