@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
-use tapegrad_data::train::EpochMetrics;
+use tapegrad_train::EpochMetrics;
 
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
 

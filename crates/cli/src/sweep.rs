@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use tapegrad_data::train::{evaluate, Event, TrainConfig, Trainer};
 use tapegrad_data::{
     counting_enabled, format_bytes, largest_batch_that_fits, measure_peak, parse_bytes,
     BatchSizeSchedule, Dataset, InMemoryDataset,
 };
 use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
 use tapegrad_nn::Module;
+use tapegrad_train::{evaluate, Event, TrainConfig, Trainer};
 
 use crate::datasets::{self, DatasetName};
 use crate::models::{self, Arch};
@@ -264,7 +264,7 @@ fn sweep(args: &Args) -> Result<(), String> {
         ));
     }
     let csv_path = args.out.join("batch_sweep.csv");
-    tapegrad_data::train::write_atomic(&csv_path, csv.as_bytes()).map_err(|e| e.to_string())?;
+    tapegrad_train::write_atomic(&csv_path, csv.as_bytes()).map_err(|e| e.to_string())?;
     let svg_path = args.out.join("batch_sweep.svg");
     let points: Vec<SweepPoint> = rows
         .iter()

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tapegrad_data::train::{write_atomic, Event, Stop, TrainConfig, Trainer};
 use tapegrad_data::{BatchSizeSchedule, Dataset};
 use tapegrad_nn::Module;
+use tapegrad_train::{write_atomic, Event, Stop, TrainConfig, Trainer};
 
 use crate::datasets::{self, DatasetName};
 use crate::models::{self, Arch};

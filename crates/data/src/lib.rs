@@ -3,8 +3,8 @@
 //! Datasets and mini-batch loading for tapegrad: the [`Dataset`] trait, an in-memory
 //! dataset, the embedded digits data (works with no set-up), readers for IDX
 //! (MNIST / Fashion-MNIST) and CSV files, a [`DataLoader`] with seeded shuffling and
-//! background prefetch, batch-size schedules, memory measurement, and a training loop
-//! ([`train::Trainer`]) with accumulation, checkpoints and exact resume.
+//! background prefetch, batch-size schedules and memory measurement. The training loop
+//! that uses them lives in `tapegrad-train`.
 //!
 //! ```
 //! use tapegrad_data::{digits, DataLoader, Dataset};
@@ -25,7 +25,6 @@ mod idx;
 mod loader;
 mod memory;
 mod schedule;
-pub mod train;
 
 pub use csv::{read_csv, MAX_CLASSES};
 pub use dataset::{Dataset, InMemoryDataset};

@@ -1,6 +1,9 @@
-//! A small training loop for classifiers: epochs, evaluation, learning-rate schedule,
+//! # tapegrad-train
+//!
+//! The training loop for classifiers: epochs, evaluation, learning-rate schedule,
 //! batch-size schedule, gradient clipping and accumulation, early stopping, atomic
 //! checkpoints with exact resume, and a clear stop on a non-finite loss.
+#![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use tapegrad_nn::Module;
 use tapegrad_optim::schedule::Schedule;
 use tapegrad_optim::{clip_grad_norm, Optimizer};
 
-use crate::{BatchSizeSchedule, DataLoader, Dataset};
+use tapegrad_data::{BatchSizeSchedule, DataLoader, Dataset};
 
 /// Why training stopped early with an error.
 #[derive(Debug, thiserror::Error)]

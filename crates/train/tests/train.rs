@@ -3,10 +3,10 @@
 //! last good checkpoint intact.
 
 use tapegrad::DType;
-use tapegrad_data::train::{Kept, Stop, TrainConfig, TrainError, Trainer};
 use tapegrad_data::{digits, BatchSizeSchedule, InMemoryDataset};
 use tapegrad_nn::{Linear, Module, Relu, Sequential};
 use tapegrad_optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+use tapegrad_train::{Kept, Stop, TrainConfig, TrainError, Trainer};
 
 fn model(seed: u64) -> Sequential {
     Sequential::new()
@@ -273,7 +273,7 @@ fn trains_digits_to_high_accuracy() {
     let mut t = Trainer::new(m, o, config);
     let mut epochs = 0;
     t.fit(&train, None, Some(&test), |e| {
-        if let tapegrad_data::train::Event::Epoch(_) = e {
+        if let tapegrad_train::Event::Epoch(_) = e {
             epochs += 1
         }
     })
@@ -307,7 +307,7 @@ fn a_non_finite_validation_loss_stops_without_checkpointing_that_epoch() {
     let mut shown = Vec::new();
     let err = t
         .fit(&train, Some(&bad_val), None, |e| {
-            if let tapegrad_data::train::Event::Epoch(m) = e {
+            if let tapegrad_train::Event::Epoch(m) = e {
                 shown.push(m.epoch)
             }
         })
