@@ -4,12 +4,16 @@
 use rand::{Rng, SeedableRng};
 use tapegrad::{DType, Tensor};
 use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
-use tapegrad_nn::{Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Relu, Sequential};
-use tapegrad_optim::{Optimizer, Sgd, SgdConfig};
+use tapegrad_nn::{
+    Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Param, Relu, Sequential,
+};
+use tapegrad_optim::{Sgd, SgdConfig};
+use tapegrad_train::Update;
 
 /// A model, its SGD optimiser (lr 0.01) and one fixed batch.
 pub struct TrainStep {
     model: Sequential,
+    params: Vec<Param>,
     optimizer: Sgd,
     x: Tensor,
     y: Vec<usize>,
@@ -27,6 +31,7 @@ impl TrainStep {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let y = (0..x_shape[0]).map(|_| rng.gen_range(0..10)).collect();
         TrainStep {
+            params: model.params(),
             model,
             optimizer,
             x: Tensor::randn(x_shape, DType::F32, seed),
@@ -66,13 +71,19 @@ impl TrainStep {
         self.y.len()
     }
 
-    /// One step; returns the loss before the update.
+    /// One step (the trainer's [`Update`] of one micro-batch); returns the loss before
+    /// the update.
     pub fn run(&mut self) -> f32 {
         let logits = self.model.forward(&self.x);
         let loss = cross_entropy(&logits, &self.y, &CrossEntropyOptions::default());
-        let grads = loss.backward();
-        self.optimizer.step(&grads);
-        loss.item() as f32
+        let mut update = Update::new();
+        let value = update
+            .add(&loss, self.y.len())
+            .expect("the workload's loss is finite");
+        update
+            .apply(&self.params, &mut self.optimizer, None)
+            .expect("no clipping, so no norm to check");
+        value as f32
     }
 }
 

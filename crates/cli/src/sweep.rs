@@ -12,7 +12,7 @@ use tapegrad_data::{
 };
 use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
 use tapegrad_nn::Module;
-use tapegrad_train::{evaluate, Event, TrainConfig, Trainer};
+use tapegrad_train::{evaluate, Event, TrainConfig, Trainer, Update};
 
 use crate::datasets::{self, DatasetName};
 use crate::models::{self, Arch};
@@ -109,13 +109,18 @@ fn step_peak(args: &Args, data: &InMemoryDataset, batch: usize) -> usize {
         &[&[batch][..], data.sample_shape()].concat(),
     );
     // One step first: optimiser state is allocated once, not per step.
+    let params = model.params();
     let mut step = || {
         let loss = cross_entropy(
             &model.forward(&x),
             part.labels(),
             &CrossEntropyOptions::default(),
         );
-        opt.step(&loss.backward());
+        let mut update = Update::new();
+        // A non-finite loss still costs the memory of its step: measure it regardless.
+        if update.add(&loss, batch).is_ok() {
+            update.apply(&params, opt.as_mut(), None).ok();
+        }
     };
     step();
     measure_peak(step).1
