@@ -1,6 +1,7 @@
-//! The benchmark workloads of `BENCHMARKS.md` as plain functions, shared by the criterion
-//! benches in `benches/benches/` and by the `tapegrad bench` command, plus a small timer
-//! that reports medians and the JSON line format the peers' scripts print.
+//! The benchmark workloads (defined in `docs/benchmarks.md`) as plain functions, shared by
+//! the criterion benches in `benches/benches/` and by the `tapegrad bench` command, plus a
+//! small timer that reports medians and the JSON line format that the peer scripts in
+//! `benches/peers/` print too.
 //!
 //! Each workload is a struct that builds its inputs once (`new`) and runs one repetition
 //! per call of `run`, so a timer around `run` measures exactly one repetition.
@@ -29,7 +30,7 @@ pub struct OpOverhead {
 }
 
 impl OpOverhead {
-    /// The workload with `repeats` repetitions of the 3-op body (BENCHMARKS.md: 1000).
+    /// The workload with `repeats` repetitions of the 3-op body (W2 uses 1000).
     pub fn new(repeats: usize) -> Self {
         OpOverhead {
             x: Tensor::randn(&[16], DType::F32, 0),
@@ -64,7 +65,7 @@ pub struct MatmulFb {
 }
 
 impl MatmulFb {
-    /// Square `n x n` operands (BENCHMARKS.md: 1024).
+    /// Square `n x n` operands (W3 uses 1024).
     pub fn new(n: usize) -> Self {
         MatmulFb::rect(n, n, n)
     }
@@ -99,7 +100,7 @@ pub struct ElementwiseBig {
 }
 
 impl ElementwiseBig {
-    /// `n` standard normal elements (BENCHMARKS.md: 4,000,000).
+    /// `n` standard normal elements (W4 uses 4,000,000).
     pub fn new(n: usize) -> Self {
         ElementwiseBig {
             x: Tensor::randn(&[n], DType::F32, 3).requires_grad(),
@@ -166,7 +167,7 @@ pub fn measure<R>(warmup: usize, reps: usize, mut f: impl FnMut() -> R) -> Stats
     }
 }
 
-/// One line of benchmark output in the schema of `BENCHMARKS.md`:
+/// One line of benchmark output in the schema of `docs/benchmarks.md` ("Output"):
 /// `{"peer":"tapegrad","workload":..,"params":{..},"median_ms":..,"metric":..,"value":..}`.
 ///
 /// ```
@@ -196,7 +197,7 @@ fn round4(v: f64) -> f64 {
     (v * 1e4).round() / 1e4
 }
 
-/// Runs W2, W3 and W4 at the sizes of `BENCHMARKS.md` and returns one JSON line each
+/// Runs W2, W3 and W4 at the sizes of `docs/benchmarks.md` and returns one JSON line each
 /// (what `tapegrad bench` prints for them). `reps` timed runs per workload after 5 warm-ups.
 pub fn run_core_workloads(reps: usize) -> Vec<String> {
     let mut out = Vec::new();

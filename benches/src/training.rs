@@ -1,5 +1,5 @@
 //! W1 `mlp_train` and W5 `conv_train`: one training step (forward, cross-entropy,
-//! backward, SGD update) of the models in `BENCHMARKS.md`.
+//! backward, SGD update) of the models defined in `docs/benchmarks.md`.
 
 use rand::{Rng, SeedableRng};
 use tapegrad::{DType, Tensor};

@@ -1,6 +1,6 @@
-//! `tapegrad bench`: runs the workloads of `BENCHMARKS.md` (W1-W5) and prints a table and
-//! one JSON line per result, in the schema the peers' scripts print, so ratios can be
-//! taken from runs made back to back.
+//! `tapegrad bench`: runs the workloads W1-W5 defined in `docs/benchmarks.md` and prints a
+//! table and one JSON line per result, in the schema the peer scripts in `benches/peers/`
+//! print, so ratios can be taken from runs made back to back.
 
 use std::process::ExitCode;
 

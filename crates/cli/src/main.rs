@@ -39,7 +39,11 @@ enum Command {
     Train(train::Args),
     /// Train the same model at several batch sizes and compare speed, memory and accuracy.
     BatchSweep(sweep::Args),
-    /// Run the benchmark workloads of BENCHMARKS.md (W1-W5): a table and JSON lines.
+    /// Run the benchmark workloads W1-W5 (defined in docs/benchmarks.md): a table and JSON lines.
+    ///
+    /// Threads: set RAYON_NUM_THREADS (default: one per core). The same workloads for
+    /// PyTorch, JAX and NumPy, printing the same JSON lines, are in benches/peers/ (its
+    /// README.md says how to run them side by side).
     Bench(bench::Args),
     /// Check every op's gradients (and second derivatives) against finite differences.
     Gradcheck(gradcheck::Args),

@@ -1,7 +1,8 @@
-//! W5 `conv_train` (BENCHMARKS.md): Conv2d(1 -> 16, 3x3, padding 1), ReLU, MaxPool 2x2
-//! and Linear(16*14*14 -> 10) on a batch of 64 1x28x28 inputs (N(0,1), labels uniform in
-//! 0..10 from a fixed seed), cross-entropy, plain SGD step with lr 0.01. One iteration is
-//! forward, backward and update. Run with `cargo bench -p tapegrad-nn --bench conv_train`.
+//! W5 `conv_train` (defined in `docs/benchmarks.md`): Conv2d(1 -> 16, 3x3, padding 1),
+//! ReLU, MaxPool 2x2 and Linear(16*14*14 -> 10) on a batch of 64 1x28x28 inputs (N(0,1),
+//! labels uniform in 0..10 from a fixed seed), cross-entropy, plain SGD step with lr 0.01.
+//! One iteration is forward, backward and update. Run with
+//! `cargo bench -p tapegrad-nn --bench conv_train`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::{ArrayViewD, ArrayViewMutD};
