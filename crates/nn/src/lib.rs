@@ -1,9 +1,12 @@
 //! # tapegrad-nn
 //!
 //! Building blocks for models, as `torch.nn`: the [`Module`] trait and [`Param`]; layers
-//! ([`Linear`], [`Conv2d`], pooling, [`Flatten`], [`Dropout`], batch and layer
-//! normalisation, [`Embedding`], activation modules); containers ([`Sequential`],
-//! [`Residual`]); [`loss`] functions; [`init`]ialisers; and safetensors weights ([`io`]).
+//! ([`Linear`], [`Conv1d`], [`Conv2d`], pooling, [`Upsample`], [`Flatten`], [`Dropout`],
+//! batch, layer, group and RMS normalisation, [`Embedding`] and positional embeddings,
+//! activation modules); recurrent cells and networks ([`RnnCell`], [`LstmCell`],
+//! [`GruCell`], [`Rnn`], [`Lstm`], [`Gru`]); containers ([`Sequential`], [`Residual`]);
+//! [`loss`] functions; [`init`]ialisers; safetensors weights ([`io`]); and the layers as
+//! functions of their weights ([`functional`]).
 //!
 //! ```
 //! use tapegrad::{DType, Tensor};
@@ -25,20 +28,34 @@ mod activation;
 mod adaptive_avg_pool2d;
 mod avg_pool2d;
 mod batch_norm;
+mod conv1d;
 mod conv2d;
 mod dropout;
 mod embedding;
 mod flatten;
+pub mod functional;
+mod group_norm;
+mod gru;
+mod gru_cell;
 pub mod init;
 pub mod io;
 mod layer_norm;
+mod learned_positional;
 mod linear;
 pub mod loss;
+mod lstm;
+mod lstm_cell;
 mod max_pool2d;
 mod module;
 mod param;
+mod recurrent;
 mod residual;
+mod rms_norm;
+mod rnn;
+mod rnn_cell;
 mod sequential;
+mod sinusoidal_positional;
+mod upsample;
 
 pub use activation::{
     Elu, Gelu, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus, Softsign, Tanh,
@@ -46,14 +63,27 @@ pub use activation::{
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
 pub use avg_pool2d::AvgPool2d;
 pub use batch_norm::{BatchNorm1d, BatchNorm2d};
+pub use conv1d::{Conv1d, Conv1dOptions};
 pub use conv2d::{Conv2d, Conv2dOptions};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use flatten::Flatten;
+pub use group_norm::GroupNorm;
+pub use gru::Gru;
+pub use gru_cell::GruCell;
 pub use layer_norm::LayerNorm;
+pub use learned_positional::LearnedPositionalEmbedding;
 pub use linear::Linear;
+pub use lstm::Lstm;
+pub use lstm_cell::LstmCell;
 pub use max_pool2d::MaxPool2d;
 pub use module::{prefixed, Module};
 pub use param::Param;
+pub use recurrent::{CellParams, CellWeights, RecurrentOptions};
 pub use residual::Residual;
+pub use rms_norm::RmsNorm;
+pub use rnn::Rnn;
+pub use rnn_cell::{RnnCell, RnnNonlinearity};
 pub use sequential::Sequential;
+pub use sinusoidal_positional::SinusoidalPositionalEmbedding;
+pub use upsample::{Upsample, UpsampleTarget};
