@@ -575,10 +575,12 @@ impl SequenceSpec {
         let gx = w.input_gates(x, folds);
         let b_hh = if folds { None } else { w.bias_hh };
         let w_hh_t = w.weight_hh.t();
+        let mut steps = Vec::with_capacity(seq);
+        split_steps(&gx, &mut steps);
         let mut hs = Vec::with_capacity(seq);
-        for step in 0..seq {
-            let t = if reverse { seq - 1 - step } else { step };
-            let gx_t = gx.narrow(0, t, 1).reshape_to(&[batch, width]);
+        for i in 0..seq {
+            let t = if reverse { seq - 1 - i } else { i };
+            let gx_t = steps[t].reshape_to(&[batch, width]);
             state = self.kind.step(&gx_t, &state, &w_hh_t, b_hh);
             hs.push(state.h.clone());
         }
@@ -587,4 +589,19 @@ impl SequenceSpec {
         }
         (Tensor::stack(&hs, 0), state)
     }
+}
+
+/// Splits `x: [seq, ...]` into its `seq` steps `[1, ...]` by halving. The gradient of a
+/// slice is a zero tensor of the sliced tensor's size, so taking each step straight from
+/// `x` would cost `seq` full-size gradients (quadratic in the sequence length); halving
+/// costs two full sizes per level, `O(seq log seq)` in all.
+fn split_steps(x: &Tensor, out: &mut Vec<Tensor>) {
+    let len = x.shape()[0];
+    if len <= 1 {
+        out.push(x.clone());
+        return;
+    }
+    let half = len / 2;
+    split_steps(&x.narrow(0, 0, half), out);
+    split_steps(&x.narrow(0, half, len - half), out);
 }

@@ -501,3 +501,26 @@ fn positional_embeddings_gradcheck() {
     let angle = 1.0 / 10000f64.powf(4.0 / 5.0);
     assert!((pe.table().to_vec::<f64>()[5 + 4] - angle.sin()).abs() < 1e-15);
 }
+
+#[test]
+fn sequence_layers_second_order() {
+    // Not only the cells: the whole recurrence differentiates twice (gradient penalties
+    // on recurrent nets), checked on a tiny bidirectional GRU and a batch-first LSTM.
+    let gru = Gru::with_options(2, 2, seq_options(1, true, false, true), 110);
+    let mut inputs = vec![randn(&[2, 1, 2], 111)];
+    inputs.extend(param_values(&gru));
+    let f = |t: &[Tensor]| gru.forward_with_weights(&t[0], None, &t[1..]).0;
+    if let Err(e) = gradgradcheck(f, &inputs, &Options::default()) {
+        panic!("Gru second order: {e}");
+    }
+    let lstm = Lstm::with_options(2, 2, seq_options(1, false, true, true), 112);
+    let mut inputs = vec![randn(&[1, 3, 2], 113)];
+    inputs.extend(param_values(&lstm));
+    let f = |t: &[Tensor]| {
+        let (out, (_, c)) = lstm.forward_with_weights(&t[0], None, &t[1..]);
+        joined(&[&out, &c])
+    };
+    if let Err(e) = gradgradcheck(f, &inputs, &Options::default()) {
+        panic!("Lstm second order: {e}");
+    }
+}
