@@ -3,7 +3,7 @@
 
 use tapegrad::Tensor;
 use tapegrad_nn::{
-    Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Param, Relu, Sequential,
+    Conv2d, Conv2dOptions, Dropout, Flatten, Linear, MaxPool2d, Module, Param, Relu, Sequential,
 };
 
 /// Which model to train.
@@ -42,17 +42,27 @@ pub fn build(
     arch: Arch,
     sample_shape: &[usize],
     classes: usize,
+    dropout: f64,
     seed: u64,
 ) -> Result<Sequential, String> {
     let d: usize = sample_shape.iter().product();
+    // Dropout after each hidden layer's activation (none at p = 0).
+    let hidden = |s: Sequential, i: u64| {
+        if dropout > 0.0 {
+            s.add(Dropout::new(dropout, seed + 100 + i))
+        } else {
+            s
+        }
+    };
     match arch {
-        Arch::Mlp => Ok(Sequential::new()
-            .add(Flatten::new())
-            .add(Linear::new(d, 256, seed))
-            .add(Relu)
-            .add(Linear::new(256, 128, seed + 1))
-            .add(Relu)
-            .add(Linear::new(128, classes, seed + 2))),
+        Arch::Mlp => {
+            let s = Sequential::new()
+                .add(Flatten::new())
+                .add(Linear::new(d, 256, seed))
+                .add(Relu);
+            let s = hidden(s, 0).add(Linear::new(256, 128, seed + 1)).add(Relu);
+            Ok(hidden(s, 1).add(Linear::new(128, classes, seed + 2)))
+        }
         Arch::Cnn => {
             // Square single-channel images; flat vectors of a square size are reshaped.
             let side = match sample_shape {
@@ -74,7 +84,7 @@ pub fn build(
                 ..Conv2dOptions::default()
             };
             let pooled = side / 4;
-            Ok(Sequential::new()
+            let s = Sequential::new()
                 .add(Reshape(vec![1, side as isize, side as isize]))
                 .add(Conv2d::with_options(1, 32, [3, 3], pad, seed))
                 .add(Relu)
@@ -84,8 +94,8 @@ pub fn build(
                 .add(MaxPool2d::new(2))
                 .add(Flatten::new())
                 .add(Linear::new(64 * pooled * pooled, 128, seed + 2))
-                .add(Relu)
-                .add(Linear::new(128, classes, seed + 3)))
+                .add(Relu);
+            Ok(hidden(s, 0).add(Linear::new(128, classes, seed + 3)))
         }
     }
 }

@@ -184,6 +184,16 @@ fn finite_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A probability in `[0, 1)` (dropout: 1 would drop everything).
+pub fn probability(s: &str) -> Result<f64, String> {
+    let v = finite_f64(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in [0, 1)"))
+    }
+}
+
 /// A count that must be at least 1 (a batch size, micro-batches, patience).
 pub fn positive_usize(s: &str) -> Result<usize, String> {
     let v: usize = s
@@ -210,6 +220,10 @@ mod tests {
         assert_eq!(non_negative_f64("0"), Ok(0.0));
         for bad in ["-1e-9", "NaN", "inf"] {
             assert!(non_negative_f64(bad).is_err(), "{bad}");
+        }
+        assert_eq!(probability("0.2"), Ok(0.2));
+        for bad in ["1", "-0.1", "NaN"] {
+            assert!(probability(bad).is_err(), "{bad}");
         }
         assert_eq!(positive_usize("3"), Ok(3));
         for bad in ["0", "-1", "1.5", "NaN"] {

@@ -95,6 +95,7 @@ fn step_peak(args: &Args, data: &InMemoryDataset, batch: usize) -> usize {
         args.model,
         data.sample_shape(),
         data.num_classes(),
+        0.0,
         args.seed,
     )
     .expect("the model was built for this data before");
@@ -136,6 +137,7 @@ fn sweep(args: &Args) -> Result<(), String> {
         args.model,
         data.train.sample_shape(),
         data.train.num_classes(),
+        0.0,
         args.seed,
     )?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
@@ -168,6 +170,7 @@ fn sweep(args: &Args) -> Result<(), String> {
             args.model,
             data.train.sample_shape(),
             data.train.num_classes(),
+            0.0,
             args.seed,
         )?;
         let opt = args.optimizer.build(model.params(), lr, 0.0);

@@ -14,7 +14,9 @@ use tapegrad_train::{write_atomic, Event, Stop, TrainConfig, Trainer};
 use crate::datasets::{self, DatasetName};
 use crate::models::{self, Arch};
 use crate::plot;
-use crate::setup::{non_negative_f64, positive_f64, positive_usize, OptimizerName, ScheduleName};
+use crate::setup::{
+    non_negative_f64, positive_f64, positive_usize, probability, OptimizerName, ScheduleName,
+};
 
 /// Train a model and write metrics, a plot and checkpoints.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +46,11 @@ pub struct Args {
     /// Weight decay.
     #[arg(long, default_value_t = 0.0, value_parser = non_negative_f64)]
     pub weight_decay: f64,
+    /// Dropout probability after each hidden layer (0 = none); a checkpoint keeps the
+    /// layers' random streams, so a resumed run stays exact.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    #[serde(default)]
+    pub dropout: f64,
     /// Learning-rate schedule over the run's updates.
     #[arg(long, value_enum, default_value = "constant")]
     pub schedule: ScheduleName,
@@ -213,6 +220,7 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         args.model,
         data.train.sample_shape(),
         data.train.num_classes(),
+        args.dropout,
         args.seed,
     )?;
     let optimizer = args

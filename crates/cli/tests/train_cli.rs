@@ -157,3 +157,46 @@ fn help_describes_every_command() {
     let (ok, stdout, _) = run(tapegrad().args(["batch-sweep", "--help"]));
     assert!(ok && stdout.contains("--batch-sizes") && stdout.contains("--memory-limit"));
 }
+
+#[test]
+fn a_run_with_dropout_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, split) = (dir.path().join("whole"), dir.path().join("split"));
+    let train = |out: &std::path::Path, epochs: &str| {
+        let (ok, stdout, stderr) = run(tapegrad()
+            .args([
+                "train",
+                "--dropout",
+                "0.2",
+                "--quiet",
+                "--epochs",
+                epochs,
+                "--out",
+            ])
+            .arg(out));
+        assert!(ok, "{stdout}\n{stderr}");
+    };
+    train(&whole, "2");
+    train(&split, "1");
+    let (ok, stdout, stderr) = run(tapegrad()
+        .args(["train", "--quiet", "--epochs", "2", "--resume"])
+        .arg(&split));
+    assert!(ok, "{stdout}\n{stderr}");
+    let weights = |d: &std::path::Path| {
+        let f = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("weights-")
+            })
+            .unwrap();
+        std::fs::read(f).unwrap()
+    };
+    assert!(weights(&whole) == weights(&split), "resumed weights differ");
+    let settings = std::fs::read_to_string(split.join("args.json")).unwrap();
+    assert!(settings.contains("\"dropout\": 0.2"), "{settings}");
+}

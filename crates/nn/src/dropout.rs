@@ -94,6 +94,11 @@ impl Module for Dropout {
         Vec::new()
     }
 
+    /// `"calls"`: how many masks the layer has drawn, its position in its random stream.
+    fn named_counters(&self) -> Vec<(String, &AtomicU64)> {
+        vec![("calls".into(), &self.calls)]
+    }
+
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }

@@ -1,7 +1,10 @@
 //! `Gru`: a multi-layer, optionally bidirectional GRU over whole sequences.
 
+use std::sync::atomic::AtomicU64;
+
 use tapegrad::Tensor;
 
+use crate::module::prefixed;
 use crate::recurrent::{mix, CellKind, CellParams, RecurrentOptions, SequenceSpec};
 use crate::{Dropout, Module, Param};
 
@@ -132,6 +135,10 @@ impl Module for Gru {
 
     fn named_params(&self) -> Vec<(String, Param)> {
         self.spec.named_params(&self.weights)
+    }
+
+    fn named_counters(&self) -> Vec<(String, &AtomicU64)> {
+        prefixed("dropout", self.dropout.named_counters())
     }
 
     fn set_training(&mut self, training: bool) {

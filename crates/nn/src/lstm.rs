@@ -1,7 +1,10 @@
 //! `Lstm`: a multi-layer, optionally bidirectional LSTM over whole sequences.
 
+use std::sync::atomic::AtomicU64;
+
 use tapegrad::Tensor;
 
+use crate::module::prefixed;
 use crate::recurrent::{mix, CellKind, CellParams, RecurrentOptions, SequenceSpec};
 use crate::{Dropout, Module, Param};
 
@@ -150,6 +153,10 @@ impl Module for Lstm {
 
     fn named_params(&self) -> Vec<(String, Param)> {
         self.spec.named_params(&self.weights)
+    }
+
+    fn named_counters(&self) -> Vec<(String, &AtomicU64)> {
+        prefixed("dropout", self.dropout.named_counters())
     }
 
     fn set_training(&mut self, training: bool) {

@@ -1,6 +1,8 @@
 //! The `Module` trait: forward, named parameter traversal, train/eval mode; the
 //! naming helper containers use.
 
+use std::sync::atomic::AtomicU64;
+
 use tapegrad::Tensor;
 
 use crate::Param;
@@ -29,6 +31,14 @@ pub trait Module: Send + Sync {
         Vec::new()
     }
 
+    /// Counters that an exact resume needs besides parameters and buffers, by dotted
+    /// name: the positions of dropout layers in their random streams (`"2.calls"`). They
+    /// go into training checkpoints, not weights files (PyTorch's state dicts have no
+    /// such entries), and are read and set through the atomics. Default: none.
+    fn named_counters(&self) -> Vec<(String, &AtomicU64)> {
+        Vec::new()
+    }
+
     /// Switches training mode (dropout active, batch norm uses batch statistics) on or
     /// off (evaluation mode). Default: no effect.
     fn set_training(&mut self, _training: bool) {}
@@ -54,6 +64,9 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
         (**self).named_buffers()
+    }
+    fn named_counters(&self) -> Vec<(String, &AtomicU64)> {
+        (**self).named_counters()
     }
     fn set_training(&mut self, training: bool) {
         (**self).set_training(training)

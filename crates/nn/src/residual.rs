@@ -1,5 +1,7 @@
 //! `Residual`: a skip connection around a module.
 
+use std::sync::atomic::AtomicU64;
+
 use tapegrad::Tensor;
 
 use crate::module::prefixed;
@@ -75,6 +77,14 @@ impl Module for Residual {
         let mut v = prefixed("body", self.body.named_buffers());
         if let Some(s) = &self.shortcut {
             v.extend(prefixed("shortcut", s.named_buffers()));
+        }
+        v
+    }
+
+    fn named_counters(&self) -> Vec<(String, &AtomicU64)> {
+        let mut v = prefixed("body", self.body.named_counters());
+        if let Some(s) = &self.shortcut {
+            v.extend(prefixed("shortcut", s.named_counters()));
         }
         v
     }

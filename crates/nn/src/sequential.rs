@@ -1,5 +1,7 @@
 //! `Sequential`: a chain of modules applied in order.
 
+use std::sync::atomic::AtomicU64;
+
 use tapegrad::Tensor;
 
 use crate::module::prefixed;
@@ -78,6 +80,14 @@ impl Module for Sequential {
             .iter()
             .enumerate()
             .flat_map(|(i, m)| prefixed(&i.to_string(), m.named_buffers()))
+            .collect()
+    }
+
+    fn named_counters(&self) -> Vec<(String, &AtomicU64)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| prefixed(&i.to_string(), m.named_counters()))
             .collect()
     }
 

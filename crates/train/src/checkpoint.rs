@@ -2,7 +2,9 @@
 //! optimiser state, `checkpoint.json`), written atomically and read back with every
 //! field checked, and what is on disk when training stops on a non-finite value.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use tapegrad_nn::Module;
@@ -55,6 +57,9 @@ struct CheckpointIndex {
     state: TrainState,
     weights: String,
     optimizer: String,
+    /// The model's counters (dropout layers' random-stream positions), by name.
+    #[serde(default)]
+    counters: BTreeMap<String, u64>,
 }
 
 /// Where `state` is, counted as progress is shown (epochs from 1).
@@ -97,7 +102,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
 }
 
 impl<M: Module> Trainer<M> {
-    /// Restores weights, optimiser state and progress from the checkpoint in `dir`.
+    /// Restores weights, optimiser state, the model's counters (dropout streams) and
+    /// progress from the checkpoint in `dir`.
     pub fn resume(&mut self, dir: &Path) -> Result<(), TrainError> {
         let index_path = dir.join("checkpoint.json");
         let text = std::fs::read_to_string(&index_path).map_err(|e| ckpt_err(&index_path, e))?;
@@ -114,14 +120,28 @@ impl<M: Module> Trainer<M> {
                 ));
             }
         }
-        let weights = dir.join(&index.weights);
-        tapegrad_nn::io::load(&self.model, &weights).map_err(|e| ckpt_err(&weights, e))?;
-        let opt = dir.join(&index.optimizer);
-        self.optimizer.load(&opt).map_err(|e| ckpt_err(&opt, e))?;
+        // Everything that can be checked without the weights is checked before the model
+        // or the optimiser is changed.
         index
             .state
             .check_counts()
             .map_err(|e| ckpt_err(&index_path, e))?;
+        let counters = self.model.named_counters();
+        let names: BTreeSet<&str> = counters.iter().map(|(n, _)| n.as_str()).collect();
+        let saved: BTreeSet<&str> = index.counters.keys().map(String::as_str).collect();
+        if names != saved {
+            return Err(ckpt_err(
+                &index_path,
+                format!("the checkpoint has the counters {saved:?}, the model {names:?}"),
+            ));
+        }
+        let weights = dir.join(&index.weights);
+        tapegrad_nn::io::load(&self.model, &weights).map_err(|e| ckpt_err(&weights, e))?;
+        let opt = dir.join(&index.optimizer);
+        self.optimizer.load(&opt).map_err(|e| ckpt_err(&opt, e))?;
+        for (name, counter) in counters {
+            counter.store(index.counters[&name], Ordering::Relaxed);
+        }
         self.state = index.state;
         self.last_checkpoint = Some(position(&self.state));
         Ok(())
@@ -175,10 +195,15 @@ impl<M: Module> Trainer<M> {
         self.optimizer
             .save(&dir.join(&optimizer))
             .map_err(|e| ckpt_err(&dir.join(&optimizer), e))?;
+        let counters = self.model.named_counters();
         let index = CheckpointIndex {
             state: self.state.clone(),
             weights: weights.clone(),
             optimizer: optimizer.clone(),
+            counters: counters
+                .iter()
+                .map(|(n, c)| (n.clone(), c.load(Ordering::Relaxed)))
+                .collect(),
         };
         let json = serde_json::to_string_pretty(&index).expect("serialisable");
         write_atomic(&dir.join("checkpoint.json"), json.as_bytes())?;

@@ -467,3 +467,81 @@ mod fuzz {
         }
     }
 }
+
+/// A model whose forward draws random masks (Dropout) and keeps running statistics
+/// (BatchNorm): its exact resume needs the dropout streams and the buffers.
+fn noisy_model(seed: u64) -> Sequential {
+    Sequential::new()
+        .add(Linear::with_options(64, 32, true, DType::F64, seed))
+        .add(tapegrad_nn::BatchNorm1d::with_dtype(32, DType::F64))
+        .add(Relu)
+        .add(tapegrad_nn::Dropout::new(0.3, 5))
+        .add(Linear::with_options(32, 10, true, DType::F64, seed + 1))
+}
+
+fn weights_and_buffers(m: &Sequential) -> Vec<f64> {
+    let mut v = weights(m);
+    v.extend(
+        m.named_buffers()
+            .iter()
+            .flat_map(|(_, t)| t.to_vec::<f64>()),
+    );
+    v
+}
+
+#[test]
+fn a_resumed_run_with_dropout_and_batch_norm_is_bitwise_the_uninterrupted_one() {
+    let (train, val) = small_digits();
+    let m = noisy_model(7);
+    let o = adam(&m);
+    let mut whole = Trainer::new(m, o, config(None, None));
+    whole.fit(&train, Some(&val), None, |_| {}).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = noisy_model(7);
+    let o = adam(&m);
+    let mut first = Trainer::new(m, o, config(Some(dir.path().into()), Some(25)));
+    assert_eq!(
+        first.fit(&train, Some(&val), None, |_| {}).unwrap(),
+        Stop::Budget
+    );
+    drop(first);
+
+    let m = noisy_model(99);
+    let o = adam(&m);
+    let mut resumed = Trainer::new(m, o, config(Some(dir.path().into()), None));
+    resumed.resume(dir.path()).unwrap();
+    let calls = resumed.model.named_counters();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].0, "3.calls");
+    assert_eq!(calls[0].1.load(std::sync::atomic::Ordering::Relaxed), 25);
+    resumed.fit(&train, Some(&val), None, |_| {}).unwrap();
+    assert_eq!(resumed.state.iteration, whole.state.iteration);
+    assert_eq!(
+        weights_and_buffers(&resumed.model),
+        weights_and_buffers(&whole.model),
+        "resumed weights or running statistics differ"
+    );
+}
+
+#[test]
+fn resume_refuses_a_checkpoint_whose_counters_do_not_match_the_model() {
+    let (train, _) = small_digits();
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(1);
+    let o = adam(&m);
+    let mut t = Trainer::new(m, o, config(Some(dir.path().into()), Some(2)));
+    t.fit(&train, None, None, |_| {}).unwrap();
+    // The same weights' names but a dropout layer the checkpoint knows nothing of.
+    let m = Sequential::new()
+        .add(Linear::with_options(64, 32, true, DType::F64, 1))
+        .add(tapegrad_nn::Dropout::new(0.3, 5))
+        .add(Linear::with_options(32, 10, true, DType::F64, 2));
+    let o = adam(&m);
+    let mut again = Trainer::new(m, o, config(Some(dir.path().into()), None));
+    let e = again.resume(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("checkpoint.json") && e.contains("counters"),
+        "{e}"
+    );
+}
