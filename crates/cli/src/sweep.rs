@@ -181,7 +181,6 @@ fn sweep(args: &Args) -> Result<(), String> {
                 args.epochs
             },
             batch_size: BatchSizeSchedule::new(batch),
-            lr,
             seed: args.seed,
             time_budget: args.seconds.map(Duration::from_secs_f64),
             ..TrainConfig::default()

@@ -239,7 +239,6 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         epochs: args.epochs(),
         batch_size: schedule,
         accumulate: args.accumulate,
-        lr: args.lr(),
         schedule: args.schedule.build(total_updates),
         clip_grad_norm: args.clip_grad_norm,
         seed: args.seed,

@@ -128,6 +128,20 @@ impl<S> EarlyStopping<S> {
     pub fn since_best(&self) -> usize {
         self.since_best
     }
+
+    /// The same stopper with its progress restored (from a checkpoint): the best
+    /// observation so far and the observations since it.
+    ///
+    /// ```
+    /// use tapegrad_optim::{EarlyStopping, Mode, Observation};
+    /// let mut stop = EarlyStopping::<()>::new(2, 0.0, Mode::Min).with_progress(Some((1.0, 4, ())), 1);
+    /// assert_eq!(stop.observe(6, 1.5, || ()), Observation::Stop);
+    /// ```
+    pub fn with_progress(mut self, best: Option<(f64, usize, S)>, since_best: usize) -> Self {
+        self.best = best;
+        self.since_best = since_best;
+        self
+    }
 }
 
 impl EarlyStopping<Vec<Tensor>> {

@@ -30,6 +30,13 @@ pub struct TrainState {
     pub best_val_loss: Option<f64>,
     /// Epochs without improvement.
     pub epochs_since_best: usize,
+    /// The epoch (counted from 1) of the best validation loss.
+    #[serde(default)]
+    pub best_epoch: usize,
+    /// Each parameter group's base learning rate (the optimiser's when the trainer was
+    /// built): the batch-size factor and the schedule scale these.
+    #[serde(default)]
+    pub base_lrs: Vec<f64>,
 }
 
 impl TrainState {
@@ -135,6 +142,20 @@ impl<M: Module> Trainer<M> {
                 format!("the checkpoint has the counters {saved:?}, the model {names:?}"),
             ));
         }
+        let groups = self.optimizer.num_groups();
+        let mut state = index.state;
+        if state.base_lrs.is_empty() {
+            // A checkpoint from before base rates were saved: keep the optimiser's.
+            state.base_lrs = self.state.base_lrs.clone();
+        } else if state.base_lrs.len() != groups {
+            return Err(ckpt_err(
+                &index_path,
+                format!(
+                    "{} base learning rates for an optimiser with {groups} parameter groups",
+                    state.base_lrs.len()
+                ),
+            ));
+        }
         let weights = dir.join(&index.weights);
         tapegrad_nn::io::load(&self.model, &weights).map_err(|e| ckpt_err(&weights, e))?;
         let opt = dir.join(&index.optimizer);
@@ -142,7 +163,7 @@ impl<M: Module> Trainer<M> {
         for (name, counter) in counters {
             counter.store(index.counters[&name], Ordering::Relaxed);
         }
-        self.state = index.state;
+        self.state = state;
         self.last_checkpoint = Some(position(&self.state));
         Ok(())
     }

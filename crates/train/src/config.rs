@@ -19,9 +19,9 @@ pub struct TrainConfig {
     pub batch_size: BatchSizeSchedule,
     /// Micro-batches per update (gradient accumulation); 1 = none.
     pub accumulate: usize,
-    /// Base learning rate (scaled by the batch-size schedule's factor, then by `schedule`).
-    pub lr: f64,
-    /// Learning-rate schedule over updates (iterations); `None` = constant.
+    /// Learning-rate schedule over updates (iterations); `None` = constant. It scales each
+    /// parameter group's own rate as the optimiser was configured (after the batch-size
+    /// schedule's factor): the optimiser's configuration is the one source of base rates.
     pub schedule: Option<Arc<dyn Schedule>>,
     /// Clip the global L2 gradient norm to this value.
     pub clip_grad_norm: Option<f64>,
@@ -45,7 +45,6 @@ impl Default for TrainConfig {
             epochs: 10,
             batch_size: BatchSizeSchedule::new(64),
             accumulate: 1,
-            lr: 0.1,
             schedule: None,
             clip_grad_norm: None,
             seed: 0,

@@ -9,7 +9,7 @@ use tapegrad::{no_grad, DType, Tensor};
 use tapegrad_data::{Batch, DataLoader, Dataset};
 use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions, Reduction};
 use tapegrad_nn::{Module, Param};
-use tapegrad_optim::Optimizer;
+use tapegrad_optim::{EarlyStopping, Mode, Observation, Optimizer};
 
 use crate::{EpochMetrics, Event, Stop, TrainConfig, TrainError, TrainState, Update};
 
@@ -39,11 +39,18 @@ impl<M: Module> Trainer<M> {
             config.accumulate > 0,
             "Trainer: accumulate must be at least 1"
         );
+        // The optimiser's rates are the base rates; the trainer only ever scales them.
+        let base_lrs = (0..optimizer.num_groups())
+            .map(|g| optimizer.group_lr(g))
+            .collect();
         Trainer {
             model,
             optimizer,
             config,
-            state: TrainState::default(),
+            state: TrainState {
+                base_lrs,
+                ..TrainState::default()
+            },
             last_checkpoint: None,
         }
     }
@@ -100,7 +107,7 @@ impl<M: Module> Trainer<M> {
         let micro = self.config.batch_size.batch_size(epoch);
         let loader = DataLoader::from_arc(train.clone(), micro).shuffle(self.config.seed);
         let batches = loader.batches_per_epoch();
-        let base_lr = self.config.lr * self.config.batch_size.lr_factor(epoch);
+        let lr_factor = self.config.batch_size.lr_factor(epoch);
         let params = self.model.params();
         let dtype = params.first().map_or(DType::F32, |p| p.dtype());
         let epoch_start = Instant::now();
@@ -138,7 +145,7 @@ impl<M: Module> Trainer<M> {
                 });
             }
             let consumed = update.micro_batches();
-            self.step(update, &params, base_lr)?;
+            self.step(update, &params, lr_factor)?;
             self.state.batch_in_epoch += consumed;
             if self.over_budget(started) && iter.peek().is_some() {
                 drop(iter);
@@ -162,20 +169,24 @@ impl<M: Module> Trainer<M> {
         cross_entropy(&self.model.forward(&batch.x.to_dtype(dtype)), &batch.y, &ce)
     }
 
-    /// One parameter update from the gathered micro-batches: the scheduled learning rate
-    /// of this iteration (`base_lr` already scaled for the epoch's batch size), clipping,
-    /// the optimiser step.
+    /// One parameter update from the gathered micro-batches: each group's learning rate
+    /// for this iteration (its base rate, scaled by `lr_factor` for the epoch's batch size,
+    /// then by the schedule, so ratios between groups survive), clipping, the optimiser
+    /// step.
     pub fn step(
         &mut self,
         update: Update,
         params: &[Param],
-        base_lr: f64,
+        lr_factor: f64,
     ) -> Result<(), TrainError> {
-        let lr = match &self.config.schedule {
-            Some(s) => s.lr(base_lr, self.state.iteration),
-            None => base_lr,
-        };
-        self.optimizer.set_lr(lr);
+        for (group, &base) in self.state.base_lrs.iter().enumerate() {
+            let base = base * lr_factor;
+            let lr = match &self.config.schedule {
+                Some(s) => s.lr(base, self.state.iteration),
+                None => base,
+            };
+            self.optimizer.set_group_lr(group, lr);
+        }
         update
             .apply(params, self.optimizer.as_mut(), self.config.clip_grad_norm)
             .map_err(|norm| TrainError::NonFiniteGradient {
@@ -261,14 +272,16 @@ impl<M: Module> Trainer<M> {
         let (Some(patience), Some(v)) = (self.config.early_stopping_patience, val_loss) else {
             return None;
         };
-        if self.state.best_val_loss.is_none_or(|b| v < b) {
-            self.state.best_val_loss = Some(v);
-            self.state.epochs_since_best = 0;
-            None
-        } else {
-            self.state.epochs_since_best += 1;
-            (self.state.epochs_since_best >= patience).then_some(Stop::EarlyStopped)
-        }
+        // The stopper's progress lives in the checkpointed state.
+        let s = &mut self.state;
+        let best = s.best_val_loss.map(|b| (b, s.best_epoch, ()));
+        let mut stopper =
+            EarlyStopping::new(patience, 0.0, Mode::Min).with_progress(best, s.epochs_since_best);
+        let seen = stopper.observe(s.epoch, v, || ());
+        (s.best_val_loss, s.best_epoch) =
+            stopper.best().map_or((None, 0), |(b, e, _)| (Some(b), e));
+        s.epochs_since_best = stopper.since_best();
+        (seen == Observation::Stop).then_some(Stop::EarlyStopped)
     }
 
     /// Writes a checkpoint to the configured folder, if any, after checking that every

@@ -46,7 +46,6 @@ fn accumulated_micro_batches_equal_one_large_batch() {
             epochs: 1,
             batch_size: BatchSizeSchedule::new(batch),
             accumulate,
-            lr: 0.05,
             max_iterations: Some(3),
             ..TrainConfig::default()
         };
@@ -85,7 +84,6 @@ fn unequal_micro_batches_are_weighted_by_size() {
             epochs: 1,
             batch_size: BatchSizeSchedule::new(batch),
             accumulate,
-            lr: 0.1,
             ..TrainConfig::default()
         };
         let mut t = Trainer::new(m, opt, config);
@@ -106,7 +104,6 @@ fn config(dir: Option<std::path::PathBuf>, max_iterations: Option<usize>) -> Tra
     TrainConfig {
         epochs: 3,
         batch_size: BatchSizeSchedule::new(32).grow_at(2, 64),
-        lr: 0.01,
         seed: 11,
         checkpoint_dir: dir,
         max_iterations,
@@ -182,7 +179,6 @@ fn non_finite_loss_stops_with_its_step_and_keeps_the_last_checkpoint() {
     let config = |epochs| TrainConfig {
         epochs,
         batch_size: BatchSizeSchedule::new(100),
-        lr: 0.01,
         seed: 4,
         checkpoint_dir: Some(dir.path().into()),
         ..TrainConfig::default()
@@ -267,7 +263,6 @@ fn trains_digits_to_high_accuracy() {
     let config = TrainConfig {
         epochs: 15,
         batch_size: BatchSizeSchedule::new(32),
-        lr: 0.01,
         ..TrainConfig::default()
     };
     let mut t = Trainer::new(m, o, config);
@@ -290,7 +285,6 @@ fn a_non_finite_validation_loss_stops_without_checkpointing_that_epoch() {
     let config = |epochs| TrainConfig {
         epochs,
         batch_size: BatchSizeSchedule::new(100),
-        lr: 0.01,
         checkpoint_dir: Some(dir.path().into()),
         ..TrainConfig::default()
     };
@@ -358,7 +352,6 @@ fn non_finite_weights_are_never_checkpointed_and_the_error_says_so() {
     let config = TrainConfig {
         epochs: 1,
         batch_size: BatchSizeSchedule::new(100),
-        lr: 0.01,
         checkpoint_dir: Some(dir.path().join("ckpt")),
         ..TrainConfig::default()
     };
@@ -378,7 +371,6 @@ fn non_finite_weights_are_never_checkpointed_and_the_error_says_so() {
     let config = TrainConfig {
         epochs: 1,
         batch_size: BatchSizeSchedule::new(100),
-        lr: 0.01,
         ..TrainConfig::default()
     };
     let err = Trainer::new(m, o, config)
@@ -433,7 +425,6 @@ mod fuzz {
             let config = || TrainConfig {
                 epochs: 1,
                 batch_size: BatchSizeSchedule::new(20),
-                lr: 0.01,
                 checkpoint_dir: Some(dir.path().into()),
                 ..TrainConfig::default()
             };
@@ -544,4 +535,37 @@ fn resume_refuses_a_checkpoint_whose_counters_do_not_match_the_model() {
         e.contains("checkpoint.json") && e.contains("counters"),
         "{e}"
     );
+}
+
+#[test]
+fn a_schedule_scales_each_parameter_group_keeping_their_ratio() {
+    use tapegrad_optim::schedule::{CosineAnnealingLr, Schedule};
+    use tapegrad_optim::ParamGroup;
+    let (train, _) = small_digits();
+    let m = model(3);
+    let params = m.params();
+    let (weights, biases): (Vec<_>, Vec<_>) =
+        params.into_iter().partition(|p| p.shape().len() == 2);
+    let sgd = |lr| SgdConfig {
+        lr,
+        ..SgdConfig::default()
+    };
+    let opt = Sgd::with_groups(vec![
+        ParamGroup::new(weights, sgd(0.1)),
+        ParamGroup::new(biases, sgd(0.01)),
+    ]);
+    let schedule = std::sync::Arc::new(CosineAnnealingLr::new(10, 0.0));
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: BatchSizeSchedule::new(100),
+        schedule: Some(schedule.clone()),
+        max_iterations: Some(4),
+        ..TrainConfig::default()
+    };
+    let mut t = Trainer::new(m, Box::new(opt), config);
+    t.fit(&train, None, None, |_| {}).unwrap();
+    // The 4th update (iteration 3) ran at each group's own rate, scheduled.
+    assert_eq!(t.optimizer.group_lr(0), schedule.lr(0.1, 3));
+    assert_eq!(t.optimizer.group_lr(1), schedule.lr(0.01, 3));
+    assert!(t.optimizer.group_lr(0) < 0.1);
 }
