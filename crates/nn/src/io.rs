@@ -338,8 +338,8 @@ fn describe(e: SafeTensorError, bytes: &[u8]) -> String {
                 .to_string()
         }
         (SafeTensorError::InvalidOffset(name), _) => format!(
-            "tensor `{name}`: its data_offsets do not start where the previous tensor's end, \
-             or end before they start"
+            "tensor `{name}`: its data_offsets do not start where the previous tensor's data \
+             ends, or end before they start"
         ),
         (SafeTensorError::ValidationOverflow, _) => {
             "a tensor's shape has more bytes than memory can address".to_string()
