@@ -215,3 +215,90 @@ fn duplicate_names_are_rejected() {
     );
     assert!(!Path::new(&path).exists(), "nothing is written on error");
 }
+
+#[test]
+fn named_tensors_round_trip_bit_exactly() {
+    use std::collections::BTreeMap;
+    use tapegrad_nn::io::{load_tensors, save_tensors};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tensors.safetensors");
+    let tensors = BTreeMap::from([
+        ("a".to_string(), Tensor::randn(&[3, 4], DType::F32, 1)),
+        (
+            "b.f64".to_string(),
+            Tensor::randn(&[2, 1, 5], DType::F64, 2),
+        ),
+        ("scalar".to_string(), Tensor::scalar(-0.0f64)),
+        ("empty".to_string(), Tensor::zeros(&[0, 3], DType::F32)),
+        (
+            "special".to_string(),
+            Tensor::from_vec(vec![f32::NAN, f32::INFINITY, -f32::MIN_POSITIVE], &[3]),
+        ),
+    ]);
+    save_tensors(&path, &tensors).unwrap();
+    let back = load_tensors(&path).unwrap();
+    assert_eq!(
+        back.keys().collect::<Vec<_>>(),
+        tensors.keys().collect::<Vec<_>>()
+    );
+    for (name, t) in &tensors {
+        let b = &back[name];
+        assert_eq!((b.shape(), b.dtype()), (t.shape(), t.dtype()), "{name}");
+        let bits =
+            |t: &Tensor| -> Vec<u64> { t.to_vec::<f64>().iter().map(|v| v.to_bits()).collect() };
+        assert_eq!(bits(b), bits(t), "{name}");
+    }
+    // A module's weights file is a tensors file too.
+    let m = model(0);
+    save(&m, dir.path().join("m.safetensors")).unwrap();
+    let weights = load_tensors(dir.path().join("m.safetensors")).unwrap();
+    assert_eq!(
+        weights["5.bias"].to_vec::<f32>(),
+        m.named_params()[5].1.to_vec::<f32>()
+    );
+}
+
+#[test]
+fn write_atomic_replaces_and_cleans_up() {
+    use tapegrad_nn::io::write_atomic;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.bin");
+    write_atomic(&path, b"one").unwrap();
+    write_atomic(&path, b"two").unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"two");
+    // Renaming over a directory fails: the error says so and no temporary file is left.
+    let sub = dir.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    fs::write(sub.join("x"), b"x").unwrap();
+    let e = write_atomic(&sub, b"three").unwrap_err();
+    assert!(e.to_string().contains("renaming"), "{e}");
+    // A directory that does not exist: the error names the temporary file it could not create.
+    let e = write_atomic(dir.path().join("missing/f.bin"), b"x").unwrap_err();
+    assert!(e.to_string().contains("missing"), "{e}");
+    let mut names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["f.bin", "sub"]);
+    // Through the weights API the error names the file and the step.
+    let err = save(&Linear::new(2, 2, 0), &sub).unwrap_err();
+    assert!(matches!(err, WeightsError::Io { .. }), "{err}");
+    assert!(
+        err.to_string().contains("sub") && err.to_string().contains("renaming"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn weights_files_get_the_mode_of_a_plain_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let plain = dir.path().join("plain");
+    fs::File::create(&plain).unwrap();
+    let weights = dir.path().join("w.safetensors");
+    save(&Linear::new(2, 2, 0), &weights).unwrap();
+    assert_eq!(mode(&weights), mode(&plain));
+}

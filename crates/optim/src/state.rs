@@ -2,17 +2,19 @@
 //! [`StateDict`] (PyTorch's `optimizer.state_dict()`), and its file format: safetensors,
 //! one tensor per buffer named `state.<param index>.<buffer>`, with the groups'
 //! hyper-parameters and the scalar state (step counts) as JSON in the header metadata.
-//! Files are written atomically (temp file + rename) and validated fully before anything
-//! is loaded.
+//! Files are written atomically (temp file + rename, `tapegrad_nn::io::write_atomic`) and
+//! validated fully before anything is loaded: a corrupt or hostile file is an error naming
+//! the file and what was wrong, never a panic, and costs at most a few times its size in
+//! memory.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 use tapegrad::{DType, Element, Tensor};
+use tapegrad_nn::io::{write_atomic, TensorFile};
 
 use crate::error::OptimError;
 
@@ -186,23 +188,14 @@ impl StateDict {
     /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), OptimError> {
         let path = path.as_ref();
-        let io = |source| OptimError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
         let bytes = self.to_bytes().map_err(|reason| OptimError::Format {
             path: path.to_path_buf(),
             reason,
         })?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        tmp.write_all(&bytes).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+        write_atomic(path, &bytes).map_err(|source| OptimError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Reads a state written by [`save`](Self::save). A corrupt or truncated file is an
@@ -220,6 +213,15 @@ impl StateDict {
     }
 
     fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        for (i, rec) in &self.state {
+            // JSON has no NaN or infinity: such a value would be written as `null` and the
+            // file could not be read back.
+            if let Some((key, v)) = rec.scalars.iter().find(|(_, v)| !v.is_finite()) {
+                return Err(format!(
+                    "parameter {i}: scalar state '{key}' is {v}; only finite values can be saved"
+                ));
+            }
+        }
         let meta = Meta {
             format_version: FORMAT_VERSION,
             optimizer: self.optimizer.clone(),
@@ -232,38 +234,27 @@ impl StateDict {
         };
         let meta =
             serde_json::to_string(&meta).map_err(|e| format!("cannot encode the header: {e}"))?;
-        let mut names = Vec::new();
-        let mut data: Vec<(safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut tensors = BTreeMap::new();
         for (i, rec) in &self.state {
             for (key, t) in &rec.tensors {
                 if key.contains('.') {
                     return Err(format!("state buffer name '{key}' contains a '.'"));
                 }
-                names.push(format!("state.{i}.{key}"));
-                data.push(tensor_bytes(t));
+                tensors.insert(format!("state.{i}.{key}"), t.clone());
             }
         }
-        let views = names
-            .iter()
-            .zip(&data)
-            .map(|(n, (dt, shape, bytes))| {
-                safetensors::tensor::TensorView::new(*dt, shape.clone(), bytes)
-                    .map(|v| (n.as_str(), v))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let info = Some(HashMap::from([(META_KEY.to_string(), meta)]));
-        safetensors::serialize(views, &info).map_err(|e| e.to_string())
+        let file = TensorFile {
+            tensors,
+            metadata: BTreeMap::from([(META_KEY.to_string(), meta)]),
+        };
+        file.to_bytes().map_err(|e| e.to_string())
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<StateDict, String> {
-        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("{e:?}"))?;
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| format!("{e:?}"))?;
-        let meta_json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(META_KEY))
+        let file = TensorFile::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let meta_json = file
+            .metadata
+            .get(META_KEY)
             .ok_or_else(|| format!("the header has no '{META_KEY}' metadata"))?;
         let meta: Meta = serde_json::from_str(meta_json)
             .map_err(|e| format!("bad '{META_KEY}' metadata: {e}"))?;
@@ -286,75 +277,30 @@ impl StateDict {
                 )
             })
             .collect();
-        for (name, view) in st.tensors() {
-            let rest = name
+        for (name, t) in file.tensors {
+            let (index, key) = name
                 .strip_prefix("state.")
-                .ok_or_else(|| format!("unexpected tensor '{name}'"))?;
-            let (index, key) = rest
-                .split_once('.')
-                .ok_or_else(|| format!("unexpected tensor '{name}'"))?;
+                .and_then(|rest| rest.split_once('.'))
+                .ok_or_else(|| {
+                    format!(
+                        "unexpected tensor '{name}' (state tensors are 'state.<index>.<buffer>')"
+                    )
+                })?;
+            // Only the canonical spelling, so that "state.07.x" cannot shadow "state.7.x".
             let index: usize = index
                 .parse()
-                .map_err(|_| format!("tensor '{name}': bad parameter index"))?;
+                .ok()
+                .filter(|i: &usize| i.to_string() == index)
+                .ok_or_else(|| format!("tensor '{name}': '{index}' is not a parameter index"))?;
             let rec = state.get_mut(&index).ok_or_else(|| {
                 format!("tensor '{name}' belongs to parameter {index}, which has no state entry")
             })?;
-            rec.tensors
-                .insert(key.to_string(), tensor_from_view(&name, &view)?);
+            rec.tensors.insert(key.to_string(), t);
         }
         Ok(StateDict {
             optimizer: meta.optimizer,
             groups: meta.groups,
             state,
         })
-    }
-}
-
-fn tensor_bytes(t: &Tensor) -> (safetensors::Dtype, Vec<usize>, Vec<u8>) {
-    let shape = t.shape().to_vec();
-    match t.dtype() {
-        DType::F32 => (
-            safetensors::Dtype::F32,
-            shape,
-            t.to_vec::<f32>()
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect(),
-        ),
-        DType::F64 => (
-            safetensors::Dtype::F64,
-            shape,
-            t.to_vec::<f64>()
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect(),
-        ),
-    }
-}
-
-fn tensor_from_view(
-    name: &str,
-    view: &safetensors::tensor::TensorView<'_>,
-) -> Result<Tensor, String> {
-    let shape = view.shape().to_vec();
-    let data = view.data();
-    match view.dtype() {
-        safetensors::Dtype::F32 => {
-            let v: Vec<f32> = data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect();
-            Ok(Tensor::from_vec(v, &shape))
-        }
-        safetensors::Dtype::F64 => {
-            let v: Vec<f64> = data
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect();
-            Ok(Tensor::from_vec(v, &shape))
-        }
-        other => Err(format!(
-            "tensor '{name}' has dtype {other:?}; optimiser state is F32 or F64"
-        )),
     }
 }

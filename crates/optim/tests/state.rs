@@ -335,3 +335,18 @@ fn f32_and_f64_take_the_same_steps() {
         }
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn state_and_weights_files_get_the_mode_of_a_plain_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let plain = dir.path().join("plain");
+    std::fs::File::create(&plain).unwrap();
+    let state = adam_state_file(dir.path(), &[3]);
+    let weights = dir.path().join("w.safetensors");
+    tapegrad_nn::io::save(&tapegrad_nn::Linear::new(2, 2, 0), &weights).unwrap();
+    assert_eq!(mode(&state), mode(&plain), "optimiser state");
+    assert_eq!(mode(&weights), mode(&plain), "weights");
+}
