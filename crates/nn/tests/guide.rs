@@ -1,6 +1,7 @@
-//! The code of the "Build your own model" chapter of docs/guide.md, compiled and run so
-//! the chapter cannot rot: a custom module, a custom loss (binary focal loss), checking
-//! both with tapegrad-gradcheck, one training step, and saving / loading the weights.
+//! The code of the "Your first gradient check" and "Build your own model" chapters of
+//! docs/guide.md, compiled and run so the chapters cannot rot: a custom op checked with
+//! tapegrad-gradcheck (and a wrong rule caught), a custom module, a custom loss (binary
+//! focal loss), checking both, one training step, and saving / loading the weights.
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use tapegrad::{DType, Tensor};
@@ -143,5 +144,67 @@ fn train_step_and_weights_on_disk() {
     assert_eq!(
         model.forward(&x).to_vec::<f32>(),
         restored.forward(&x).to_vec::<f32>()
+    );
+}
+
+// ---- "Your first gradient check" ----
+
+/// softsign(x) = x / (1 + |x|) as a custom op whose backward rule is written by hand:
+/// d/dx = 1 / (1 + |x|)^2.
+fn softsign(x: &Tensor) -> Tensor {
+    let value = tapegrad::no_grad(|| x.div(&x.abs().add_scalar(1.0)));
+    tapegrad::custom_op("softsign", &[x], value, &[x], false, |ctx, g| {
+        let x = ctx.saved(0);
+        vec![Some(g.div(&x.abs().add_scalar(1.0).square()))]
+    })
+}
+
+/// The same op with a bug: the square is forgotten.
+fn softsign_wrong(x: &Tensor) -> Tensor {
+    let value = tapegrad::no_grad(|| x.div(&x.abs().add_scalar(1.0)));
+    tapegrad::custom_op("softsign_wrong", &[x], value, &[x], false, |ctx, g| {
+        let x = ctx.saved(0);
+        vec![Some(g.div(&x.abs().add_scalar(1.0)))]
+    })
+}
+
+#[test]
+fn first_gradient_check_passes_and_catches_a_wrong_rule() {
+    let x = Tensor::from_vec(vec![-1.5f64, -0.3, 0.4, 2.0], &[2, 2]);
+    let report = gradcheck(
+        |t: &[Tensor]| softsign(&t[0]),
+        &[x.clone()],
+        &Options::default(),
+    )
+    .expect("the right rule passes");
+    println!("{report}");
+    assert!(report.passed());
+    gradgradcheck(
+        |t: &[Tensor]| softsign(&t[0]),
+        &[x.clone()],
+        &Options::default(),
+    )
+    .expect("the rule differentiates again");
+
+    let err = gradcheck(
+        |t: &[Tensor]| softsign_wrong(&t[0]),
+        &[x],
+        &Options::default(),
+    )
+    .expect_err("a rule without the square must fail");
+    println!("{err}");
+    let report = err.report().expect("a mismatch carries its report");
+    assert!(!report.passed());
+    // The worst entry is the one furthest out of tolerance (error / (atol + rtol |num|)):
+    // x = 2.0, where the wrong rule gives 1/3 against the true 1/9. (The largest absolute
+    // error, 0.24, is at x = -1.5, where the true value is larger.)
+    let input = &report.inputs[0];
+    let worst = input.worst.as_ref().expect("a worst entry");
+    assert!((worst.analytical - 1.0 / 3.0).abs() < 1e-12, "{worst:?}");
+    assert!((worst.numerical - 1.0 / 9.0).abs() < 1e-6, "{worst:?}");
+    assert!(
+        (input.max_abs_error - 0.24).abs() < 1e-6,
+        "{}",
+        input.max_abs_error
     );
 }
