@@ -71,6 +71,7 @@ struct Row {
     lr: f64,
     samples_per_s: f64,
     updates_per_s: f64,
+    updates: usize,
     peak_bytes: usize,
     train_loss: f64,
     val_accuracy: f64,
@@ -219,6 +220,7 @@ fn sweep(args: &Args) -> Result<(), String> {
             lr,
             samples_per_s: samples as f64 / secs,
             updates_per_s: trainer.state.iteration as f64 / secs,
+            updates: trainer.state.iteration,
             peak_bytes,
             train_loss,
             val_accuracy,
@@ -244,7 +246,7 @@ fn sweep(args: &Args) -> Result<(), String> {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut csv = String::from(
-        "batch_size,lr,samples_per_s,updates_per_s,peak_bytes,epochs,train_loss,val_accuracy\n",
+        "batch_size,lr,samples_per_s,updates_per_s,peak_bytes,epochs,train_loss,val_accuracy,updates\n",
     );
     for r in &rows {
         println!(
@@ -259,7 +261,7 @@ fn sweep(args: &Args) -> Result<(), String> {
             r.val_accuracy
         );
         csv.push_str(&format!(
-            "{},{},{:.3},{:.3},{},{:.4},{:.6},{:.6}\n",
+            "{},{},{:.3},{:.3},{},{:.4},{:.6},{:.6},{}\n",
             r.batch,
             r.lr,
             r.samples_per_s,
@@ -267,7 +269,8 @@ fn sweep(args: &Args) -> Result<(), String> {
             r.peak_bytes,
             r.epochs,
             r.train_loss,
-            r.val_accuracy
+            r.val_accuracy,
+            r.updates
         ));
     }
     let csv_path = args.out.join("batch_sweep.csv");

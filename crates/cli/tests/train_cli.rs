@@ -114,14 +114,16 @@ fn batch_sweep_on_two_tiny_batch_sizes() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(
         rows[0],
-        "batch_size,lr,samples_per_s,updates_per_s,peak_bytes,epochs,train_loss,val_accuracy"
+        "batch_size,lr,samples_per_s,updates_per_s,peak_bytes,epochs,train_loss,val_accuracy,updates"
     );
     assert_eq!(rows.len(), 3, "{csv}");
     assert!(rows[1].starts_with("4,") && rows[2].starts_with("16,"));
-    // batch 4 makes 4x the updates of batch 16 per epoch
-    let ups = |r: &str| r.split(',').nth(3).unwrap().parse::<f64>().unwrap();
+    // batch 4 makes 4x the updates of batch 16 per epoch (counted, not timed: rates
+    // depend on the machine's load)
+    let updates = |r: &str| r.split(',').nth(8).unwrap().parse::<usize>().unwrap();
     let peak = |r: &str| r.split(',').nth(4).unwrap().parse::<usize>().unwrap();
-    assert!(ups(rows[1]) > ups(rows[2]), "{csv}");
+    let (small, large) = (updates(rows[1]), updates(rows[2]));
+    assert!(small + 3 >= 4 * large && small <= 4 * large, "{csv}");
     assert!(peak(rows[1]) > 0 && peak(rows[2]) > 0, "{csv}");
     assert!(dir.path().join("batch_sweep.svg").exists());
     assert!(

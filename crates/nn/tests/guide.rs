@@ -173,7 +173,7 @@ fn first_gradient_check_passes_and_catches_a_wrong_rule() {
     let x = Tensor::from_vec(vec![-1.5f64, -0.3, 0.4, 2.0], &[2, 2]);
     let report = gradcheck(
         |t: &[Tensor]| softsign(&t[0]),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &Options::default(),
     )
     .expect("the right rule passes");
@@ -181,7 +181,7 @@ fn first_gradient_check_passes_and_catches_a_wrong_rule() {
     assert!(report.passed());
     gradgradcheck(
         |t: &[Tensor]| softsign(&t[0]),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         &Options::default(),
     )
     .expect("the rule differentiates again");

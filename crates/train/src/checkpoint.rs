@@ -88,24 +88,11 @@ pub(crate) fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
-/// so readers see the old file or the new one, never half of one.
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename
+/// ([`tapegrad_nn::io::write_atomic`]), so readers see the old file or the new one, never
+/// half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    write().map_err(|e| ckpt_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ckpt_err(path, e))
+    tapegrad_nn::io::write_atomic(path, bytes).map_err(|e| ckpt_err(path, e))
 }
 
 impl<M: Module> Trainer<M> {
