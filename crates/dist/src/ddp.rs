@@ -208,8 +208,8 @@ impl<M: Module> DistributedDataParallel<M> {
         self.backward_scaled(loss, scale)
     }
 
-    /// Backward of this rank's `loss`; returns, for every parameter, the sum over ranks of
-    /// `scale x` each rank's gradient. With each rank's `loss` the mean over its shard of
+    /// Backward of this rank's `loss`; returns, for every parameter (and nothing else),
+    /// the sum over ranks of `scale x` each rank's gradient. With each rank's `loss` the mean over its shard of
     /// a global batch and `scale` its share of the samples ([`Shard::weight`]), that is
     /// exactly the gradient of the mean loss over the global batch, even for shards of
     /// unequal size. Under [`no_sync`](Self::no_sync), returns this rank's scaled
