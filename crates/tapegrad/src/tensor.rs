@@ -605,7 +605,43 @@ impl Tensor {
                 self.ones_like()
             }
         };
-        run_backward(self, seed, opts)
+        run_backward(self, seed, opts, None)
+    }
+
+    /// Backward from this scalar output that calls `on_leaf_ready(id, grad)` as soon as
+    /// a leaf's gradient is final (every op that used the leaf has run), while backward
+    /// goes on through the rest of the graph; every leaf in the returned [`Grads`] is
+    /// reported exactly once. This is what lets data-parallel training start averaging
+    /// the last layers' gradients while the first layers' are still being computed.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let w1 = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+    /// let w2 = Tensor::from_vec(vec![3.0f64], &[1]).requires_grad();
+    /// let y = (&(&w1 * &w1) * &w2).sum(); // w2 is used last, so its gradient is ready first
+    /// let mut ready = Vec::new();
+    /// let grads = y.try_backward_with_hook(&mut |id, g| ready.push((id, g.item()))).unwrap();
+    /// assert_eq!(ready, vec![(w2.id(), 4.0), (w1.id(), 12.0)]);
+    /// assert_eq!(grads[&w1].item(), 12.0);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`try_backward`](Self::try_backward).
+    pub fn try_backward_with_hook(
+        &self,
+        on_leaf_ready: &mut dyn FnMut(TensorId, &Tensor),
+    ) -> Result<Grads, BackwardError> {
+        if self.numel() != 1 {
+            return Err(BackwardError::NotScalar {
+                shape: self.shape().to_vec(),
+            });
+        }
+        run_backward(
+            self,
+            self.ones_like(),
+            BackwardOptions::default(),
+            Some(on_leaf_ready),
+        )
     }
 
     fn detach_if(&self, cond: bool) -> Tensor {

@@ -463,3 +463,56 @@ fn the_gradient_of_a_weight_used_transposed_is_row_major_like_the_weight() {
         assert!((a - b).abs() < 1e-12);
     }
 }
+
+#[test]
+fn leaf_ready_hook_reports_each_final_gradient_once_in_backward_order() {
+    // w1 feeds the first op and the last, so its gradient is final only at the end;
+    // w2 and w3 are used once each, later layers first.
+    let x = t64(&[0.3, -0.7], &[2]);
+    let (w1, w2, w3) = (
+        t64(&[1.1, 0.4], &[2]),
+        t64(&[-0.5, 2.0], &[2]),
+        t64(&[0.9], &[1]),
+    );
+    // `cut` gives no gradient to its input, so `w4` is reached only through a dead path.
+    let w4 = t64(&[2.0], &[1]);
+    let cut = custom_op("cut", &[&w4], no_grad(|| w4.clone()), &[], false, |_, _| {
+        vec![None]
+    });
+    let h = x.mul(&w1).tanh().mul(&w2);
+    let y = h
+        .sum()
+        .mul(&w3)
+        .add(&h.mul(&w1).sum())
+        .add(&cut.mul(&w4).sum());
+    let plain = y.backward_retain_graph();
+    let mut seen: Vec<(u64, Vec<f64>)> = Vec::new();
+    let grads = y
+        .try_backward_with_hook(&mut |id, g| seen.push((id.as_u64(), g.to_vec::<f64>())))
+        .unwrap();
+    let order: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+    let mut unique = order.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), order.len(), "a leaf was reported twice");
+    assert_eq!(order.len(), grads.len());
+    for (id, g) in &seen {
+        let leaf = [&x, &w1, &w2, &w3, &w4]
+            .into_iter()
+            .find(|t| t.id().as_u64() == *id)
+            .unwrap();
+        assert_eq!(
+            g,
+            &grads[leaf].to_vec::<f64>(),
+            "the hook saw a partial gradient"
+        );
+    }
+    let pos = |t: &Tensor| order.iter().position(|&i| i == t.id().as_u64()).unwrap();
+    assert!(pos(&w3) < pos(&w1) && pos(&w2) < pos(&w1));
+    // w4 got a gradient from `cut.mul(&w4)` and is reported although `cut`'s path died.
+    assert_eq!(grads[&w4].to_vec::<f64>(), vec![2.0]);
+    // The hooked backward gives the plain backward's gradients.
+    for t in [&x, &w1, &w2, &w3, &w4] {
+        assert_eq!(plain[t].to_vec::<f64>(), grads[t].to_vec::<f64>());
+    }
+}

@@ -1,14 +1,17 @@
 //! The backward engine: pops nodes in descending creation order from a max-heap, so a
 //! node runs only after all its consumers have added to its gradient. No recursion.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::grads::Grads;
 use super::mode::GradModeGuard;
 use super::node::{BackwardCtx, Edge, Node};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorId};
+
+/// Called with each leaf's id and gradient as soon as that gradient is final.
+pub(crate) type LeafReady<'h> = &'h mut dyn FnMut(TensorId, &Tensor);
 
 /// Why a backward pass could not run.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -82,6 +85,7 @@ pub(crate) fn run_backward(
     root: &Tensor,
     seed: Tensor,
     opts: BackwardOptions,
+    on_leaf_ready: Option<LeafReady<'_>>,
 ) -> Result<Grads, BackwardError> {
     if seed.shape() != root.shape() || seed.dtype() != root.dtype() {
         return Err(BackwardError::SeedShape {
@@ -99,8 +103,12 @@ pub(crate) fn run_backward(
     let mut grads = Grads::new();
     let Some(root_node) = root.node() else {
         grads.accumulate(root.id(), seed);
+        if let (Some(hook), Some(g)) = (on_leaf_ready, grads.get_id(root.id())) {
+            hook(root.id(), g);
+        }
         return Ok(grads);
     };
+    let mut watch = on_leaf_ready.map(|hook| LeafWatch::new(root_node, hook));
     // Nodes are borrowed from the root's graph (the edges of a node never change while
     // anyone can reach it), so the queue holds no reference counts of its own.
     let mut queue = Queue::default();
@@ -142,10 +150,74 @@ pub(crate) fn run_backward(
                 }
             }
         }
+        if let Some(watch) = watch.as_mut() {
+            watch.node_ran(node, &grads);
+        }
+    }
+    if let Some(watch) = watch {
+        watch.finish(&grads);
     }
     // Gradients come back computed: a deferred one would hold on to the whole graph.
     grads.realize_all();
     Ok(grads)
+}
+
+/// Tells a caller when each leaf's gradient is final: counts the edges into each leaf
+/// among the nodes reachable from the root (one walk before backward), and calls the
+/// hook when the last of them has run. Leaves whose consumers were never reached (a rule
+/// returned no gradient for their only path) are reported at the end, in id order.
+struct LeafWatch<'h> {
+    waiting: HashMap<TensorId, usize>,
+    hook: LeafReady<'h>,
+}
+
+impl<'h> LeafWatch<'h> {
+    fn new(root: &Arc<Node>, hook: LeafReady<'h>) -> Self {
+        let mut waiting: HashMap<TensorId, usize> = HashMap::new();
+        let mut seen: HashSet<u64> = HashSet::from([root.seq]);
+        let mut stack: Vec<&Arc<Node>> = vec![root];
+        while let Some(node) = stack.pop() {
+            for edge in node.edges.iter() {
+                match edge {
+                    Edge::Leaf { id, .. } => *waiting.entry(*id).or_default() += 1,
+                    Edge::Node(parent) if seen.insert(parent.seq) => stack.push(parent),
+                    _ => {}
+                }
+            }
+        }
+        LeafWatch { waiting, hook }
+    }
+
+    fn node_ran(&mut self, node: &Node, grads: &Grads) {
+        for edge in node.edges.iter() {
+            let Edge::Leaf { id, .. } = edge else {
+                continue;
+            };
+            let left = self
+                .waiting
+                .get_mut(id)
+                .expect("every leaf edge was counted");
+            *left -= 1;
+            if *left == 0 {
+                self.waiting.remove(id);
+                if let Some(g) = grads.get_id(*id) {
+                    g.realize();
+                    (self.hook)(*id, g);
+                }
+            }
+        }
+    }
+
+    fn finish(self, grads: &Grads) {
+        let mut rest: Vec<TensorId> = self.waiting.into_keys().collect();
+        rest.sort_by_key(|id| id.as_u64());
+        for id in rest {
+            if let Some(g) = grads.get_id(id) {
+                g.realize();
+                (self.hook)(id, g);
+            }
+        }
+    }
 }
 
 /// The nodes waiting to run, each with its gradient so far, popped in descending
