@@ -45,7 +45,7 @@ pub use shape::Shape;
 /// most 64 MiB, `TAPEGRAD_POOL_MB` sets the cap, 0 disables the pool). Call it before
 /// measuring memory, or to hand the memory back to the system.
 pub fn clear_buffer_pool() {
-    kernels::pool::clear();
+    kernels::buffers::clear();
 }
 pub use tensor::{Tensor, TensorId};
 

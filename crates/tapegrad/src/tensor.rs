@@ -13,11 +13,11 @@ use crate::autograd::engine::{run_backward, BackwardError, BackwardOptions};
 use crate::autograd::node::{record, Node};
 use crate::autograd::Grads;
 use crate::dtype::{DType, Element};
+use crate::kernels::buffers;
 use crate::kernels::elementwise::add_assign;
 use crate::kernels::fused::{add_assign_pending, Values};
-use crate::kernels::pool;
 use crate::shape::{numel, Shape};
-use crate::storage::{visit_storage, Data, Storage};
+use crate::storage::{dispatch, Data};
 
 /// A unique tensor id; gradients are keyed by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,16 +89,18 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Node's own Drop unlinks the chain behind it iteratively.
         drop(self.node.take());
-        // A large buffer goes back to the kernels' pool (if no other tensor shares it).
-        if numel(&self.shape) * self.dtype.size_in_bytes() >= pool::MIN_BYTES {
+        // A large buffer goes back to the buffer cache (if no other tensor shares it).
+        if numel(&self.shape) * self.dtype.size_in_bytes() >= buffers::MIN_BYTES {
             let empty = match self.dtype {
-                DType::F32 => Storage::F32(ArcArray::from_vec(Vec::new()).into_dyn()),
-                DType::F64 => Storage::F64(ArcArray::from_vec(Vec::new()).into_dyn()),
+                DType::F32 => {
+                    Data::from(ArcArray::<f32, ndarray::Ix1>::from_vec(Vec::new()).into_dyn())
+                }
+                DType::F64 => {
+                    Data::from(ArcArray::<f64, ndarray::Ix1>::from_vec(Vec::new()).into_dyn())
+                }
             };
             let data = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
-            if let Some(ready) = std::mem::replace(data, Data::from(empty)).into_computed() {
-                pool::recycle(ready);
-            }
+            std::mem::replace(data, empty).recycle();
         }
     }
 }
@@ -121,30 +123,31 @@ impl Tensor {
         }))
     }
 
-    pub(crate) fn from_storage(data: impl Into<Data>) -> Tensor {
+    /// A tensor that requires no grad, holding `data`.
+    pub(crate) fn from_data(data: impl Into<Data>) -> Tensor {
         Tensor::from_parts(TensorId::fresh(), data.into(), false, None)
     }
 
     pub(crate) fn from_arc<T: Element>(a: ArcArray<T, IxDyn>) -> Tensor {
-        Tensor::from_storage(Storage::from_array(a))
+        Tensor::from_data(Data::from_array(a))
     }
 
-    /// The storage (a reference-counted clone, no copy of the data). A deferred value is
-    /// computed now, and kept in place of its expression.
-    pub(crate) fn storage(&self) -> Storage {
+    /// The values, computed (a reference-counted clone, no copy of the data): a deferred
+    /// value is computed now and kept in place of its expression.
+    pub(crate) fn force(&self) -> Data {
         let deferred = {
             let data = self.0.data.read().unwrap_or_else(|e| e.into_inner());
-            match data.computed() {
-                Some(s) => return s,
-                None => data.clone(),
+            if data.is_ready() {
+                return data.clone();
             }
+            data.clone()
         };
-        let s = deferred.force();
+        let ready = deferred.force();
         let mut data = self.0.data.write().unwrap_or_else(|e| e.into_inner());
-        if data.computed().is_none() {
-            *data = Data::from(s.clone());
+        if !data.is_ready() {
+            *data = ready.clone();
         }
-        s
+        ready
     }
 
     /// The values as they are: computed, or a deferred expression (for the elementwise
@@ -183,14 +186,9 @@ impl Tensor {
         *self = self.add(g);
     }
 
-    /// Forces a deferred value now (it is kept in place of the expression).
-    pub(crate) fn realize(&self) {
-        drop(self.storage());
-    }
-
     /// Forces a deferred value that is not cheap to recompute (before saving it for
     /// backward; see `Values::keep_lazy_when_saved`).
-    pub(crate) fn realize_if_costly(&self) {
+    pub(crate) fn force_if_costly(&self) {
         let keep = self
             .0
             .data
@@ -198,7 +196,7 @@ impl Tensor {
             .unwrap_or_else(|e| e.into_inner())
             .keep_lazy_when_saved();
         if !keep {
-            self.realize();
+            self.force();
         }
     }
 
@@ -414,17 +412,21 @@ impl Tensor {
 
     /// A tensor sharing this one's data, cut off from the tape: no gradient flows through it.
     pub fn detach(&self) -> Tensor {
-        Tensor::from_storage(self.data())
+        Tensor::from_data(self.data())
     }
 
     /// The elements in row-major order, converted to `T`.
     pub fn to_vec<T: Element>(&self) -> Vec<T> {
-        visit_storage!(&self.storage(), a => a.iter().map(|&x| T::of(x.as_f64())).collect())
+        dispatch!(self.data(), |a| a
+            .force()
+            .iter()
+            .map(|&x| T::of(x.as_f64()))
+            .collect())
     }
 
     /// The data as an owned `ndarray` array of element type `T` (converted if needed).
     pub fn to_array<T: Element>(&self) -> ArrayD<T> {
-        visit_storage!(&self.storage(), a => a.map(|&x| T::of(x.as_f64())))
+        dispatch!(self.data(), |a| a.force().map(|&x| T::of(x.as_f64())))
     }
 
     /// The single value of a one-element tensor, as `f64`.
@@ -438,7 +440,12 @@ impl Tensor {
             "item: the tensor has shape {:?}; item() needs exactly one element",
             self.shape()
         );
-        visit_storage!(&self.storage(), a => a.iter().next().expect("one element").as_f64())
+        dispatch!(self.data(), |a| a
+            .force()
+            .iter()
+            .next()
+            .expect("one element")
+            .as_f64())
     }
 
     /// Runs `f` on a view of the data without copying.
@@ -447,7 +454,7 @@ impl Tensor {
     /// If `T` is not the tensor's dtype.
     #[track_caller]
     pub fn with_view<T: Element, R>(&self, f: impl FnOnce(ArrayViewD<'_, T>) -> R) -> R {
-        self.realize();
+        self.force();
         let guard = self.0.data.read().unwrap_or_else(|e| e.into_inner());
         match guard.array::<T>() {
             Some(a) => f(a.view()),
@@ -474,7 +481,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn update_<T: Element, R>(&self, f: impl FnOnce(ArrayViewMutD<'_, T>) -> R) -> R {
-        self.realize();
+        self.force();
         let mut guard = self.0.data.write().unwrap_or_else(|e| e.into_inner());
         let dtype = guard.dtype();
         let r = match guard.array_mut::<T>() {
@@ -499,11 +506,8 @@ impl Tensor {
             self.shape(),
             self.dtype()
         );
-        let s = src.storage();
-        match s {
-            Storage::F32(a) => self.update_(|mut d: ArrayViewMutD<f32>| d.assign(&a)),
-            Storage::F64(a) => self.update_(|mut d: ArrayViewMutD<f64>| d.assign(&a)),
-        }
+        dispatch!(src.data(), |a| self
+            .update_(|mut d: ArrayViewMutD<E>| d.assign(&*a.force())))
     }
 
     /// Converts to another dtype. Differentiable: the gradient is converted back.
@@ -512,10 +516,10 @@ impl Tensor {
             return self.clone();
         }
         let from = self.dtype();
-        let value = match (self.storage(), dtype) {
-            (Storage::F32(a), DType::F64) => Storage::F64(a.mapv(|x| x as f64).into_shared()),
-            (Storage::F64(a), DType::F32) => Storage::F32(a.mapv(|x| x as f32).into_shared()),
-            (s, _) => s,
+        let value = match (self.data(), dtype) {
+            (Data::F32(a), DType::F64) => Data::from(a.force().mapv(|x| x as f64).into_shared()),
+            (Data::F64(a), DType::F32) => Data::from(a.force().mapv(|x| x as f32).into_shared()),
+            (d, _) => d,
         };
         record(
             "to_dtype",
@@ -660,7 +664,7 @@ fn add_into<T: Element>(acc: &mut ArcArray<T, IxDyn>, g: &Values<T>) {
             return;
         }
     }
-    g.with_array(|g| add_assign(&mut acc.view_mut(), &g.view()));
+    add_assign(&mut acc.view_mut(), &g.force().view());
 }
 
 impl<T: Element, D: Dimension> From<ndarray::Array<T, D>> for Tensor {

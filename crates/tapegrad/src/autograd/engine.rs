@@ -125,8 +125,8 @@ pub(crate) fn run_backward(
         let input_grads = (node.rule)(&ctx, &grad);
         drop(grad);
         drop(saved);
-        if let Some(out) = output.and_then(|o| o.into_computed()) {
-            crate::kernels::pool::recycle(out);
+        if let Some(out) = output {
+            out.recycle();
         }
         assert_eq!(
             input_grads.len(),
@@ -158,7 +158,7 @@ pub(crate) fn run_backward(
         watch.finish(&grads);
     }
     // Gradients come back computed: a deferred one would hold on to the whole graph.
-    grads.realize_all();
+    grads.force_all();
     Ok(grads)
 }
 

@@ -67,9 +67,9 @@ impl Grads {
     }
 
     /// Computes every deferred gradient (fused elementwise chains) now.
-    pub(crate) fn realize_all(&self) {
+    pub(crate) fn force_all(&self) {
         for g in self.map.values() {
-            g.realize();
+            g.force();
         }
     }
 

@@ -99,7 +99,7 @@ impl BackwardCtx<'_> {
         if self.create_graph {
             Tensor::from_parts(self.node.out_id, storage, true, Some(self.node.clone()))
         } else {
-            Tensor::from_storage(storage)
+            Tensor::from_data(storage)
         }
     }
 
@@ -173,10 +173,10 @@ where
 {
     let value = value.into();
     if !is_grad_enabled() || !inputs.iter().any(|t| t.tracks_grad()) {
-        return Tensor::from_storage(value);
+        return Tensor::from_data(value);
     }
     let value = if save_output && value.is_pending() && !value.keep_lazy_when_saved() {
-        Data::from(value.force())
+        value.force()
     } else {
         value
     };
@@ -186,7 +186,7 @@ where
         .into_iter()
         .map(|t| {
             let v = t.as_ref().map_or(0, |t| {
-                t.realize_if_costly();
+                t.force_if_costly();
                 t.version()
             });
             (t, v)

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::fused::{is_fusion_enabled, MapFn, Values, ZipFn, COSTLY, LAZY_MIN};
 use super::PAR_THRESHOLD;
-use super::{pool, simd};
+use super::{buffers, simd};
 use crate::dtype::Element;
 use crate::shape::broadcast_shapes;
 
@@ -24,12 +24,12 @@ pub(crate) const CHUNK: usize = 1 << 16;
 
 /// A vector of `n` elements filled by `fill(offset, chunk)` over disjoint chunks (in
 /// parallel when large). `fill` must write every element of its chunk.
-/// Large buffers come from the [`pool`] of recently freed ones.
+/// Large buffers come from the [`buffers`] cache of recently freed ones.
 pub(crate) fn build_vec<T: Send + 'static>(
     n: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
 ) -> Vec<T> {
-    let mut v = pool::take(n);
+    let mut v = buffers::take(n);
     for_chunks(&mut v.spare_capacity_mut()[..n], &fill);
     // SAFETY: `fill` initialised every element of the `n` spare slots.
     unsafe { v.set_len(n) };
@@ -210,7 +210,7 @@ fn map_weighted<T: Element>(
     if a.can_defer() {
         return a.map(weight, map_block(f));
     }
-    Values::Ready(a.with_array(|a| map_view(&a.view(), f)))
+    Values::Ready(map_view(&a.force().view(), f))
 }
 
 /// `f(x, c)` for every element `x`, with the scalar `c` converted to the element type.
@@ -290,7 +290,7 @@ fn zip_weighted<T: Element>(
             return map_weighted(b, weight, move |y| f(c, y));
         }
     }
-    Values::Ready(a.with_array(|a| b.with_array(|b| zip_view(&a.view(), &b.view(), f))))
+    Values::Ready(zip_view(&a.force().view(), &b.force().view(), f))
 }
 
 fn first<T: Element>(v: &Values<T>) -> T {
@@ -308,7 +308,7 @@ pub(crate) fn exp<T: VecExp>(a: Values<T>) -> Values<T> {
     if a.can_defer() {
         return a.map(1, Arc::new(|src, dst| T::exp_slice(src, dst)));
     }
-    Values::Ready(a.with_array(|a| exp_view(&a.view())))
+    Values::Ready(exp_view(&a.force().view()))
 }
 
 /// `a` broadcast to `shape`: a deferred fill when `a` is one element and `shape` is
@@ -317,7 +317,7 @@ pub(crate) fn broadcast<T: Element>(a: Values<T>, shape: &[usize]) -> Values<T> 
     if a.len() == 1 && shape.iter().product::<usize>() >= LAZY_MIN && is_fusion_enabled() {
         return Values::fill(IxDyn(shape), first(&a));
     }
-    Values::Ready(a.with_array(|a| broadcast_view(&a.view(), shape)))
+    Values::Ready(broadcast_view(&a.force().view(), shape))
 }
 
 /// Runs `f(offset, chunk)` over disjoint pieces of `a`, in parallel when `a` is large.

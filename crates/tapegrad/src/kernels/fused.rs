@@ -23,6 +23,7 @@
 //! [`with_fusion`] turns it off on a thread (ops then compute at once, as before), and so
 //! does `TAPEGRAD_FUSION=0`.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
@@ -147,26 +148,19 @@ impl<T: Element> Values<T> {
         }
     }
 
-    /// The computed array (computing it now if it is deferred; kept for later readers).
-    pub(crate) fn force(&self) -> ArcArray<T, IxDyn> {
+    /// The computed array (computing it now if it is deferred; kept for later readers),
+    /// borrowed when it is computed already. "Force" is the one word for computing a
+    /// deferred value, at every level (`Expr`, `Values`, `Data`, `Tensor`).
+    pub(crate) fn force(&self) -> Cow<'_, ArcArray<T, IxDyn>> {
         match self {
-            Values::Ready(a) => a.clone(),
-            Values::Lazy(e) => e.materialise(),
-        }
-    }
-
-    /// `f` on the computed array (computing a deferred one first), without a new handle
-    /// on a ready one.
-    pub(crate) fn with_array<R>(&self, f: impl FnOnce(&ArcArray<T, IxDyn>) -> R) -> R {
-        match self {
-            Values::Ready(a) => f(a),
-            Values::Lazy(_) => f(&self.force()),
+            Values::Ready(a) => Cow::Borrowed(a),
+            Values::Lazy(e) => Cow::Owned(e.force()),
         }
     }
 
     /// The computed array, if there is one and nothing else holds the expression it came
-    /// from (so its buffer can go back to the pool).
-    pub(crate) fn into_computed(self) -> Option<ArcArray<T, IxDyn>> {
+    /// from (so its buffer can go back to the buffer cache).
+    pub(crate) fn into_array(self) -> Option<ArcArray<T, IxDyn>> {
         match self {
             Values::Ready(a) => Some(a),
             Values::Lazy(e) => match Arc::try_unwrap(e).ok()?.state.into_inner() {
@@ -223,7 +217,7 @@ impl<T: Element> Values<T> {
     fn bounded(self, extra: u32) -> Values<T> {
         if self.cost() + extra > MAX_COST || matches!(&self, Values::Lazy(_) if !self.is_pending())
         {
-            Values::Ready(self.force())
+            Values::Ready(self.force().into_owned())
         } else {
             self
         }
@@ -275,7 +269,7 @@ impl<T: Element> Expr<T> {
     }
 
     /// Computes the whole array (in parallel when large) and keeps it in place of the tree.
-    fn materialise(self: &Arc<Self>) -> ArcArray<T, IxDyn> {
+    fn force(self: &Arc<Self>) -> ArcArray<T, IxDyn> {
         if let State::Done(v) = &*self.state() {
             return v.clone();
         }
@@ -430,7 +424,7 @@ impl<T: Element> Program<T> {
 pub(crate) fn sum<T: Element>(v: &Values<T>) -> T {
     let e = match v {
         Values::Lazy(e) if e.pending() => e,
-        _ => return v.with_array(|a| super::reduce::sum_all(&a.view())),
+        _ => return super::reduce::sum_all(&v.force().view()),
     };
     let program = Program::compile(e);
     pairwise_by(e.len, &|off, n| {
@@ -576,22 +570,22 @@ mod tests {
         let g = with_fusion(true, || y.sum().backward());
         assert!(!g[&x].data().is_pending(), "gradients come back computed");
         // Reading the values computes them once and keeps them.
-        y.realize();
-        assert!(y.data().computed().is_some());
+        y.force();
+        assert!(y.data().is_ready());
     }
 
     #[test]
     fn a_finished_expression_hands_its_array_back_when_nothing_else_holds_it() {
         let x = ramp(LAZY_MIN);
         let pending = Values::Ready(x.clone()).map(1, map_fn(|a| a + 1.0));
-        assert!(pending.clone().into_computed().is_none(), "shared");
+        assert!(pending.clone().into_array().is_none(), "shared");
         let other = pending.clone();
         other.force();
-        assert!(other.into_computed().is_none(), "still held by `pending`");
-        let a = pending.into_computed().expect("computed and unique");
+        assert!(other.into_array().is_none(), "still held by `pending`");
+        let a = pending.into_array().expect("computed and unique");
         assert_eq!(a[[3]], x[[3]] + 1.0);
         let fresh = Values::Ready(x).map(1, map_fn(|a| a * 2.0));
-        assert!(fresh.into_computed().is_none(), "never computed");
+        assert!(fresh.into_array().is_none(), "never computed");
     }
 
     #[test]

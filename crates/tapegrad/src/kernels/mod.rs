@@ -1,12 +1,12 @@
 //! Pure array kernels: ndarray + rayon, generic over [`Element`](crate::Element), no
 //! knowledge of the tape. Ops call these for their forward values.
 
+pub(crate) mod buffers;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod fused;
 pub(crate) mod index;
 pub(crate) mod matmul;
-pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod sgemm;
 pub(crate) mod simd;

@@ -18,7 +18,7 @@ pub(crate) fn sum_values<T: Element>(
     if axes.len() == rank {
         return total_as_array(fused::sum(v), rank, keepdim);
     }
-    v.with_array(|a| sum_axes(&a.view(), axes, keepdim))
+    sum_axes(&v.force().view(), axes, keepdim)
 }
 
 /// Sum of all elements: pairwise over contiguous memory.

@@ -8,7 +8,7 @@ use super::fused_grad;
 use super::table::{Domain, Inputs, OpSpec};
 use crate::autograd::node::record;
 use crate::kernels::elementwise::map;
-use crate::storage::map_data;
+use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
 use num_traits::{One, Zero};
 
@@ -17,7 +17,13 @@ impl Tensor {
     /// (as in PyTorch). The rule reads the saved output (`out > 0` iff `x > 0`).
     pub fn relu(&self) -> Tensor {
         // `x < 0` is false for NaN, so a NaN propagates (as in PyTorch) instead of vanishing.
-        let value = map_data!(self.data(), a => map(a, |x| if x < num_traits::Zero::zero() { num_traits::Zero::zero() } else { x }));
+        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| {
+            if x < num_traits::Zero::zero() {
+                num_traits::Zero::zero()
+            } else {
+                x
+            }
+        })));
         record(
             "relu",
             &[self],
@@ -27,10 +33,10 @@ impl Tensor {
             |ctx, g| {
                 if !ctx.create_graph() {
                     let y = ctx.output_data();
-                    return smallvec![Some(fused_grad!(g, y, |g, y| g * if y > T::zero() {
-                        T::one()
+                    return smallvec![Some(fused_grad!(g, y, |g, y| g * if y > E::zero() {
+                        E::one()
                     } else {
-                        T::zero()
+                        E::zero()
                     }))];
                 }
                 smallvec![Some(g.mul(&ctx.output().gt_scalar(0.0)))]

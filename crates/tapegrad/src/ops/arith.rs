@@ -9,7 +9,7 @@ use crate::autograd::node::record;
 use crate::dtype::Element;
 use crate::kernels::elementwise::{map, map_c, map_c2, map_c_costly, zip, zip3, zip_costly};
 use crate::shape::Shape;
-use crate::storage::{map_data, zip_data};
+use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -32,7 +32,11 @@ impl Tensor {
             Shape::from_slice(self.shape()),
             Shape::from_slice(other.shape()),
         );
-        let value = zip_data!(self.data(), other.data(), (a, b) => zip(a, b, |x, y| x + y));
+        let value = dispatch!((self.data(), other.data()), |a, b| Data::from(zip(
+            a,
+            b,
+            |x, y| x + y
+        )));
         record(
             "add",
             &[self, other],
@@ -59,7 +63,11 @@ impl Tensor {
             Shape::from_slice(self.shape()),
             Shape::from_slice(other.shape()),
         );
-        let value = zip_data!(self.data(), other.data(), (a, b) => zip(a, b, |x, y| x - y));
+        let value = dispatch!((self.data(), other.data()), |a, b| Data::from(zip(
+            a,
+            b,
+            |x, y| x - y
+        )));
         record(
             "sub",
             &[self, other],
@@ -87,7 +95,11 @@ impl Tensor {
             Shape::from_slice(self.shape()),
             Shape::from_slice(other.shape()),
         );
-        let value = zip_data!(self.data(), other.data(), (a, b) => zip(a, b, |x, y| x * y));
+        let value = dispatch!((self.data(), other.data()), |a, b| Data::from(zip(
+            a,
+            b,
+            |x, y| x * y
+        )));
         let (a, b) = (self.clone(), other.clone());
         record(
             "mul",
@@ -116,7 +128,11 @@ impl Tensor {
             Shape::from_slice(self.shape()),
             Shape::from_slice(other.shape()),
         );
-        let value = zip_data!(self.data(), other.data(), (a, b) => zip(a, b, |x, y| x / y));
+        let value = dispatch!((self.data(), other.data()), |a, b| Data::from(zip(
+            a,
+            b,
+            |x, y| x / y
+        )));
         let (a, b) = (self.clone(), other.clone());
         record(
             "div",
@@ -137,7 +153,7 @@ impl Tensor {
 
     /// Elementwise `-self`. Gradient: `-g`.
     pub fn neg(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map(a, |x| -x));
+        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| -x)));
         record(
             "neg",
             &[self],
@@ -150,7 +166,7 @@ impl Tensor {
 
     /// `self + c` for a scalar `c`. Gradient: `g`.
     pub fn add_scalar(&self, c: f64) -> Tensor {
-        let value = map_data!(self.data(), a => map_c(a, c, |x, c| x + c));
+        let value = dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| x + c)));
         record(
             "add_scalar",
             &[self],
@@ -171,7 +187,7 @@ impl Tensor {
     /// One op (not `neg` then `add_scalar`): rules such as `tanh`'s use it on every
     /// backward pass. Gradient: `-g`.
     pub fn rsub_scalar(&self, c: f64) -> Tensor {
-        let value = map_data!(self.data(), a => map_c(a, c, |x, c| c - x));
+        let value = dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| c - x)));
         record(
             "rsub_scalar",
             &[self],
@@ -184,7 +200,7 @@ impl Tensor {
 
     /// `self * c` for a scalar `c`. Gradient: `g * c`.
     pub fn mul_scalar(&self, c: f64) -> Tensor {
-        let value = map_data!(self.data(), a => map_c(a, c, |x, c| x * c));
+        let value = dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| x * c)));
         record(
             "mul_scalar",
             &[self],
@@ -219,8 +235,9 @@ impl Tensor {
             Shape::from_slice(self.shape()),
             Shape::from_slice(exponent.shape()),
         );
-        let value =
-            zip_data!(self.data(), exponent.data(), (a, b) => zip_costly(a, b, |x, y| x.powf(y)));
+        let value = dispatch!((self.data(), exponent.data()), |a, b| Data::from(
+            zip_costly(a, b, |x, y| x.powf(y))
+        ));
         let (a, b) = (self.clone(), exponent.clone());
         record(
             "pow",
@@ -249,7 +266,9 @@ impl Tensor {
     /// Elementwise `self ^ p` for a scalar `p`. Gradient: `g * p * x^(p-1)`, and 0 for
     /// `p = 0` (as in PyTorch; the formula would give `0 * inf = NaN` at `x = 0`).
     pub fn powf(&self, p: f64) -> Tensor {
-        let value = map_data!(self.data(), a => map_c_costly(a, p, |x, p| x.powf(p)));
+        let value = dispatch!(self.data(), |a| Data::from(
+            map_c_costly(a, p, |x, p| x.powf(p))
+        ));
         let x = self.clone();
         record(
             "powf",
@@ -268,7 +287,7 @@ impl Tensor {
 
     /// Elementwise `self^2`. Gradient: `2 x g`.
     pub fn square(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map(a, |x| x * x));
+        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x * x)));
         let x = self.clone();
         record(
             "square",
@@ -283,7 +302,7 @@ impl Tensor {
     /// Elementwise square root. Gradient: `g / (2 sqrt x)`; at `x = 0` that is `inf`
     /// (as in PyTorch); for `x < 0` the value is NaN.
     pub fn sqrt(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map(a, |x| x.sqrt()));
+        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x.sqrt())));
         record(
             "sqrt",
             &[self],
@@ -296,7 +315,7 @@ impl Tensor {
 
     /// Elementwise `1 / sqrt(x)`. Gradient: `-g * out^3 / 2`.
     pub fn rsqrt(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map(a, |x| x.sqrt().recip()));
+        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x.sqrt().recip())));
         record(
             "rsqrt",
             &[self],
@@ -312,7 +331,7 @@ impl Tensor {
 
     /// Elementwise `1 / x`. Gradient: `-g * out^2`. `1/0 = inf`.
     pub fn recip(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map(a, |x| x.recip()));
+        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x.recip())));
         record(
             "recip",
             &[self],
@@ -325,7 +344,7 @@ impl Tensor {
 
     /// Elementwise `|x|`. Gradient: `g * sign(x)`, so `abs'(0) = 0` (as in PyTorch).
     pub fn abs(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map(a, |x| x.abs()));
+        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x.abs())));
         let x = self.clone();
         record(
             "abs",
@@ -340,8 +359,8 @@ impl Tensor {
     /// Elementwise sign: -1, 0 or 1 (NaN stays NaN). Not differentiable: its gradient is
     /// zero almost everywhere, so nothing is recorded.
     pub fn sign(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map(a, sign_scalar));
-        Tensor::from_storage(value)
+        let value = dispatch!(self.data(), |a| Data::from(map(a, sign_scalar)));
+        Tensor::from_data(value)
     }
 
     /// Elementwise maximum, broadcasting. Gradient goes to the larger input; on ties it is
@@ -370,9 +389,19 @@ impl Tensor {
             Shape::from_slice(self.shape()),
             Shape::from_slice(other.shape()),
         );
-        let value = zip_data!(self.data(), other.data(), (a, b) => zip(a, b, move |x, y| {
-            if x.is_nan() || y.is_nan() { x + y } else if (x > y) == largest { x } else { y }
-        }));
+        let value = dispatch!((self.data(), other.data()), |a, b| Data::from(zip(
+            a,
+            b,
+            move |x, y| {
+                if x.is_nan() || y.is_nan() {
+                    x + y
+                } else if (x > y) == largest {
+                    x
+                } else {
+                    y
+                }
+            }
+        )));
         let (a, b) = (self.clone(), other.clone());
         record(
             op,
@@ -403,9 +432,20 @@ impl Tensor {
     #[track_caller]
     pub fn clamp(&self, min: f64, max: f64) -> Tensor {
         assert!(min <= max, "clamp: min {min} is greater than max {max}");
-        let value = map_data!(self.data(), a => map_c2(a, min, max, |x, lo, hi| {
-            if x < lo { lo } else if x > hi { hi } else { x }
-        }));
+        let value = dispatch!(self.data(), |a| Data::from(map_c2(
+            a,
+            min,
+            max,
+            |x, lo, hi| {
+                if x < lo {
+                    lo
+                } else if x > hi {
+                    hi
+                } else {
+                    x
+                }
+            }
+        )));
         let x = self.clone();
         record(
             "clamp",
@@ -454,30 +494,14 @@ impl Tensor {
             Shape::from_slice(on_false.shape()),
         );
         let c = cond.detach();
-        let value =
-            match (cond.storage(), on_true.storage(), on_false.storage()) {
-                (
-                    crate::storage::Storage::F32(c),
-                    crate::storage::Storage::F32(a),
-                    crate::storage::Storage::F32(b),
-                ) => crate::storage::Storage::F32(zip3(
-                    &c.view(),
-                    &a.view(),
-                    &b.view(),
-                    |c, x, y| if c != 0.0 { x } else { y },
-                )),
-                (
-                    crate::storage::Storage::F64(c),
-                    crate::storage::Storage::F64(a),
-                    crate::storage::Storage::F64(b),
-                ) => crate::storage::Storage::F64(zip3(
-                    &c.view(),
-                    &a.view(),
-                    &b.view(),
-                    |c, x, y| if c != 0.0 { x } else { y },
-                )),
-                _ => unreachable!("dtypes checked above"),
-            };
+        let value = dispatch!((cond.data(), on_true.data(), on_false.data()), |c, a, b| {
+            Data::from(zip3(
+                &c.force().view(),
+                &a.force().view(),
+                &b.force().view(),
+                |c, x, y| if c != 0.0 { x } else { y },
+            ))
+        });
         record(
             "where_",
             &[on_true, on_false],
@@ -509,16 +533,16 @@ macro_rules! comparisons {
                 #[track_caller]
                 pub fn $name(&self, other: &Tensor) -> Tensor {
                     check_binary(stringify!($name), self, other);
-                    Tensor::from_storage(zip_data!(self.data(), other.data(), (a, b) => zip(a, b, |x, y| {
+                    Tensor::from_data(dispatch!((self.data(), other.data()), |a, b| Data::from(zip(a, b, |x, y| {
                         if x $op y { num_traits::One::one() } else { num_traits::Zero::zero() }
-                    })))
+                    }))))
                 }
 
                 #[doc = concat!("Elementwise `self ", $doc, " c` for a scalar `c`, as a 0/1 mask. Not differentiable.")]
                 pub fn $sname(&self, c: f64) -> Tensor {
-                    Tensor::from_storage(map_data!(self.data(), a => map_c(a, c, |x, c| {
+                    Tensor::from_data(dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| {
                         if x $op c { num_traits::One::one() } else { num_traits::Zero::zero() }
-                    })))
+                    }))))
                 }
             )*
         }

@@ -13,7 +13,7 @@ use crate::autograd::node::record;
 use crate::dtype::DType;
 use crate::kernels::index::{gather, index_add_zeros, scatter_add};
 use crate::shape::{norm_axis, Shape};
-use crate::storage::{map_storage, zip_storage};
+use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -36,7 +36,10 @@ impl Tensor {
         }
         let idx: Arc<[usize]> = indices.into();
         let full = Shape::from_slice(self.shape());
-        let value = map_storage!(self.storage(), a => a.select(Axis(axis), &idx).into_shared());
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(a.select(Axis(axis), &idx).into_shared())
+        });
         record(
             "index_select",
             &[self],
@@ -50,7 +53,10 @@ impl Tensor {
     /// Zeros of `full` with `self`'s slices added at `idx` along `axis`: the gradient of
     /// `index_select`, whose own gradient is `index_select` again.
     fn index_add_zeros(&self, full: &[usize], axis: usize, idx: Arc<[usize]>) -> Tensor {
-        let value = map_storage!(self.storage(), a => index_add_zeros(full, axis, &idx, &a.view()));
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(index_add_zeros(full, axis, &idx, &a.view()))
+        });
         record(
             "index_select_backward",
             &[self],
@@ -79,7 +85,10 @@ impl Tensor {
         check_index("gather", self.shape(), axis, index, self.shape());
         let idx = Arc::new(index.clone());
         let full = Shape::from_slice(self.shape());
-        let value = map_storage!(self.storage(), a => gather(&a.view(), axis, &idx.view()));
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(gather(&a.view(), axis, &idx.view()))
+        });
         record(
             "gather",
             &[self],
@@ -111,7 +120,10 @@ impl Tensor {
         }
         check_index("scatter_add", self.shape(), axis, index, self.shape());
         let idx = Arc::new(index.clone());
-        let value = zip_storage!(self.storage(), src.storage(), (a, s) => scatter_add(&a.view(), axis, &idx.view(), &s.view()));
+        let value = dispatch!((self.data(), src.data()), |a, s| {
+            let (a, s) = (a.force(), s.force());
+            Data::from(scatter_add(&a.view(), axis, &idx.view(), &s.view()))
+        });
         record(
             "scatter_add",
             &[self, src],

@@ -10,13 +10,14 @@ use crate::autograd::node::record;
 use crate::dtype::DType;
 use crate::kernels::matmul::matmul_batched;
 use crate::shape::{broadcast_shapes, norm_axis, Shape};
-use crate::storage::{map_storage, visit_storage, zip_storage};
+use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
 
 /// Whether the last two axes of an array are stored column-major (a transposed view of a
 /// row-major matrix, or stack of them).
-fn swapped_last_axes(s: &crate::storage::Storage) -> bool {
-    visit_storage!(s, a => {
+fn swapped_last_axes(d: &Data) -> bool {
+    dispatch!(d, |a| {
+        let a = a.force();
         let (shape, strides) = (a.shape(), a.strides());
         let r = shape.len();
         r >= 2 && shape[r - 1] > 1 && shape[r - 2] > 1 && strides[r - 2] == 1 && strides[r - 1] != 1
@@ -91,14 +92,16 @@ impl Tensor {
                 other.shape()
             );
         }
-        let (sa_store, sb_store) = (self.storage(), other.storage());
+        let (sa_store, sb_store) = (self.force(), other.force());
         // Gradients take their input's layout (PyTorch's gradient layout contract): the
         // gradient of a transposed view, like `w.t()` in a linear layer, is computed as
         // the transpose of a row-major product, so the gradient `t` hands back to `w` is
         // row-major like `w` and the optimiser's loop over both runs contiguously.
         let (a_swapped, b_swapped) = (swapped_last_axes(&sa_store), swapped_last_axes(&sb_store));
-        let value =
-            zip_storage!(sa_store, sb_store, (a, b) => matmul_batched(&a.view(), &b.view()));
+        let value = dispatch!((sa_store, sb_store), |a, b| {
+            let (a, b) = (a.force(), b.force());
+            Data::from(matmul_batched(&a.view(), &b.view()))
+        });
         let (a, b) = (self.clone(), other.clone());
         record(
             "matmul",
@@ -155,7 +158,10 @@ impl Tensor {
             inverse[p] = i;
         }
         let axes = perm.to_vec();
-        let value = map_storage!(self.storage(), a => a.permuted_axes(axes.clone()));
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(a.permuted_axes(axes.clone()))
+        });
         record(
             "permute",
             &[self],

@@ -8,7 +8,7 @@ use crate::autograd::node::record;
 use crate::dtype::Element;
 use crate::kernels;
 use crate::kernels::elementwise::map_costly;
-use crate::storage::map_data;
+use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
 use num_traits::One;
 
@@ -20,7 +20,7 @@ impl Tensor {
     /// assert_eq!(x.exp().to_vec::<f64>(), vec![1.0, std::f64::consts::E]);
     /// ```
     pub fn exp(&self) -> Tensor {
-        let value = map_data!(self.data(), a => kernels::elementwise::exp(a));
+        let value = dispatch!(self.data(), |a| Data::from(kernels::elementwise::exp(a)));
         record(
             "exp",
             &[self],
@@ -38,7 +38,7 @@ impl Tensor {
 
     /// Elementwise natural log. Gradient: `g / x`. `log(0) = -inf`, `log(x < 0) = NaN`.
     pub fn log(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map_costly(a, |x| x.ln()));
+        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.ln())));
         let x = self.clone();
         record(
             "log",
@@ -52,7 +52,7 @@ impl Tensor {
 
     /// Elementwise `ln(1 + x)`, accurate for small `x`. Gradient: `g / (1 + x)`.
     pub fn log1p(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map_costly(a, |x| x.ln_1p()));
+        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.ln_1p())));
         let x = self.clone();
         record(
             "log1p",
@@ -66,7 +66,7 @@ impl Tensor {
 
     /// Elementwise `e^x - 1`, accurate for small `x`. Gradient: `g * (out + 1)`.
     pub fn expm1(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map_costly(a, |x| x.exp_m1()));
+        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.exp_m1())));
         record(
             "expm1",
             &[self],
@@ -79,7 +79,7 @@ impl Tensor {
 
     /// Elementwise sine. Gradient: `g * cos x`.
     pub fn sin(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map_costly(a, |x| x.sin()));
+        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.sin())));
         let x = self.clone();
         record(
             "sin",
@@ -93,7 +93,7 @@ impl Tensor {
 
     /// Elementwise cosine. Gradient: `-g * sin x`.
     pub fn cos(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map_costly(a, |x| x.cos()));
+        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.cos())));
         let x = self.clone();
         record(
             "cos",
@@ -107,7 +107,7 @@ impl Tensor {
 
     /// Elementwise hyperbolic tangent. Gradient: `g * (1 - out^2)`.
     pub fn tanh(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map_costly(a, |x| x.tanh()));
+        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.tanh())));
         record(
             "tanh",
             &[self],
@@ -117,7 +117,7 @@ impl Tensor {
             |ctx, g| {
                 if !ctx.create_graph() {
                     let y = ctx.output_data();
-                    return smallvec![Some(fused_grad!(g, y, |g, y| g * (T::one() - y * y)))];
+                    return smallvec![Some(fused_grad!(g, y, |g, y| g * (E::one() - y * y)))];
                 }
                 smallvec![Some(g.mul(&ctx.output().square().rsub_scalar(1.0)))]
             },
@@ -127,7 +127,7 @@ impl Tensor {
     /// Elementwise logistic `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
     /// Gradient: `g * out * (1 - out)`.
     pub fn sigmoid(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map_costly(a, sigmoid_scalar));
+        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, sigmoid_scalar)));
         record(
             "sigmoid",
             &[self],
@@ -137,7 +137,7 @@ impl Tensor {
             |ctx, g| {
                 if !ctx.create_graph() {
                     let y = ctx.output_data();
-                    return smallvec![Some(fused_grad!(g, y, |g, y| g * (y * (T::one() - y))))];
+                    return smallvec![Some(fused_grad!(g, y, |g, y| g * (y * (E::one() - y))))];
                 }
                 let out = ctx.output();
                 smallvec![Some(g.mul(&out.mul(&out.rsub_scalar(1.0))))]
@@ -148,7 +148,9 @@ impl Tensor {
     /// Elementwise `ln(1 + e^x)`, computed as `max(x, 0) + ln(1 + e^-|x|)` so it neither
     /// overflows nor loses the small tail. Gradient: `g * sigmoid(x)`.
     pub fn softplus(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map_costly(a, |x| x.max(num_traits::Zero::zero()) + (-x.abs()).exp().ln_1p()));
+        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x
+            .max(num_traits::Zero::zero())
+            + (-x.abs()).exp().ln_1p())));
         let x = self.clone();
         record(
             "softplus",
@@ -162,7 +164,7 @@ impl Tensor {
 
     /// Elementwise error function. Gradient: `g * 2/sqrt(pi) * e^(-x^2)`.
     pub fn erf(&self) -> Tensor {
-        let value = map_data!(self.data(), a => map_costly(a, Element::erf));
+        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, Element::erf)));
         let x = self.clone();
         record(
             "erf",

@@ -47,26 +47,21 @@ pub(crate) fn check_binary(op: &str, a: &Tensor, b: &Tensor) -> Shape {
 
 /// `fused_grad!(g, s, |a, b| expr)`: the gradient tensor `expr` computed elementwise in
 /// one kernel over the gradient `g` (a `&Tensor`) and the data `s` (a `&Data` of the same
-/// dtype, e.g. the op's output); `expr` sees the element type as `T`. The fast path of a
+/// dtype, e.g. the op's output); `expr` sees the element type as `E`. The fast path of a
 /// rule when no graph of the backward pass is built: `expr` must do the same float
 /// operations, in the same order, as the rule's tensor-op form, so both paths give
 /// identical values. On large tensors it defers and fuses like any elementwise op.
 macro_rules! fused_grad {
     ($g:expr, $s:expr, |$a:ident, $b:ident| $body:expr) => {{
-        use $crate::kernels::elementwise::zip;
-        use $crate::storage::Data;
-        let value = match ($g.data(), $s.clone()) {
-            (Data::F32(x), Data::F32(y)) => {
-                type T = f32;
-                Data::F32(zip(x, y, |$a: T, $b: T| -> T { $body }))
-            }
-            (Data::F64(x), Data::F64(y)) => {
-                type T = f64;
-                Data::F64(zip(x, y, |$a: T, $b: T| -> T { $body }))
-            }
-            _ => unreachable!("a gradient has its op's dtype"),
-        };
-        $crate::tensor::Tensor::from_storage(value)
+        use $crate::storage::{dispatch, Data};
+        let value = dispatch!(($g.data(), $s.clone()), |x, y| {
+            Data::from($crate::kernels::elementwise::zip(
+                x,
+                y,
+                |$a: E, $b: E| -> E { $body },
+            ))
+        });
+        $crate::tensor::Tensor::from_data(value)
     }};
 }
 pub(crate) use fused_grad;

@@ -26,7 +26,7 @@ use crate::kernels::conv::{
     Window,
 };
 use crate::shape::Shape;
-use crate::storage::{map_storage, zip_storage, Storage};
+use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
 
 fn arr<T: Element>(v: Vec<T>, shape: &[usize]) -> ArcArray<T, IxDyn> {
@@ -99,27 +99,18 @@ impl Tensor {
     /// `conv2d` on a checked geometry, the bias added inside the kernel. Saves each of
     /// `x`, `w` only if the other one needs a gradient.
     fn conv2d_raw(&self, weight: &Tensor, bias: Option<&Tensor>, g: ConvGeom) -> Tensor {
-        let value = match (self.storage(), weight.storage(), bias.map(|b| b.storage())) {
-            (Storage::F32(x), Storage::F32(w), b) => {
-                let b = b.map(|b| b.array::<f32>().expect("dtype checked").clone());
-                Storage::F32(conv2d_forward(
-                    &x.view(),
-                    &w.view(),
-                    b.as_ref().map(|b| b.view()).as_ref(),
-                    &g,
-                ))
-            }
-            (Storage::F64(x), Storage::F64(w), b) => {
-                let b = b.map(|b| b.array::<f64>().expect("dtype checked").clone());
-                Storage::F64(conv2d_forward(
-                    &x.view(),
-                    &w.view(),
-                    b.as_ref().map(|b| b.view()).as_ref(),
-                    &g,
-                ))
-            }
-            _ => unreachable!("dtypes checked by conv2d"),
-        };
+        let bias_data = bias.map(|b| b.force());
+        let value = dispatch!((self.data(), weight.data()), |x, w| {
+            let b = bias_data
+                .as_ref()
+                .map(|b| b.array::<E>().expect("dtype checked"));
+            Data::from(conv2d_forward(
+                &x.force().view(),
+                &w.force().view(),
+                b.map(|b| b.view()).as_ref(),
+                &g,
+            ))
+        });
         let (x, w, has_bias) = (self.clone(), weight.clone(), bias.is_some());
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias]
             .into_iter()
@@ -150,7 +141,10 @@ impl Tensor {
     /// gradient broadcasts back over the other axes.
     fn channel_sum(&self) -> Tensor {
         let shape = Shape::from_slice(self.shape());
-        let value = map_storage!(self.storage(), a => channel_sum(&a.view()));
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(channel_sum(&a.view()))
+        });
         record(
             "conv2d_bias_grad",
             &[self],
@@ -169,7 +163,10 @@ impl Tensor {
     /// Bilinear; for an upstream `h` (input-shaped): `d/dgy = conv2d(h, w)`,
     /// `d/dw = Iw(h, gy)`.
     fn conv2d_input_grad(&self, weight: &Tensor, g: ConvGeom) -> Tensor {
-        let value = zip_storage!(self.storage(), weight.storage(), (gy, w) => conv2d_input_grad(&gy.view(), &w.view(), &g));
+        let value = dispatch!((self.data(), weight.data()), |gy, w| {
+            let (gy, w) = (gy.force(), w.force());
+            Data::from(conv2d_input_grad(&gy.view(), &w.view(), &g))
+        });
         let (gy, w) = (self.clone(), weight.clone());
         record(
             "conv2d_input_grad",
@@ -191,7 +188,10 @@ impl Tensor {
     /// `self` is the input `x`; returns the weight gradient `Iw(x, gy)`. Bilinear; for an
     /// upstream `h` (weight-shaped): `d/dx = Ix(gy, h)`, `d/dgy = conv2d(x, h)`.
     fn conv2d_weight_grad(&self, gy: &Tensor, g: ConvGeom) -> Tensor {
-        let value = zip_storage!(self.storage(), gy.storage(), (x, gy) => conv2d_weight_grad(&x.view(), &gy.view(), &g));
+        let value = dispatch!((self.data(), gy.data()), |x, gy| {
+            let (x, gy) = (x.force(), gy.force());
+            Data::from(conv2d_weight_grad(&x.view(), &gy.view(), &g))
+        });
         let (x, gyc) = (self.clone(), gy.clone());
         record(
             "conv2d_weight_grad",
@@ -244,16 +244,10 @@ impl Tensor {
             dilation,
         );
         let out_shape = [self.shape()[0], self.shape()[1], p.ho, p.wo];
-        let (value, idx) = match self.storage() {
-            Storage::F32(a) => {
-                let (v, i) = max_pool2d(&a.view(), &p);
-                (Storage::F32(arr(v, &out_shape)), i)
-            }
-            Storage::F64(a) => {
-                let (v, i) = max_pool2d(&a.view(), &p);
-                (Storage::F64(arr(v, &out_shape)), i)
-            }
-        };
+        let (value, idx) = dispatch!(self.data(), |a| {
+            let (v, i) = max_pool2d(&a.force().view(), &p);
+            (Data::from(arr(v, &out_shape)), i)
+        });
         let at = Arc::new(Argmax {
             idx,
             input: [out_shape[0], out_shape[1], p.h, p.w],
@@ -262,7 +256,7 @@ impl Tensor {
         self.record_argmax_gather(value, at)
     }
 
-    fn record_argmax_gather(&self, value: Storage, at: Arc<Argmax>) -> Tensor {
+    fn record_argmax_gather(&self, value: Data, at: Arc<Argmax>) -> Tensor {
         record(
             "max_pool2d",
             &[self],
@@ -276,7 +270,10 @@ impl Tensor {
     /// Values at the saved arg-max indices: the gradient of `argmax_scatter`.
     fn argmax_gather(&self, at: Arc<Argmax>) -> Tensor {
         let (il, ol) = (at.input[2] * at.input[3], at.output[2] * at.output[3]);
-        let value = map_storage!(self.storage(), a => arr(plane_gather(&a.view(), &at.idx, il, ol), &at.output));
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(arr(plane_gather(&a.view(), &at.idx, il, ol), &at.output))
+        });
         self.record_argmax_gather(value, at)
     }
 
@@ -284,7 +281,10 @@ impl Tensor {
     /// `g`, with the gather as its own gradient.
     fn argmax_scatter(&self, at: Arc<Argmax>) -> Tensor {
         let (il, ol) = (at.input[2] * at.input[3], at.output[2] * at.output[3]);
-        let value = map_storage!(self.storage(), a => arr(plane_scatter(&a.view(), &at.idx, il, ol), &at.input));
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(arr(plane_scatter(&a.view(), &at.idx, il, ol), &at.input))
+        });
         record(
             "max_pool2d_backward",
             &[self],
@@ -393,7 +393,10 @@ impl Tensor {
     fn window_avg(&self, win: Arc<Windows>) -> Tensor {
         let [n, c, h, w] = win.input;
         let out = [n, c, win.rows.len(), win.cols.len()];
-        let value = map_storage!(self.storage(), a => arr(window_avg(&a.view(), h, w, &win.rows, &win.cols), &out));
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(arr(window_avg(&a.view(), h, w, &win.rows, &win.cols), &out))
+        });
         record(
             win.op,
             &[self],
@@ -408,7 +411,13 @@ impl Tensor {
     /// average again.
     fn window_avg_transpose(&self, win: Arc<Windows>) -> Tensor {
         let [_, _, h, w] = win.input;
-        let value = map_storage!(self.storage(), a => arr(window_avg_transpose(&a.view(), h, w, &win.rows, &win.cols), &win.input));
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(arr(
+                window_avg_transpose(&a.view(), h, w, &win.rows, &win.cols),
+                &win.input,
+            ))
+        });
         record(
             "avg_pool2d_backward",
             &[self],
@@ -446,10 +455,10 @@ impl Tensor {
             return self.clone();
         }
         let mask = match self.dtype() {
-            DType::F32 => Storage::F32(dropout_mask::<f32>(self.shape(), p, seed)),
-            DType::F64 => Storage::F64(dropout_mask::<f64>(self.shape(), p, seed)),
+            DType::F32 => Data::from(dropout_mask::<f32>(self.shape(), p, seed)),
+            DType::F64 => Data::from(dropout_mask::<f64>(self.shape(), p, seed)),
         };
-        self.mul(&Tensor::from_storage(mask))
+        self.mul(&Tensor::from_data(mask))
     }
 }
 

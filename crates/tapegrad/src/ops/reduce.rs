@@ -10,7 +10,7 @@ use crate::dtype::{DType, Element};
 use crate::kernels::fused::Values;
 use crate::kernels::reduce::{arg_extreme, sum_values};
 use crate::shape::{broadcast_shapes, norm_axes, norm_axis, Shape};
-use crate::storage::{map_data, map_storage, visit_storage};
+use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -43,7 +43,9 @@ impl Tensor {
         for &a in &axes {
             kept[a] = 1;
         }
-        let value = map_data!(self.data(), a => Values::Ready(sum_values(&a, &axes, keepdim)));
+        let value = dispatch!(self.data(), |a| Data::from(Values::Ready(sum_values(
+            &a, &axes, keepdim
+        ))));
         record(
             "sum_dim",
             &[self],
@@ -109,7 +111,9 @@ impl Tensor {
             );
         }
         let in_shape = Shape::from_slice(self.shape());
-        let value = map_data!(self.data(), a => crate::kernels::elementwise::broadcast(a, shape));
+        let value = dispatch!(self.data(), |a| Data::from(
+            crate::kernels::elementwise::broadcast(a, shape)
+        ));
         record(
             "broadcast_to",
             &[self],
@@ -196,7 +200,10 @@ impl Tensor {
             "{op}: axis {dim} of shape {:?} is empty",
             self.shape()
         );
-        let idx = visit_storage!(&self.storage(), a => arg_extreme(&a.view(), axis, largest));
+        let idx = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            arg_extreme(&a.view(), axis, largest)
+        });
         if keepdim {
             idx.insert_axis(Axis(axis))
         } else {
@@ -229,16 +236,32 @@ impl Tensor {
     /// the shift that makes softmax and logsumexp stable without changing them.
     pub(crate) fn max_shift_axes(&self, dims: &[isize]) -> Tensor {
         let axes = norm_axes("logsumexp", dims, self.rank());
-        let value = map_storage!(self.storage(), a => {
-            let mut m = a.to_owned();
-            for &ax in &axes {
-                m = m.map_axis(Axis(ax), |lane| lane.iter().copied().fold(Element::of(f64::NEG_INFINITY), |x, y| if y > x { y } else { x }));
-                m.insert_axis_inplace(Axis(ax));
-            }
-            m.mapv_inplace(|v| if v.is_finite() { v } else { num_traits::Zero::zero() });
-            m.into_shared()
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from({
+                let mut m = a.to_owned();
+                for &ax in &axes {
+                    m = m.map_axis(Axis(ax), |lane| {
+                        lane.iter()
+                            .copied()
+                            .fold(
+                                Element::of(f64::NEG_INFINITY),
+                                |x, y| if y > x { y } else { x },
+                            )
+                    });
+                    m.insert_axis_inplace(Axis(ax));
+                }
+                m.mapv_inplace(|v| {
+                    if v.is_finite() {
+                        v
+                    } else {
+                        num_traits::Zero::zero()
+                    }
+                });
+                m.into_shared()
+            })
         });
-        Tensor::from_storage(value)
+        Tensor::from_data(value)
     }
 
     pub(crate) fn max_shift(&self, dim: isize) -> Tensor {
@@ -298,9 +321,18 @@ impl Tensor {
     /// The L2 norm of all elements, `sqrt(sum(x^2))`. Gradient: `g * x / norm`, and 0 at
     /// the zero vector (PyTorch's subgradient choice) instead of `0/0`.
     pub fn norm(&self) -> Tensor {
-        let value = map_storage!(self.storage(), a => {
-            let s: f64 = a.iter().map(|&v| { let v = v.as_f64(); v * v }).sum();
-            ndarray::arr0(Element::of(s.sqrt())).into_dyn().into_shared()
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from({
+                let s: f64 = a
+                    .iter()
+                    .map(|&v| {
+                        let v = v.as_f64();
+                        v * v
+                    })
+                    .sum();
+                ndarray::arr0(E::of(s.sqrt())).into_dyn().into_shared()
+            })
         });
         let x = self.clone();
         record(

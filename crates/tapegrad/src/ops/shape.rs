@@ -11,7 +11,7 @@ use crate::autograd::node::record;
 use crate::dtype::DType;
 use crate::kernels::index::unslice;
 use crate::shape::{norm_axis, norm_insert_axis, numel, Shape};
-use crate::storage::{map_storage, Storage};
+use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -75,12 +75,20 @@ impl Tensor {
         }
         let in_shape = Shape::from_slice(self.shape());
         let target = IxDyn(shape);
-        let value = map_storage!(self.storage(), a => {
-            if a.is_standard_layout() {
-                a.into_shape_with_order(target.clone()).expect("contiguous reshape")
-            } else {
-                a.as_standard_layout().into_owned().into_shape_with_order(target.clone()).expect("contiguous reshape").into_shared()
-            }
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from({
+                if a.is_standard_layout() {
+                    a.into_shape_with_order(target.clone())
+                        .expect("contiguous reshape")
+                } else {
+                    a.as_standard_layout()
+                        .into_owned()
+                        .into_shape_with_order(target.clone())
+                        .expect("contiguous reshape")
+                        .into_shared()
+                }
+            })
         });
         record(
             "reshape",
@@ -190,10 +198,16 @@ impl Tensor {
             return self.clone();
         }
         let full = Shape::from_slice(self.shape());
-        let value = map_storage!(self.storage(), a => {
-            let mut v = a;
-            v.slice_axis_inplace(Axis(axis), Slice::new(start as isize, Some(end as isize), step as isize));
-            v
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from({
+                let mut v = a;
+                v.slice_axis_inplace(
+                    Axis(axis),
+                    Slice::new(start as isize, Some(end as isize), step as isize),
+                );
+                v
+            })
         });
         record(
             "slice",
@@ -212,7 +226,10 @@ impl Tensor {
             // An empty slice took nothing: its gradient is all zeros and nothing flows back.
             return Tensor::zeros(full, self.dtype());
         }
-        let value = map_storage!(self.storage(), a => unslice(&a.view(), full, axis, start, step));
+        let value = dispatch!(self.data(), |a| {
+            let a = a.force().into_owned();
+            Data::from(unslice(&a.view(), full, axis, start, step))
+        });
         let len = self.shape()[axis];
         record(
             "slice_backward",
@@ -266,31 +283,18 @@ impl Tensor {
             }
         }
         let lengths: Vec<usize> = tensors.iter().map(|t| t.shape()[axis]).collect();
-        let storages: Vec<Storage> = tensors.iter().map(|t| t.storage()).collect();
-        let value = match first.dtype() {
-            DType::F32 => {
-                let views: Vec<_> = storages
-                    .iter()
-                    .map(|s| s.array::<f32>().expect("f32").view())
-                    .collect();
-                Storage::F32(
-                    ndarray::concatenate(Axis(axis), &views)
-                        .expect("shapes checked")
-                        .into_shared(),
-                )
-            }
-            DType::F64 => {
-                let views: Vec<_> = storages
-                    .iter()
-                    .map(|s| s.array::<f64>().expect("f64").view())
-                    .collect();
-                Storage::F64(
-                    ndarray::concatenate(Axis(axis), &views)
-                        .expect("shapes checked")
-                        .into_shared(),
-                )
-            }
-        };
+        let forced: Vec<Data> = tensors.iter().map(|t| t.force()).collect();
+        let value = dispatch!(first.data(), |_first| {
+            let views: Vec<_> = forced
+                .iter()
+                .map(|d| d.array::<E>().expect("dtypes checked").view())
+                .collect();
+            Data::from(
+                ndarray::concatenate(Axis(axis), &views)
+                    .expect("shapes checked")
+                    .into_shared(),
+            )
+        });
         let inputs: Vec<&Tensor> = tensors.iter().collect();
         record(
             "cat",

@@ -1,4 +1,5 @@
-//! A small cache of large freed buffers, reused by the next kernel output of a similar size.
+//! The buffer cache: large freed buffers, reused by the next kernel output of a similar
+//! size. All buffer recycling goes through here ([`take`], [`give`], [`recycle`]).
 //!
 //! Why: a training step allocates and frees the same large arrays every iteration. The
 //! system allocator returns big blocks to the kernel (glibc trims or unmaps anything over
@@ -9,15 +10,13 @@
 //!
 //! Only buffers of at least [`MIN_BYTES`] are kept, at most [`MAX_BUFFERS`] of them and
 //! [`max_bytes`] in total (64 MiB by default; `TAPEGRAD_POOL_MB` sets it, 0 turns the
-//! pool off). Buffers are handed out uninitialised; kernels write every element.
+//! cache off). Buffers are handed out uninitialised; kernels write every element.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use ndarray::{ArcArray, IxDyn};
-
-use crate::storage::Storage;
 
 /// Smallest buffer worth keeping: below this the allocator reuses memory well by itself.
 pub(crate) const MIN_BYTES: usize = 1 << 20;
@@ -29,10 +28,10 @@ struct Entry {
     buf: Box<dyn Any + Send>,
 }
 
-static POOL: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// Total bytes the pool may hold.
+/// Total bytes the cache may hold.
 pub(crate) fn max_bytes() -> usize {
     match LIMIT.load(Ordering::Relaxed) {
         usize::MAX => {
@@ -48,21 +47,21 @@ pub(crate) fn max_bytes() -> usize {
     }
 }
 
-/// An empty vector with capacity for at least `n` elements, reusing a pooled buffer of
+/// An empty vector with capacity for at least `n` elements, reusing a cached buffer of
 /// between `n` and `2n` elements when there is one.
 pub(crate) fn take<T: Send + 'static>(n: usize) -> Vec<T> {
     let bytes = n * std::mem::size_of::<T>();
     if bytes >= MIN_BYTES {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let best = pool
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let best = cache
             .iter()
             .enumerate()
             .filter(|(_, e)| e.bytes >= bytes && e.bytes <= 2 * bytes && e.buf.is::<Vec<T>>())
             .min_by_key(|(_, e)| e.bytes)
             .map(|(i, _)| i);
         if let Some(i) = best {
-            let entry = pool.swap_remove(i);
-            drop(pool);
+            let entry = cache.swap_remove(i);
+            drop(cache);
             let mut v = *entry.buf.downcast::<Vec<T>>().expect("type checked above");
             v.clear();
             return v;
@@ -71,7 +70,7 @@ pub(crate) fn take<T: Send + 'static>(n: usize) -> Vec<T> {
     Vec::with_capacity(n)
 }
 
-/// Offers a vector's buffer to the pool; it is kept if large enough and there is room
+/// Offers a vector's buffer to the cache; it is kept if large enough and there is room
 /// (the oldest buffers make way for it), otherwise freed.
 pub(crate) fn give<T: Send + 'static>(v: Vec<T>) {
     let bytes = v.capacity() * std::mem::size_of::<T>();
@@ -79,43 +78,36 @@ pub(crate) fn give<T: Send + 'static>(v: Vec<T>) {
     if bytes < MIN_BYTES || bytes > limit {
         return;
     }
-    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut held: usize = pool.iter().map(|e| e.bytes).sum();
-    while !pool.is_empty() && (held + bytes > limit || pool.len() >= MAX_BUFFERS) {
-        held -= pool.remove(0).bytes;
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held: usize = cache.iter().map(|e| e.bytes).sum();
+    while !cache.is_empty() && (held + bytes > limit || cache.len() >= MAX_BUFFERS) {
+        held -= cache.remove(0).bytes;
     }
-    pool.push(Entry {
+    cache.push(Entry {
         bytes,
         buf: Box::new(v),
     });
 }
 
 /// Recycles the buffer of an array that is about to be dropped, if nothing else shares it.
-pub(crate) fn recycle_array<T: Clone + Send + 'static>(a: ArcArray<T, IxDyn>) {
+pub(crate) fn recycle<T: Clone + Send + 'static>(a: ArcArray<T, IxDyn>) {
     if a.len() * std::mem::size_of::<T>() >= MIN_BYTES && a.is_unique() {
         let (v, _) = a.into_owned().into_raw_vec_and_offset();
         give(v);
     }
 }
 
-/// [`recycle_array`] for either dtype.
-pub(crate) fn recycle(s: Storage) {
-    match s {
-        Storage::F32(a) => recycle_array(a),
-        Storage::F64(a) => recycle_array(a),
-    }
-}
-
-/// Frees every pooled buffer (public as [`crate::clear_buffer_pool`]).
+/// Frees every cached buffer (public as [`crate::clear_buffer_pool`]).
 pub fn clear() {
-    let drained: Vec<Entry> = std::mem::take(&mut *POOL.lock().unwrap_or_else(|e| e.into_inner()));
+    let drained: Vec<Entry> = std::mem::take(&mut *CACHE.lock().unwrap_or_else(|e| e.into_inner()));
     drop(drained);
 }
 
 /// Bytes currently held (for tests and diagnostics).
 #[cfg(test)]
 pub(crate) fn held_bytes() -> usize {
-    POOL.lock()
+    CACHE
+        .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|e| e.bytes)
@@ -128,7 +120,7 @@ mod tests {
 
     #[test]
     fn buffers_are_reused_by_type_and_size_and_bounded() {
-        // Another test may use the pool concurrently: assert only on what this one owns.
+        // Another test may use the cache concurrently: assert only on what this one owns.
         let v: Vec<f64> = Vec::with_capacity(300_000); // 2.4 MB
         let ptr = v.as_ptr();
         give(v);
@@ -143,7 +135,7 @@ mod tests {
         for _ in 0..2 * MAX_BUFFERS {
             give(Vec::<f32>::with_capacity(MIN_BYTES / 4));
         }
-        assert!(POOL.lock().unwrap().len() <= MAX_BUFFERS);
+        assert!(CACHE.lock().unwrap().len() <= MAX_BUFFERS);
         assert!(held_bytes() <= max_bytes());
     }
 
@@ -151,7 +143,7 @@ mod tests {
     fn shared_arrays_are_not_recycled() {
         let a = ArcArray::<f32, IxDyn>::zeros(IxDyn(&[MIN_BYTES]));
         let b = a.clone();
-        recycle_array(a); // `b` still uses the buffer: it must stay intact
+        recycle(a); // `b` still uses the buffer: it must stay intact
         assert_eq!(b.len(), MIN_BYTES);
         assert!(b.iter().all(|&x| x == 0.0));
     }
