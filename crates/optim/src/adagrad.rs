@@ -7,6 +7,7 @@ use tapegrad_nn::Param;
 
 use crate::adam::step_count;
 use crate::error::OptimError;
+use crate::group::ensure;
 use crate::group::{
     delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper, ParamState,
 };
@@ -47,24 +48,25 @@ impl Default for AdaGradConfig {
 impl Hyper for AdaGradConfig {
     hyper_accessors!();
     #[track_caller]
-    fn validate(&self) {
-        assert!(self.lr >= 0.0, "AdaGrad: invalid learning rate {}", self.lr);
-        assert!(
+    fn check(&self) -> Result<(), String> {
+        ensure!(self.lr >= 0.0, "AdaGrad: invalid learning rate {}", self.lr);
+        ensure!(
             self.lr_decay >= 0.0,
             "AdaGrad: invalid lr_decay {}",
             self.lr_decay
         );
-        assert!(
+        ensure!(
             self.weight_decay >= 0.0,
             "AdaGrad: invalid weight_decay {}",
             self.weight_decay
         );
-        assert!(
+        ensure!(
             self.initial_accumulator_value >= 0.0,
             "AdaGrad: invalid initial_accumulator_value {}",
             self.initial_accumulator_value
         );
-        assert!(self.eps >= 0.0, "AdaGrad: invalid epsilon {}", self.eps);
+        ensure!(self.eps >= 0.0, "AdaGrad: invalid epsilon {}", self.eps);
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@ use tapegrad::{Element, Grads, Tensor};
 use tapegrad_nn::Param;
 
 use crate::error::OptimError;
+use crate::group::ensure;
 use crate::group::{
     delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper, ParamState,
 };
@@ -47,29 +48,35 @@ impl Default for AdamConfig {
 impl Hyper for AdamConfig {
     hyper_accessors!();
     #[track_caller]
-    fn validate(&self) {
-        validate_adam("Adam", self.lr, self.betas, self.eps, self.weight_decay);
+    fn check(&self) -> Result<(), String> {
+        check_adam("Adam", self.lr, self.betas, self.eps, self.weight_decay)
     }
 }
 
-#[track_caller]
-pub(crate) fn validate_adam(name: &str, lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64) {
-    assert!(lr >= 0.0, "{name}: invalid learning rate {lr}");
-    assert!(eps >= 0.0, "{name}: invalid epsilon {eps}");
-    assert!(
+pub(crate) fn check_adam(
+    name: &str,
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+) -> Result<(), String> {
+    ensure!(lr >= 0.0, "{name}: invalid learning rate {lr}");
+    ensure!(eps >= 0.0, "{name}: invalid epsilon {eps}");
+    ensure!(
         (0.0..1.0).contains(&betas.0),
         "{name}: invalid beta1 {} (must be in [0, 1))",
         betas.0
     );
-    assert!(
+    ensure!(
         (0.0..1.0).contains(&betas.1),
         "{name}: invalid beta2 {} (must be in [0, 1))",
         betas.1
     );
-    assert!(
+    ensure!(
         weight_decay >= 0.0,
         "{name}: invalid weight_decay {weight_decay}"
     );
+    Ok(())
 }
 
 /// Adam, as `torch.optim.Adam` (Kingma & Ba, 2014; AMSGrad from Reddi et al., 2018).

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tapegrad::Grads;
 
-use crate::adam::{adam_update, validate_adam, AdamCoeffs, AdamState};
+use crate::adam::{adam_update, check_adam, AdamCoeffs, AdamState};
 use crate::group::{delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper};
 use crate::kernel::with_dtype;
 use crate::optimizer::Optimizer;
@@ -41,8 +41,8 @@ impl Default for AdamWConfig {
 impl Hyper for AdamWConfig {
     hyper_accessors!();
     #[track_caller]
-    fn validate(&self) {
-        validate_adam("AdamW", self.lr, self.betas, self.eps, self.weight_decay);
+    fn check(&self) -> Result<(), String> {
+        check_adam("AdamW", self.lr, self.betas, self.eps, self.weight_decay)
     }
 }
 

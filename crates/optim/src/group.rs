@@ -21,11 +21,27 @@ pub trait Hyper: Clone + Debug + Serialize + DeserializeOwned {
     fn set_lr(&mut self, lr: f64);
     /// The weight decay coefficient.
     fn weight_decay(&self) -> f64;
-    /// Panics with a message naming the optimiser and the bad value, as PyTorch's
-    /// constructors raise `ValueError`.
+    /// An error naming the optimiser and the first out-of-range value, as PyTorch's
+    /// constructors raise `ValueError` (a NaN is out of every range).
+    fn check(&self) -> Result<(), String>;
+    /// Panics with [`check`](Self::check)'s message: the constructors' check.
     #[track_caller]
-    fn validate(&self);
+    fn validate(&self) {
+        if let Err(message) = self.check() {
+            panic!("{message}");
+        }
+    }
 }
+
+/// `ensure!(cond, "format", args)`: returns `Err(message)` from a `check` unless `cond`.
+macro_rules! ensure {
+    ($cond:expr, $($message:tt)+) => {
+        if !$cond {
+            return Err(format!($($message)+));
+        }
+    };
+}
+pub(crate) use ensure;
 
 /// Parameters that share one set of hyper-parameters, e.g. "weights, with decay" and
 /// "biases and norms, without", as PyTorch's parameter groups.
@@ -303,6 +319,10 @@ impl<H: Hyper, S: ParamState> Core<H, S> {
                     self.name
                 ))
             })?;
+            // A state file is outside input: its values get the constructors' checks.
+            hyper
+                .check()
+                .map_err(|e| OptimError::mismatch(format!("group {g}: {e}")))?;
             hypers.push(hyper);
         }
         let params = self.params();

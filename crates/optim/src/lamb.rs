@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tapegrad::{Element, Grads, Tensor};
 use tapegrad_nn::Param;
 
-use crate::adam::{step_count, validate_adam};
+use crate::adam::{check_adam, step_count};
 use crate::error::OptimError;
 use crate::group::{
     delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper, ParamState,
@@ -46,8 +46,8 @@ impl Default for LambConfig {
 impl Hyper for LambConfig {
     hyper_accessors!();
     #[track_caller]
-    fn validate(&self) {
-        validate_adam("Lamb", self.lr, self.betas, self.eps, self.weight_decay);
+    fn check(&self) -> Result<(), String> {
+        check_adam("Lamb", self.lr, self.betas, self.eps, self.weight_decay)
     }
 }
 

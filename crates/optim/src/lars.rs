@@ -6,6 +6,7 @@ use tapegrad::{Element, Grads, Tensor};
 use tapegrad_nn::Param;
 
 use crate::error::OptimError;
+use crate::group::ensure;
 use crate::group::{
     delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper, ParamState,
 };
@@ -47,23 +48,24 @@ impl Default for LarsConfig {
 impl Hyper for LarsConfig {
     hyper_accessors!();
     #[track_caller]
-    fn validate(&self) {
-        assert!(self.lr >= 0.0, "Lars: invalid learning rate {}", self.lr);
-        assert!(
+    fn check(&self) -> Result<(), String> {
+        ensure!(self.lr >= 0.0, "Lars: invalid learning rate {}", self.lr);
+        ensure!(
             self.momentum >= 0.0,
             "Lars: invalid momentum {}",
             self.momentum
         );
-        assert!(
+        ensure!(
             self.weight_decay >= 0.0,
             "Lars: invalid weight_decay {}",
             self.weight_decay
         );
-        assert!(
+        ensure!(
             self.trust_coefficient > 0.0,
             "Lars: invalid trust_coefficient {}",
             self.trust_coefficient
         );
+        Ok(())
     }
 }
 

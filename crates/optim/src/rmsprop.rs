@@ -7,6 +7,7 @@ use tapegrad_nn::Param;
 
 use crate::adam::step_count;
 use crate::error::OptimError;
+use crate::group::ensure;
 use crate::group::{
     delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper, ParamState,
 };
@@ -51,20 +52,21 @@ impl Default for RmsPropConfig {
 impl Hyper for RmsPropConfig {
     hyper_accessors!();
     #[track_caller]
-    fn validate(&self) {
-        assert!(self.lr >= 0.0, "RmsProp: invalid learning rate {}", self.lr);
-        assert!(self.eps >= 0.0, "RmsProp: invalid epsilon {}", self.eps);
-        assert!(
+    fn check(&self) -> Result<(), String> {
+        ensure!(self.lr >= 0.0, "RmsProp: invalid learning rate {}", self.lr);
+        ensure!(self.eps >= 0.0, "RmsProp: invalid epsilon {}", self.eps);
+        ensure!(
             self.momentum >= 0.0,
             "RmsProp: invalid momentum {}",
             self.momentum
         );
-        assert!(
+        ensure!(
             self.weight_decay >= 0.0,
             "RmsProp: invalid weight_decay {}",
             self.weight_decay
         );
-        assert!(self.alpha >= 0.0, "RmsProp: invalid alpha {}", self.alpha);
+        ensure!(self.alpha >= 0.0, "RmsProp: invalid alpha {}", self.alpha);
+        Ok(())
     }
 }
 

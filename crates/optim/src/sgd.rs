@@ -6,6 +6,7 @@ use tapegrad::{Element, Grads, Tensor};
 use tapegrad_nn::Param;
 
 use crate::error::OptimError;
+use crate::group::ensure;
 use crate::group::{
     delegate_to_core, hyper_accessors, optimizer_inherent, Core, Hyper, ParamState,
 };
@@ -47,24 +48,25 @@ impl Default for SgdConfig {
 impl Hyper for SgdConfig {
     hyper_accessors!();
     #[track_caller]
-    fn validate(&self) {
-        assert!(self.lr >= 0.0, "Sgd: invalid learning rate {}", self.lr);
-        assert!(
+    fn check(&self) -> Result<(), String> {
+        ensure!(self.lr >= 0.0, "Sgd: invalid learning rate {}", self.lr);
+        ensure!(
             self.momentum >= 0.0,
             "Sgd: invalid momentum {}",
             self.momentum
         );
-        assert!(
+        ensure!(
             self.weight_decay >= 0.0,
             "Sgd: invalid weight_decay {}",
             self.weight_decay
         );
-        assert!(
+        ensure!(
             !self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0),
             "Sgd: Nesterov momentum requires a momentum and zero dampening (momentum {}, dampening {})",
             self.momentum,
             self.dampening
         );
+        Ok(())
     }
 }
 

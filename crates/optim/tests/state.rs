@@ -350,3 +350,35 @@ fn state_and_weights_files_get_the_mode_of_a_plain_new_file() {
     assert_eq!(mode(&state), mode(&plain), "optimiser state");
     assert_eq!(mode(&weights), mode(&plain), "weights");
 }
+
+#[test]
+fn out_of_range_hyper_parameters_in_a_state_are_refused_like_the_constructors_refuse_them() {
+    for (key, value, message) in [
+        (
+            "lr",
+            serde_json::json!(-1.0),
+            "Adam: invalid learning rate -1",
+        ),
+        (
+            "betas",
+            serde_json::json!([1.5, 0.999]),
+            "Adam: invalid beta1 1.5",
+        ),
+        ("eps", serde_json::json!(-1e308), "Adam: invalid epsilon"),
+        (
+            "weight_decay",
+            serde_json::json!(-0.5),
+            "Adam: invalid weight_decay -0.5",
+        ),
+    ] {
+        let w = Param::new(Tensor::ones(&[3], DType::F64));
+        let mut adam = Adam::new([w.clone()], AdamConfig::default());
+        adam.step(&(&*w * &*w).sum().backward());
+        let mut sd = adam.state_dict();
+        sd.groups[0].hyper[key] = value;
+        let before = adam.groups()[0].hyper.clone();
+        let e = adam.load_state_dict(&sd).unwrap_err().to_string();
+        assert!(e.contains(&format!("group 0: {message}")), "{key}: {e}");
+        assert_eq!(adam.groups()[0].hyper.lr, before.lr, "nothing was loaded");
+    }
+}

@@ -201,7 +201,7 @@ impl<'h> LeafWatch<'h> {
             if *left == 0 {
                 self.waiting.remove(id);
                 if let Some(g) = grads.get_id(*id) {
-                    g.realize();
+                    g.force();
                     (self.hook)(*id, g);
                 }
             }
@@ -213,7 +213,7 @@ impl<'h> LeafWatch<'h> {
         rest.sort_by_key(|id| id.as_u64());
         for id in rest {
             if let Some(g) = grads.get_id(id) {
-                g.realize();
+                g.force();
                 (self.hook)(id, g);
             }
         }
