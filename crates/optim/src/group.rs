@@ -36,7 +36,9 @@ pub trait Hyper: Clone + Debug + Serialize + DeserializeOwned {
 /// `ensure!(cond, "format", args)`: returns `Err(message)` from a `check` unless `cond`.
 macro_rules! ensure {
     ($cond:expr, $($message:tt)+) => {
-        if !$cond {
+        // A comparison with NaN is false, so NaN never passes.
+        let holds: bool = $cond;
+        if !holds {
             return Err(format!($($message)+));
         }
     };
