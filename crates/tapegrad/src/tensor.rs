@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_distr::Distribution;
 
 use crate::autograd::engine::{run_backward, BackwardError, BackwardOptions};
-use crate::autograd::node::{record, Node};
+use crate::autograd::node::{Node, Op};
 use crate::autograd::Grads;
 use crate::dtype::{DType, Element};
 use crate::kernels::buffers;
@@ -521,14 +521,8 @@ impl Tensor {
             (Data::F64(a), DType::F32) => Data::from(a.force().mapv(|x| x as f32).into_shared()),
             (d, _) => d,
         };
-        record(
-            "to_dtype",
-            &[self],
-            value,
-            |_| Default::default(),
-            false,
-            move |_, g| smallvec::smallvec![Some(g.to_dtype(from))],
-        )
+        Op::new("to_dtype", &[self], value)
+            .rule(move |_, g| smallvec::smallvec![Some(g.to_dtype(from))])
     }
 
     // ---------------------------------------------------------------- backward
@@ -540,10 +534,11 @@ impl Tensor {
     /// walked (see [`try_backward`](Self::try_backward) for the error cases).
     #[track_caller]
     pub fn backward(&self) -> Grads {
-        self.try_backward().unwrap_or_else(|e| panic!("{e}"))
+        or_panic(self.try_backward())
     }
 
     /// Like [`backward`](Self::backward), returning the error instead of panicking.
+    #[track_caller]
     pub fn try_backward(&self) -> Result<Grads, BackwardError> {
         self.backward_opts(None, BackwardOptions::default())
     }
@@ -551,21 +546,19 @@ impl Tensor {
     /// Backward from a non-scalar output, seeded with `grad` (its shape).
     #[track_caller]
     pub fn backward_with(&self, grad: &Tensor) -> Grads {
-        self.backward_opts(Some(grad), BackwardOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"))
+        or_panic(self.backward_opts(Some(grad), BackwardOptions::default()))
     }
 
     /// Backward that keeps the saved tensors, so it can run again on the same graph.
     #[track_caller]
     pub fn backward_retain_graph(&self) -> Grads {
-        self.backward_opts(
+        or_panic(self.backward_opts(
             None,
             BackwardOptions {
                 create_graph: false,
                 retain_graph: true,
             },
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
+        ))
     }
 
     /// Backward that records itself (PyTorch's `create_graph=True`): the returned
@@ -582,17 +575,17 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn backward_with_graph(&self) -> Grads {
-        self.backward_opts(
+        or_panic(self.backward_opts(
             None,
             BackwardOptions {
                 create_graph: true,
                 retain_graph: true,
             },
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
+        ))
     }
 
     /// The general form: optional seed gradient (default: 1 for a scalar) and options.
+    #[track_caller]
     pub fn backward_opts(
         &self,
         grad: Option<&Tensor>,
@@ -654,6 +647,16 @@ impl Tensor {
         } else {
             self.clone()
         }
+    }
+}
+
+/// The gradients, or a panic with the error's message at the caller's line (a closure
+/// such as the one `unwrap_or_else` takes would report a line in this file instead).
+#[track_caller]
+fn or_panic(result: Result<Grads, BackwardError>) -> Grads {
+    match result {
+        Ok(grads) => grads,
+        Err(e) => panic!("{e}"),
     }
 }
 

@@ -81,6 +81,7 @@ impl Hasher for SeqHasher {
 
 type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
+#[track_caller]
 pub(crate) fn run_backward(
     root: &Tensor,
     seed: Tensor,

@@ -10,4 +10,4 @@ pub(crate) mod node;
 pub use engine::{BackwardError, BackwardOptions};
 pub use grads::Grads;
 pub use mode::{enable_grad, is_grad_enabled, no_grad};
-pub use node::{custom_op, BackwardCtx, GradList, SavedList};
+pub use node::{custom_op, BackwardCtx, GradList, IntoGrads, Op};

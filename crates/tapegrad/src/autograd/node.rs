@@ -12,11 +12,14 @@ use crate::shape::Shape;
 use crate::storage::Data;
 use crate::tensor::{Inner, Tensor, TensorId};
 
+impl From<Data> for Tensor {
+    fn from(data: Data) -> Tensor {
+        Tensor::from_data(data)
+    }
+}
+
 /// One optional gradient per input of an op (`None`: no gradient flows to that input).
 pub type GradList = SmallVec<[Option<Tensor>; 2]>;
-
-/// The tensors an op saves for its rule, by position; `None` where it saved nothing.
-pub type SavedList = SmallVec<[Option<Tensor>; 2]>;
 
 /// A backward rule: given the context and the gradient of the op's output, returns one
 /// optional gradient per input, each of that input's shape.
@@ -152,79 +155,221 @@ impl Tensor {
     }
 }
 
-/// Wraps `value` as the output of op `op` and, if grad mode is on and any input requires
-/// grad, records a node: edges to the inputs, the tensors `save` picks (it is told which
-/// inputs need a gradient, so it can save only what their rules read), the output's
-/// storage if `save_output`, and `rule`.
-///
-/// A deferred (fused) value saved for backward stays deferred only if it is cheap to
-/// recompute; otherwise it is computed now, once, for both the output and the rule.
-pub(crate) fn record<S, R>(
-    op: &'static str,
-    inputs: &[&Tensor],
-    value: impl Into<Data>,
-    save: S,
-    save_output: bool,
-    rule: R,
-) -> Tensor
-where
-    S: FnOnce(&[bool]) -> SavedList,
-    R: Fn(&BackwardCtx<'_>, &Tensor) -> GradList + Send + Sync + 'static,
-{
-    let value = value.into();
-    if !is_grad_enabled() || !inputs.iter().any(|t| t.tracks_grad()) {
-        return Tensor::from_data(value);
-    }
-    let value = if save_output && value.is_pending() && !value.keep_lazy_when_saved() {
-        value.force()
-    } else {
-        value
-    };
-    let edges: SmallVec<[Edge; 2]> = inputs.iter().map(|t| t.edge()).collect();
-    let needs: SmallVec<[bool; 4]> = edges.iter().map(|e| !matches!(e, Edge::Skip)).collect();
-    let tensors: SmallVec<[(Option<Tensor>, u64); 2]> = save(&needs)
-        .into_iter()
-        .map(|t| {
-            let v = t.as_ref().map_or(0, |t| {
-                t.force_if_costly();
-                t.version()
-            });
-            (t, v)
-        })
-        .collect();
-    let above_inputs = edges
-        .iter()
-        .filter_map(|e| match e {
-            Edge::Node(n) => Some(n.seq),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
-    let id = TensorId::fresh_above(above_inputs);
-    let node: Arc<Node> = Arc::new(Node {
-        seq: id.as_u64(),
-        op,
-        out_id: id,
-        out_shape: value.shape(),
-        out_dtype: value.dtype(),
-        edges,
-        has_saved: save_output || tensors.iter().any(|(t, _)| t.is_some()),
-        saved: Mutex::new(SavedState {
-            tensors,
-            output: save_output.then(|| value.clone()),
-            freed: false,
-        }),
-        rule,
-    });
-    Tensor::from_parts(id, value, true, Some(node))
+/// An op's gradients, one optional tensor per input, in any of the shapes a rule may
+/// return: a single `Tensor` (an op of one input), an array or `Vec` of
+/// `Option<Tensor>`, or a [`GradList`].
+pub trait IntoGrads {
+    /// The gradients as a [`GradList`].
+    fn into_grads(self) -> GradList;
 }
 
-/// Records a user-defined op: `value` (computed by the caller, e.g. under [`no_grad`]
-/// or with raw arrays) becomes the output of an op named `name` over `inputs`, with
-/// backward `rule`. The rule reads the tensors in `save` with [`BackwardCtx::saved`] and
-/// the output with [`BackwardCtx::output`] when `save_output` is set. Write the rule with
-/// tensor ops and it differentiates again under
-/// [`backward_with_graph`](Tensor::backward_with_graph).
+impl IntoGrads for GradList {
+    fn into_grads(self) -> GradList {
+        self
+    }
+}
+
+impl IntoGrads for Tensor {
+    fn into_grads(self) -> GradList {
+        smallvec::smallvec![Some(self)]
+    }
+}
+
+impl<const N: usize> IntoGrads for [Option<Tensor>; N] {
+    fn into_grads(self) -> GradList {
+        self.into_iter().collect()
+    }
+}
+
+impl IntoGrads for Vec<Option<Tensor>> {
+    fn into_grads(self) -> GradList {
+        self.into_iter().collect()
+    }
+}
+
+/// How an op puts itself on the tape: its name, inputs and value, what its backward rule
+/// will read, and the rule. Every op of the crate records through it, and so can user
+/// code (PyTorch's `torch.autograd.Function`):
+///
+/// ```
+/// use tapegrad::{no_grad, Op, Tensor};
+/// // cube(x) = x^3, with the rule 3 x^2 g written in tensor ops.
+/// fn cube(x: &Tensor) -> Tensor {
+///     let value = no_grad(|| x * x * x);
+///     Op::new("cube", &[x], value)
+///         .save(&[x])
+///         .rule(|ctx, g| g * &ctx.saved(0).square() * 3.0)
+/// }
+/// let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+/// assert_eq!(cube(&x).sum().backward()[&x].to_vec::<f64>(), vec![12.0]);
+/// ```
+///
+/// Nothing is recorded (and nothing saved) when grad mode is off or no input requires
+/// grad: [`rule`](Op::rule) then returns the value as a plain tensor. Saved tensors are
+/// read in the rule with [`BackwardCtx::saved`] in the order they were saved; the output
+/// with [`BackwardCtx::output`]. A rule never captures a tensor (that could make an
+/// `Arc` cycle through its own output): what it reads, it saves.
+#[must_use = "an op is recorded by `.rule(..)`"]
+pub struct Op {
+    name: &'static str,
+    value: Tensor,
+    /// One per input when recording; empty when not.
+    edges: SmallVec<[Edge; 2]>,
+    recording: bool,
+    saved: SmallVec<[(Option<Tensor>, u64); 2]>,
+    save_output: bool,
+}
+
+impl Op {
+    /// The op `name` over `inputs`, whose output is `value` (computed by the caller,
+    /// without recording: under [`no_grad`](crate::no_grad), with raw arrays, or by a
+    /// kernel).
+    #[inline]
+    pub fn new(name: &'static str, inputs: &[&Tensor], value: impl Into<Tensor>) -> Op {
+        let recording = is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad());
+        let edges = if recording {
+            inputs.iter().map(|t| t.edge()).collect()
+        } else {
+            SmallVec::new()
+        };
+        Op {
+            name,
+            value: value.into(),
+            edges,
+            recording,
+            saved: SmallVec::new(),
+            save_output: false,
+        }
+    }
+
+    /// Whether input `i` will need a gradient (false when nothing is recorded).
+    pub fn needs_grad(&self, i: usize) -> bool {
+        matches!(self.edges.get(i), Some(Edge::Node(_) | Edge::Leaf { .. }))
+    }
+
+    /// Saves `tensors` for the rule, after any saved before (read back with
+    /// `ctx.saved(i)` in that order). Each keeps the version it has now: an in-place
+    /// change before backward makes backward fail instead of using the new values.
+    pub fn save(mut self, tensors: &[&Tensor]) -> Op {
+        for t in tensors {
+            self.push_saved(Some(t));
+        }
+        self
+    }
+
+    /// Saves `t` in the next slot only if input `input` needs a gradient (its rule reads
+    /// `t`); the slot stays empty otherwise. `mul` saves `b` for `a`'s gradient and `a`
+    /// for `b`'s: `.save_for(0, b).save_for(1, a)`.
+    pub fn save_for(mut self, input: usize, t: &Tensor) -> Op {
+        let keep = self.needs_grad(input);
+        self.push_saved(keep.then_some(t));
+        self
+    }
+
+    fn push_saved(&mut self, t: Option<&Tensor>) {
+        if !self.recording {
+            return;
+        }
+        let slot = t.map(|t| {
+            // A deferred value costly to recompute is computed once now, not in backward.
+            t.force_if_costly();
+            (t.clone(), t.version())
+        });
+        match slot {
+            Some((t, v)) => self.saved.push((Some(t), v)),
+            None => self.saved.push((None, 0)),
+        }
+    }
+
+    /// Keeps the op's output for the rule (`ctx.output()`), for derivatives cheaper in
+    /// the output than in the input (`exp`, `tanh`, `sigmoid`, `sqrt`, ...). The node
+    /// keeps the values, not the output tensor, so there is no reference cycle.
+    pub fn save_output(mut self) -> Op {
+        self.save_output = true;
+        self
+    }
+
+    /// Records the op with its backward `rule` and returns its output. The rule gets the
+    /// context and the gradient of the output, and returns one optional gradient per
+    /// input, each of that input's shape (see [`IntoGrads`]); write it with tensor ops
+    /// and it differentiates again under
+    /// [`backward_with_graph`](Tensor::backward_with_graph).
+    #[inline]
+    pub fn rule<R, G>(self, rule: R) -> Tensor
+    where
+        R: Fn(&BackwardCtx<'_>, &Tensor) -> G + Send + Sync + 'static,
+        G: IntoGrads,
+    {
+        let Op {
+            name,
+            mut value,
+            edges,
+            recording,
+            saved,
+            save_output,
+        } = self;
+        if !recording {
+            // A user's value may be on a tape of its own: the output never is.
+            return if value.tracks_grad() {
+                value.detach()
+            } else {
+                value
+            };
+        }
+        // A deferred output saved for backward stays deferred only if it is cheap to
+        // recompute; otherwise it is computed now, once, for both the output and the rule.
+        let data = if save_output {
+            let d = value.data();
+            if d.is_pending() && !d.keep_lazy_when_saved() {
+                value.force()
+            } else {
+                d
+            }
+        } else {
+            value.data()
+        };
+        let above_inputs = edges
+            .iter()
+            .filter_map(|e| match e {
+                Edge::Node(n) => Some(n.seq),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let id = TensorId::fresh_above(above_inputs);
+        let node: Arc<Node> = Arc::new(Node {
+            seq: id.as_u64(),
+            op: name,
+            out_id: id,
+            out_shape: data.shape(),
+            out_dtype: data.dtype(),
+            edges,
+            has_saved: save_output || saved.iter().any(|(t, _)| t.is_some()),
+            saved: Mutex::new(SavedState {
+                tensors: saved,
+                output: save_output.then(|| data.clone()),
+                freed: false,
+            }),
+            rule: move |ctx: &BackwardCtx<'_>, g: &Tensor| rule(ctx, g).into_grads(),
+        });
+        // The value tensor is usually fresh from the op's kernel and held only here: it
+        // becomes the output in place. A shared one (a user's) is wrapped anew.
+        match Arc::get_mut(&mut value.0) {
+            Some(inner) if inner.node.is_none() => {
+                inner.id = id;
+                inner.requires_grad = true;
+                inner.node = Some(node);
+                value
+            }
+            _ => Tensor::from_parts(id, data, true, Some(node)),
+        }
+    }
+}
+
+/// Records a user-defined op: [`Op`] in one call. `value` (computed by the caller,
+/// e.g. under [`no_grad`]) becomes the output of an op named `name` over `inputs`, with
+/// backward `rule`; the rule reads the tensors in `save` with [`BackwardCtx::saved`] and
+/// the output with [`BackwardCtx::output`] when `save_output` is set.
 ///
 /// [`no_grad`]: crate::no_grad
 ///
@@ -253,25 +398,9 @@ pub fn custom_op<R>(
 where
     R: Fn(&BackwardCtx<'_>, &Tensor) -> Vec<Option<Tensor>> + Send + Sync + 'static,
 {
-    let saved: SavedList = save.iter().map(|t| Some((*t).clone())).collect();
-    let arity = inputs.len();
-    record(
-        name,
-        inputs,
-        value.data(),
-        |_| saved,
-        save_output,
-        move |ctx, g| {
-            let grads = rule(ctx, g);
-            assert_eq!(
-                grads.len(),
-                arity,
-                "backward of custom op `{name}`: the rule returned {} gradients for {arity} inputs",
-                grads.len()
-            );
-            grads.into_iter().collect()
-        },
-    )
+    let op = Op::new(name, inputs, value).save(save);
+    let op = if save_output { op.save_output() } else { op };
+    op.rule(rule)
 }
 
 impl<R: ?Sized> Drop for Node<R> {

@@ -182,6 +182,26 @@ fn zip_block<T: Element>(f: impl Fn(T, T) -> T + Send + Sync + 'static) -> Arc<Z
     })
 }
 
+/// What an elementwise function costs, for fusion: whether a deferred chain holding it
+/// is cheaper to recompute in backward than to store (see `fused`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cost {
+    /// Arithmetic and the vectorised `exp`: recomputing beats a pass over memory.
+    Cheap,
+    /// Transcendental functions (`tanh`, `log`, `sin`, `powf`, ...): computed when saved.
+    Costly,
+}
+
+impl Cost {
+    /// The node weight of a function of this cost in a fused tree.
+    pub(crate) fn weight(self) -> u32 {
+        match self {
+            Cost::Cheap => 1,
+            Cost::Costly => COSTLY,
+        }
+    }
+}
+
 /// `f` over every element: cheap arithmetic, deferred for large arrays.
 pub(crate) fn map<T: Element>(
     a: Values<T>,
@@ -190,13 +210,14 @@ pub(crate) fn map<T: Element>(
     map_weighted(a, 1, f)
 }
 
-/// [`map`] for a function that costs more to recompute than to store (`tanh`, `log`,
-/// ...): still fused into a chain, but computed when saved for backward.
-pub(crate) fn map_costly<T: Element>(
+/// [`map`] for a function of the given cost class (a [`Costly`](Cost::Costly) one is
+/// still fused into a chain, but computed when saved for backward).
+pub(crate) fn map_cost<T: Element>(
     a: Values<T>,
+    cost: Cost,
     f: impl Fn(T) -> T + Send + Sync + 'static,
 ) -> Values<T> {
-    map_weighted(a, COSTLY, f)
+    map_weighted(a, cost.weight(), f)
 }
 
 fn map_weighted<T: Element>(
@@ -230,7 +251,7 @@ pub(crate) fn map_c_costly<T: Element>(
     f: impl Fn(T, T) -> T + Send + Sync + 'static,
 ) -> Values<T> {
     let c = T::of(c);
-    map_costly(a, move |x| f(x, c))
+    map_cost(a, Cost::Costly, move |x| f(x, c))
 }
 
 /// `f(x, c1, c2)` for every element `x`, with two scalars converted to the element type.

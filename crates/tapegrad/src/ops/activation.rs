@@ -2,13 +2,9 @@
 //! log_softmax. Only relu has a rule of its own (it is the hot one); the rest are
 //! composed from primitives, so their gradients, and gradients of gradients, come free.
 
-use smallvec::smallvec;
-
-use super::fused_grad;
 use super::table::{Domain, Inputs, OpSpec};
-use crate::autograd::node::record;
-use crate::kernels::elementwise::map;
-use crate::storage::{dispatch, Data};
+use super::{fused_grad, unary};
+use crate::kernels::elementwise::Cost;
 use crate::tensor::Tensor;
 use num_traits::{One, Zero};
 
@@ -17,31 +13,20 @@ impl Tensor {
     /// (as in PyTorch). The rule reads the saved output (`out > 0` iff `x > 0`).
     pub fn relu(&self) -> Tensor {
         // `x < 0` is false for NaN, so a NaN propagates (as in PyTorch) instead of vanishing.
-        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| {
-            if x < num_traits::Zero::zero() {
-                num_traits::Zero::zero()
+        unary!(self, "relu", Cost::Cheap, |x| if x < E::zero() {
+            E::zero()
+        } else {
+            x
+        })
+        .save_output()
+        .rule(|ctx, g| {
+            fused_grad!(ctx, g, |g, y| g * if y > E::zero() {
+                E::one()
             } else {
-                x
-            }
-        })));
-        record(
-            "relu",
-            &[self],
-            value,
-            |_| smallvec![],
-            true,
-            |ctx, g| {
-                if !ctx.create_graph() {
-                    let y = ctx.output_data();
-                    return smallvec![Some(fused_grad!(g, y, |g, y| g * if y > E::zero() {
-                        E::one()
-                    } else {
-                        E::zero()
-                    }))];
-                }
-                smallvec![Some(g.mul(&ctx.output().gt_scalar(0.0)))]
-            },
-        )
+                E::zero()
+            });
+            g.mul(&ctx.output().gt_scalar(0.0))
+        })
     }
 
     /// `x` for `x > 0`, `slope * x` otherwise (PyTorch default slope 0.01). At 0 the
@@ -137,7 +122,8 @@ pub(crate) const ROWS: &[OpSpec] = &[
         |x| x[0].relu(),
         "g*(x>0)",
     )
-    .note("relu'(0) = 0"),
+    .note("relu'(0) = 0")
+    .fused(),
     OpSpec::new(
         "leaky_relu",
         Inputs::Unary(Domain::AwayFromZero),

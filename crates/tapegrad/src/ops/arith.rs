@@ -3,11 +3,11 @@
 
 use smallvec::smallvec;
 
-use super::check_binary;
 use super::table::{Domain, Inputs, OpSpec};
-use crate::autograd::node::record;
+use super::{check_binary, unary};
+use crate::autograd::node::Op;
 use crate::dtype::Element;
-use crate::kernels::elementwise::{map, map_c, map_c2, map_c_costly, zip, zip3, zip_costly};
+use crate::kernels::elementwise::{map, map_c, map_c2, map_c_costly, zip, zip3, zip_costly, Cost};
 use crate::shape::Shape;
 use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
@@ -37,19 +37,12 @@ impl Tensor {
             b,
             |x, y| x + y
         )));
-        record(
-            "add",
-            &[self, other],
-            value,
-            |_| smallvec![],
-            false,
-            move |ctx, g| {
-                smallvec![
-                    ctx.needs_grad(0).then(|| g.sum_to(&sa)),
-                    ctx.needs_grad(1).then(|| g.sum_to(&sb))
-                ]
-            },
-        )
+        Op::new("add", &[self, other], value).rule(move |ctx, g| {
+            smallvec![
+                ctx.needs_grad(0).then(|| g.sum_to(&sa)),
+                ctx.needs_grad(1).then(|| g.sum_to(&sb))
+            ]
+        })
     }
 
     /// Elementwise `self - other`, broadcasting. Gradient: `g`, `-g`.
@@ -68,19 +61,12 @@ impl Tensor {
             b,
             |x, y| x - y
         )));
-        record(
-            "sub",
-            &[self, other],
-            value,
-            |_| smallvec![],
-            false,
-            move |ctx, g| {
-                smallvec![
-                    ctx.needs_grad(0).then(|| g.sum_to(&sa)),
-                    ctx.needs_grad(1).then(|| g.neg().sum_to(&sb))
-                ]
-            },
-        )
+        Op::new("sub", &[self, other], value).rule(move |ctx, g| {
+            smallvec![
+                ctx.needs_grad(0).then(|| g.sum_to(&sa)),
+                ctx.needs_grad(1).then(|| g.neg().sum_to(&sb))
+            ]
+        })
     }
 
     /// Elementwise `self * other`, broadcasting. Gradient: `g * other`, `g * self`; each
@@ -100,20 +86,15 @@ impl Tensor {
             b,
             |x, y| x * y
         )));
-        let (a, b) = (self.clone(), other.clone());
-        record(
-            "mul",
-            &[self, other],
-            value,
-            move |n| smallvec![n[1].then_some(a), n[0].then_some(b)],
-            false,
-            move |ctx, g| {
+        Op::new("mul", &[self, other], value)
+            .save_for(1, self)
+            .save_for(0, other)
+            .rule(move |ctx, g| {
                 smallvec![
                     ctx.needs_grad(0).then(|| g.mul(ctx.saved(1)).sum_to(&sa)),
                     ctx.needs_grad(1).then(|| g.mul(ctx.saved(0)).sum_to(&sb))
                 ]
-            },
-        )
+            })
     }
 
     /// Elementwise `self / other`, broadcasting. Gradient: `g / other`,
@@ -133,48 +114,28 @@ impl Tensor {
             b,
             |x, y| x / y
         )));
-        let (a, b) = (self.clone(), other.clone());
-        record(
-            "div",
-            &[self, other],
-            value,
-            move |n| smallvec![n[1].then_some(a), Some(b)],
-            false,
-            move |ctx, g| {
+        Op::new("div", &[self, other], value)
+            .save_for(1, self)
+            .save(&[other])
+            .rule(move |ctx, g| {
                 let b = ctx.saved(1);
                 let ga = g.div(b);
                 let gb = ctx
                     .needs_grad(1)
                     .then(|| ga.mul(ctx.saved(0)).div(b).neg().sum_to(&sb));
                 smallvec![ctx.needs_grad(0).then(|| ga.sum_to(&sa)), gb]
-            },
-        )
+            })
     }
 
     /// Elementwise `-self`. Gradient: `-g`.
     pub fn neg(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| -x)));
-        record(
-            "neg",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            |_, g| smallvec![Some(g.neg())],
-        )
+        unary!(self, "neg", Cost::Cheap, |x| -x).rule(|_, g| g.neg())
     }
 
     /// `self + c` for a scalar `c`. Gradient: `g`.
     pub fn add_scalar(&self, c: f64) -> Tensor {
         let value = dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| x + c)));
-        record(
-            "add_scalar",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            |_, g| smallvec![Some(g.clone())],
-        )
+        Op::new("add_scalar", &[self], value).rule(|_, g| g.clone())
     }
 
     /// `self - c` for a scalar `c`.
@@ -188,27 +149,13 @@ impl Tensor {
     /// backward pass. Gradient: `-g`.
     pub fn rsub_scalar(&self, c: f64) -> Tensor {
         let value = dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| c - x)));
-        record(
-            "rsub_scalar",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            |_, g| smallvec![Some(g.neg())],
-        )
+        Op::new("rsub_scalar", &[self], value).rule(|_, g| g.neg())
     }
 
     /// `self * c` for a scalar `c`. Gradient: `g * c`.
     pub fn mul_scalar(&self, c: f64) -> Tensor {
         let value = dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| x * c)));
-        record(
-            "mul_scalar",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.mul_scalar(c))],
-        )
+        Op::new("mul_scalar", &[self], value).rule(move |_, g| g.mul_scalar(c))
     }
 
     /// `self / c` for a scalar `c`.
@@ -238,14 +185,10 @@ impl Tensor {
         let value = dispatch!((self.data(), exponent.data()), |a, b| Data::from(
             zip_costly(a, b, |x, y| x.powf(y))
         ));
-        let (a, b) = (self.clone(), exponent.clone());
-        record(
-            "pow",
-            &[self, exponent],
-            value,
-            move |_| smallvec![Some(a), Some(b)],
-            true,
-            move |ctx, g| {
+        Op::new("pow", &[self, exponent], value)
+            .save(&[self, exponent])
+            .save_output()
+            .rule(move |ctx, g| {
                 let (x, e) = (ctx.saved(0), ctx.saved(1));
                 let zero = Tensor::scalar_of(0.0, g.dtype());
                 smallvec![
@@ -259,8 +202,7 @@ impl Tensor {
                             .sum_to(&sb)
                     })
                 ]
-            },
-        )
+            })
     }
 
     /// Elementwise `self ^ p` for a scalar `p`. Gradient: `g * p * x^(p-1)`, and 0 for
@@ -269,91 +211,53 @@ impl Tensor {
         let value = dispatch!(self.data(), |a| Data::from(
             map_c_costly(a, p, |x, p| x.powf(p))
         ));
-        let x = self.clone();
-        record(
-            "powf",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            move |ctx, g| {
+        Op::new("powf", &[self], value)
+            .save(&[self])
+            .rule(move |ctx, g| {
                 if p == 0.0 {
-                    return smallvec![Some(g.zeros_like())];
+                    return g.zeros_like();
                 }
-                smallvec![Some(g.mul(&ctx.saved(0).powf(p - 1.0)).mul_scalar(p))]
-            },
-        )
+                g.mul(&ctx.saved(0).powf(p - 1.0)).mul_scalar(p)
+            })
     }
 
     /// Elementwise `self^2`. Gradient: `2 x g`.
     pub fn square(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x * x)));
-        let x = self.clone();
-        record(
-            "square",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            |ctx, g| smallvec![Some(g.mul(ctx.saved(0)).mul_scalar(2.0))],
-        )
+        unary!(self, "square", Cost::Cheap, |x| x * x)
+            .save(&[self])
+            .rule(|ctx, g| g.mul(ctx.saved(0)).mul_scalar(2.0))
     }
 
     /// Elementwise square root. Gradient: `g / (2 sqrt x)`; at `x = 0` that is `inf`
     /// (as in PyTorch); for `x < 0` the value is NaN.
     pub fn sqrt(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x.sqrt())));
-        record(
-            "sqrt",
-            &[self],
-            value,
-            |_| smallvec![],
-            true,
-            |ctx, g| smallvec![Some(g.div(&ctx.output()).mul_scalar(0.5))],
-        )
+        unary!(self, "sqrt", Cost::Cheap, |x| x.sqrt())
+            .save_output()
+            .rule(|ctx, g| g.div(&ctx.output()).mul_scalar(0.5))
     }
 
     /// Elementwise `1 / sqrt(x)`. Gradient: `-g * out^3 / 2`.
     pub fn rsqrt(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x.sqrt().recip())));
-        record(
-            "rsqrt",
-            &[self],
-            value,
-            |_| smallvec![],
-            true,
-            |ctx, g| {
+        unary!(self, "rsqrt", Cost::Cheap, |x| x.sqrt().recip())
+            .save_output()
+            .rule(|ctx, g| {
                 let out = ctx.output();
-                smallvec![Some(g.mul(&out.square().mul(&out)).mul_scalar(-0.5))]
-            },
-        )
+                g.mul(&out.square().mul(&out)).mul_scalar(-0.5)
+            })
     }
 
     /// Elementwise `1 / x`. Gradient: `-g * out^2`. `1/0 = inf`.
     pub fn recip(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x.recip())));
-        record(
-            "recip",
-            &[self],
-            value,
-            |_| smallvec![],
-            true,
-            |ctx, g| smallvec![Some(g.mul(&ctx.output().square()).neg())],
-        )
+        unary!(self, "recip", Cost::Cheap, |x| x.recip())
+            .save_output()
+            .rule(|ctx, g| g.mul(&ctx.output().square()).neg())
     }
 
     /// Elementwise `|x|`. Gradient: `g * sign(x)`, so `abs'(0) = 0` (as in PyTorch).
     pub fn abs(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map(a, |x| x.abs())));
-        let x = self.clone();
-        record(
-            "abs",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            |ctx, g| smallvec![Some(g.mul(&ctx.saved(0).sign()))],
-        )
+        unary!(self, "abs", Cost::Cheap, |x| x.abs())
+            .save(&[self])
+            .rule(|ctx, g| g.mul(&ctx.saved(0).sign()))
     }
 
     /// Elementwise sign: -1, 0 or 1 (NaN stays NaN). Not differentiable: its gradient is
@@ -402,14 +306,9 @@ impl Tensor {
                 }
             }
         )));
-        let (a, b) = (self.clone(), other.clone());
-        record(
-            op,
-            &[self, other],
-            value,
-            move |_| smallvec![Some(a), Some(b)],
-            false,
-            move |ctx, g| {
+        Op::new(op, &[self, other], value)
+            .save(&[self, other])
+            .rule(move |ctx, g| {
                 let (a, b) = (ctx.saved(0), ctx.saved(1));
                 // Weight of `a`: 1 where it wins, 1/2 on ties, 0 where it loses. A constant.
                 let wins = if largest { a.gt(b) } else { a.lt(b) };
@@ -419,8 +318,7 @@ impl Tensor {
                     ctx.needs_grad(1)
                         .then(|| g.mul(&w.rsub_scalar(1.0)).sum_to(&sb))
                 ]
-            },
-        )
+            })
     }
 
     /// Clamps every element into `[min, max]` (use `f64::NEG_INFINITY` / `f64::INFINITY`
@@ -446,19 +344,13 @@ impl Tensor {
                 }
             }
         )));
-        let x = self.clone();
-        record(
-            "clamp",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            move |ctx, g| {
+        Op::new("clamp", &[self], value)
+            .save(&[self])
+            .rule(move |ctx, g| {
                 let x = ctx.saved(0);
                 let inside = x.ge_scalar(min).mul(&x.le_scalar(max));
                 smallvec![Some(g.mul(&inside))]
-            },
-        )
+            })
     }
 
     /// `clamp(min, +inf)`.
@@ -493,7 +385,6 @@ impl Tensor {
             Shape::from_slice(on_true.shape()),
             Shape::from_slice(on_false.shape()),
         );
-        let c = cond.detach();
         let value = dispatch!((cond.data(), on_true.data(), on_false.data()), |c, a, b| {
             Data::from(zip3(
                 &c.force().view(),
@@ -502,13 +393,9 @@ impl Tensor {
                 |c, x, y| if c != 0.0 { x } else { y },
             ))
         });
-        record(
-            "where_",
-            &[on_true, on_false],
-            value,
-            move |_| smallvec![Some(c)],
-            false,
-            move |ctx, g| {
+        Op::new("where_", &[on_true, on_false], value)
+            .save(&[&cond.detach()])
+            .rule(move |ctx, g| {
                 let c = ctx.saved(0);
                 let zero = Tensor::scalar_of(0.0, g.dtype());
                 smallvec![
@@ -517,8 +404,7 @@ impl Tensor {
                     ctx.needs_grad(1)
                         .then(|| Tensor::where_(c, &zero, g).sum_to(&sb))
                 ]
-            },
-        )
+            })
     }
 }
 
@@ -660,6 +546,9 @@ pub(crate) const ROWS: &[OpSpec] = &[
     OpSpec::new("rsub_scalar", Inputs::Unary(Domain::Real), |x| x[0].rsub_scalar(0.5), "-g"),
     OpSpec::new("add_scalar", Inputs::Unary(Domain::Real), |x| x[0].add_scalar(1.5), "g"),
     OpSpec::new("mul_scalar", Inputs::Unary(Domain::Real), |x| x[0].mul_scalar(-2.5), "g*c"),
+    OpSpec::new("sub_scalar", Inputs::Unary(Domain::Real), |x| x[0].sub_scalar(0.75), "g"),
+    OpSpec::new("div_scalar", Inputs::Unary(Domain::Real), |x| x[0].div_scalar(-2.5), "g/c"),
+    OpSpec::new("rdiv_scalar", Inputs::Unary(Domain::AwayFromZero), |x| x[0].rdiv_scalar(1.5), "-g*c/x^2").note("c/0 = ±inf"),
     OpSpec::new("pow", Inputs::Binary(Domain::Positive, Domain::Real), |x| x[0].pow(&x[1]), "g*e*x^(e-1), g*x^e*ln(x)")
         .note("x = 0: the exponent's gradient is 0 for e >= 0; e = 0: the base's gradient is 0; x < 0: the exponent's is NaN"),
     OpSpec::new("powf", Inputs::Unary(Domain::Positive), |x| x[0].powf(2.5), "g*p*x^(p-1)").note("p = 0: the gradient is 0"),
@@ -675,6 +564,10 @@ pub(crate) const ROWS: &[OpSpec] = &[
         .note("ties split the gradient evenly between the inputs"),
     OpSpec::new("clamp", Inputs::Unary(Domain::AwayFromHalf), |x| x[0].clamp(-0.5, 0.5), "g where min<=x<=max, else 0")
         .note("at x = min or x = max the gradient passes (boundaries included)"),
+    OpSpec::new("clamp_min", Inputs::Unary(Domain::AwayFromHalf), |x| x[0].clamp_min(-0.5), "g where x>=min, else 0")
+        .note("at x = min the gradient passes"),
+    OpSpec::new("clamp_max", Inputs::Unary(Domain::AwayFromHalf), |x| x[0].clamp_max(0.5), "g where x<=max, else 0")
+        .note("at x = max the gradient passes"),
     OpSpec::new(
         "where_",
         Inputs::Binary(Domain::Real, Domain::Real),

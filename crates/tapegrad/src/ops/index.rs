@@ -9,7 +9,7 @@ use smallvec::smallvec;
 
 use super::check_same_dtype;
 use super::table::{random_tensor, Domain, Inputs, OpSpec};
-use crate::autograd::node::record;
+use crate::autograd::node::Op;
 use crate::dtype::DType;
 use crate::kernels::index::{gather, index_add_zeros, scatter_add};
 use crate::shape::{norm_axis, Shape};
@@ -40,14 +40,8 @@ impl Tensor {
             let a = a.force().into_owned();
             Data::from(a.select(Axis(axis), &idx).into_shared())
         });
-        record(
-            "index_select",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.index_add_zeros(&full, axis, idx.clone()))],
-        )
+        Op::new("index_select", &[self], value)
+            .rule(move |_, g| g.index_add_zeros(&full, axis, idx.clone()))
     }
 
     /// Zeros of `full` with `self`'s slices added at `idx` along `axis`: the gradient of
@@ -57,14 +51,8 @@ impl Tensor {
             let a = a.force().into_owned();
             Data::from(index_add_zeros(full, axis, &idx, &a.view()))
         });
-        record(
-            "index_select_backward",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.index_select(axis as isize, &idx))],
-        )
+        Op::new("index_select_backward", &[self], value)
+            .rule(move |_, g| g.index_select(axis as isize, &idx))
     }
 
     /// `out[i][j][k] = self[i][index[i][j][k]][k]` for `dim = 1` (and likewise for any
@@ -89,17 +77,10 @@ impl Tensor {
             let a = a.force().into_owned();
             Data::from(gather(&a.view(), axis, &idx.view()))
         });
-        record(
-            "gather",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| {
-                let zeros = Tensor::zeros(&full, g.dtype());
-                smallvec![Some(zeros.scatter_add(axis as isize, &idx, g))]
-            },
-        )
+        Op::new("gather", &[self], value).rule(move |_, g| {
+            let zeros = Tensor::zeros(&full, g.dtype());
+            smallvec![Some(zeros.scatter_add(axis as isize, &idx, g))]
+        })
     }
 
     /// `out = self; out[i][index[i][j]] += src[i][j]` for `dim = 1` (and likewise for any
@@ -124,19 +105,12 @@ impl Tensor {
             let (a, s) = (a.force(), s.force());
             Data::from(scatter_add(&a.view(), axis, &idx.view(), &s.view()))
         });
-        record(
-            "scatter_add",
-            &[self, src],
-            value,
-            |_| smallvec![],
-            false,
-            move |ctx, g| {
-                smallvec![
-                    Some(g.clone()),
-                    ctx.needs_grad(1).then(|| g.gather(axis as isize, &idx))
-                ]
-            },
-        )
+        Op::new("scatter_add", &[self, src], value).rule(move |ctx, g| {
+            smallvec![
+                Some(g.clone()),
+                ctx.needs_grad(1).then(|| g.gather(axis as isize, &idx))
+            ]
+        })
     }
 }
 

@@ -5,8 +5,8 @@ use rand::Rng;
 use smallvec::smallvec;
 
 use super::check_same_dtype;
-use super::table::{random_tensor, Domain, Inputs, OpSpec};
-use crate::autograd::node::record;
+use super::table::{random_shape, random_tensor, Domain, Inputs, OpSpec};
+use crate::autograd::node::Op;
 use crate::dtype::DType;
 use crate::kernels::matmul::matmul_batched;
 use crate::shape::{broadcast_shapes, norm_axis, Shape};
@@ -102,14 +102,10 @@ impl Tensor {
             let (a, b) = (a.force(), b.force());
             Data::from(matmul_batched(&a.view(), &b.view()))
         });
-        let (a, b) = (self.clone(), other.clone());
-        record(
-            "matmul",
-            &[self, other],
-            value,
-            move |n| smallvec![n[1].then_some(a), n[0].then_some(b)],
-            false,
-            move |ctx, g| {
+        Op::new("matmul", &[self, other], value)
+            .save_for(1, self)
+            .save_for(0, other)
+            .rule(move |ctx, g| {
                 let grad_a = || {
                     let b = ctx.saved(1);
                     if a_swapped {
@@ -130,8 +126,7 @@ impl Tensor {
                     ctx.needs_grad(0).then(|| grad_a().sum_to(&sa)),
                     ctx.needs_grad(1).then(|| grad_b().sum_to(&sb))
                 ]
-            },
-        )
+            })
     }
 
     /// Reorders the axes: axis `i` of the result is axis `perm[i]` of the input. No copy
@@ -162,14 +157,7 @@ impl Tensor {
             let a = a.force().into_owned();
             Data::from(a.permuted_axes(axes.clone()))
         });
-        record(
-            "permute",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.permute(&inverse))],
-        )
+        Op::new("permute", &[self], value).rule(move |_, g| g.permute(&inverse))
     }
 
     /// Swaps axes `dim0` and `dim1` (negative counts from the end).
@@ -238,6 +226,15 @@ fn rank3_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
 
 /// The rows of the op table for this family.
 pub(crate) const ROWS: &[OpSpec] = &[
+    OpSpec::new(
+        "t",
+        Inputs::Custom(|rng, dtype| {
+            let shape = random_shape(rng, 2, 3);
+            vec![random_tensor(rng, &shape, Domain::Real, dtype)]
+        }),
+        |x| x[0].t(),
+        "g^T",
+    ),
     OpSpec::new(
         "matmul",
         Inputs::Custom(matmul_inputs),

@@ -1,16 +1,14 @@
-//! Math functions: exp, log, log1p, expm1, sin, cos, tanh, sigmoid, softplus, erf.
+//! Math functions: exp, log, log1p, expm1, sin, cos, tan, tanh, sigmoid, softplus, erf.
 
-use smallvec::smallvec;
+use num_traits::{One, Zero};
 
-use super::fused_grad;
 use super::table::{Domain, Inputs, OpSpec};
-use crate::autograd::node::record;
+use super::{fused_grad, unary};
+use crate::autograd::node::Op;
 use crate::dtype::Element;
-use crate::kernels;
-use crate::kernels::elementwise::map_costly;
+use crate::kernels::elementwise::{self, Cost};
 use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
-use num_traits::One;
 
 impl Tensor {
     /// Elementwise `e^x`. Gradient: `g * out` (the rule reads the saved output).
@@ -20,166 +18,106 @@ impl Tensor {
     /// assert_eq!(x.exp().to_vec::<f64>(), vec![1.0, std::f64::consts::E]);
     /// ```
     pub fn exp(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(kernels::elementwise::exp(a)));
-        record(
-            "exp",
-            &[self],
-            value,
-            |_| smallvec![],
-            true,
-            |ctx, g| {
-                if !ctx.create_graph() {
-                    return smallvec![Some(fused_grad!(g, ctx.output_data(), |g, y| g * y))];
-                }
-                smallvec![Some(g.mul(&ctx.output()))]
-            },
-        )
+        // The vectorised kernel, not `unary!`'s per-element map.
+        let value = dispatch!(self.data(), |a| Data::from(elementwise::exp(a)));
+        Op::new("exp", &[self], value).save_output().rule(|ctx, g| {
+            fused_grad!(ctx, g, |g, y| g * y);
+            g.mul(&ctx.output())
+        })
     }
 
     /// Elementwise natural log. Gradient: `g / x`. `log(0) = -inf`, `log(x < 0) = NaN`.
     pub fn log(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.ln())));
-        let x = self.clone();
-        record(
-            "log",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            |ctx, g| smallvec![Some(g.div(ctx.saved(0)))],
-        )
+        unary!(self, "log", Cost::Costly, |x| x.ln())
+            .save(&[self])
+            .rule(|ctx, g| g.div(ctx.saved(0)))
     }
 
     /// Elementwise `ln(1 + x)`, accurate for small `x`. Gradient: `g / (1 + x)`.
     pub fn log1p(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.ln_1p())));
-        let x = self.clone();
-        record(
-            "log1p",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            |ctx, g| smallvec![Some(g.div(&ctx.saved(0).add_scalar(1.0)))],
-        )
+        unary!(self, "log1p", Cost::Costly, |x| x.ln_1p())
+            .save(&[self])
+            .rule(|ctx, g| g.div(&ctx.saved(0).add_scalar(1.0)))
     }
 
     /// Elementwise `e^x - 1`, accurate for small `x`. Gradient: `g * (out + 1)`.
     pub fn expm1(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.exp_m1())));
-        record(
-            "expm1",
-            &[self],
-            value,
-            |_| smallvec![],
-            true,
-            |ctx, g| smallvec![Some(g.mul(&ctx.output().add_scalar(1.0)))],
-        )
+        unary!(self, "expm1", Cost::Costly, |x| x.exp_m1())
+            .save_output()
+            .rule(|ctx, g| g.mul(&ctx.output().add_scalar(1.0)))
     }
 
     /// Elementwise sine. Gradient: `g * cos x`.
     pub fn sin(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.sin())));
-        let x = self.clone();
-        record(
-            "sin",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            |ctx, g| smallvec![Some(g.mul(&ctx.saved(0).cos()))],
-        )
+        unary!(self, "sin", Cost::Costly, |x| x.sin())
+            .save(&[self])
+            .rule(|ctx, g| g.mul(&ctx.saved(0).cos()))
     }
 
     /// Elementwise cosine. Gradient: `-g * sin x`.
     pub fn cos(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.cos())));
-        let x = self.clone();
-        record(
-            "cos",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            |ctx, g| smallvec![Some(g.mul(&ctx.saved(0).sin()).neg())],
-        )
+        unary!(self, "cos", Cost::Costly, |x| x.cos())
+            .save(&[self])
+            .rule(|ctx, g| g.mul(&ctx.saved(0).sin()).neg())
+    }
+
+    /// Elementwise tangent. Gradient: `g * (1 + out^2)` (the rule reads the saved output).
+    /// Near the poles `pi/2 + k pi` the value and the gradient grow without bound, as in
+    /// PyTorch. PyTorch: `torch.tan`.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![0.0f64, std::f64::consts::FRAC_PI_4], &[2]).requires_grad();
+    /// let y = x.tan();
+    /// assert!((y.to_vec::<f64>()[1] - 1.0).abs() < 1e-15);
+    /// let g = y.sum().backward();
+    /// assert!((g[&x].to_vec::<f64>()[1] - 2.0).abs() < 1e-14); // 1 + tan(pi/4)^2
+    /// ```
+    pub fn tan(&self) -> Tensor {
+        unary!(self, "tan", Cost::Costly, |x| x.tan())
+            .save_output()
+            .rule(|ctx, g| g.mul(&ctx.output().square().add_scalar(1.0)))
     }
 
     /// Elementwise hyperbolic tangent. Gradient: `g * (1 - out^2)`.
     pub fn tanh(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x.tanh())));
-        record(
-            "tanh",
-            &[self],
-            value,
-            |_| smallvec![],
-            true,
-            |ctx, g| {
-                if !ctx.create_graph() {
-                    let y = ctx.output_data();
-                    return smallvec![Some(fused_grad!(g, y, |g, y| g * (E::one() - y * y)))];
-                }
-                smallvec![Some(g.mul(&ctx.output().square().rsub_scalar(1.0)))]
-            },
-        )
+        unary!(self, "tanh", Cost::Costly, |x| x.tanh())
+            .save_output()
+            .rule(|ctx, g| {
+                fused_grad!(ctx, g, |g, y| g * (E::one() - y * y));
+                g.mul(&ctx.output().square().rsub_scalar(1.0))
+            })
     }
 
     /// Elementwise logistic `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
     /// Gradient: `g * out * (1 - out)`.
     pub fn sigmoid(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, sigmoid_scalar)));
-        record(
-            "sigmoid",
-            &[self],
-            value,
-            |_| smallvec![],
-            true,
-            |ctx, g| {
-                if !ctx.create_graph() {
-                    let y = ctx.output_data();
-                    return smallvec![Some(fused_grad!(g, y, |g, y| g * (y * (E::one() - y))))];
-                }
+        unary!(self, "sigmoid", Cost::Costly, |x| sigmoid_scalar(x))
+            .save_output()
+            .rule(|ctx, g| {
+                fused_grad!(ctx, g, |g, y| g * (y * (E::one() - y)));
                 let out = ctx.output();
-                smallvec![Some(g.mul(&out.mul(&out.rsub_scalar(1.0))))]
-            },
-        )
+                g.mul(&out.mul(&out.rsub_scalar(1.0)))
+            })
     }
 
     /// Elementwise `ln(1 + e^x)`, computed as `max(x, 0) + ln(1 + e^-|x|)` so it neither
     /// overflows nor loses the small tail. Gradient: `g * sigmoid(x)`.
     pub fn softplus(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, |x| x
-            .max(num_traits::Zero::zero())
-            + (-x.abs()).exp().ln_1p())));
-        let x = self.clone();
-        record(
-            "softplus",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            |ctx, g| smallvec![Some(g.mul(&ctx.saved(0).sigmoid()))],
-        )
+        unary!(self, "softplus", Cost::Costly, |x| x.max(E::zero())
+            + (-x.abs()).exp().ln_1p())
+        .save(&[self])
+        .rule(|ctx, g| g.mul(&ctx.saved(0).sigmoid()))
     }
 
     /// Elementwise error function. Gradient: `g * 2/sqrt(pi) * e^(-x^2)`.
     pub fn erf(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map_costly(a, Element::erf)));
-        let x = self.clone();
-        record(
-            "erf",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            false,
-            |ctx, g| {
+        unary!(self, "erf", Cost::Costly, |x| Element::erf(x))
+            .save(&[self])
+            .rule(|ctx, g| {
                 let x = ctx.saved(0);
-                smallvec![Some(
-                    g.mul(&x.square().neg().exp())
-                        .mul_scalar(std::f64::consts::FRAC_2_SQRT_PI)
-                )]
-            },
-        )
+                g.mul(&x.square().neg().exp())
+                    .mul_scalar(std::f64::consts::FRAC_2_SQRT_PI)
+            })
     }
 }
 
@@ -201,7 +139,8 @@ pub(crate) const ROWS: &[OpSpec] = &[
         Inputs::Unary(Domain::Real),
         |x| x[0].exp(),
         "g*exp(x)",
-    ),
+    )
+    .fused(),
     OpSpec::new(
         "log",
         Inputs::Unary(Domain::Positive),
@@ -234,17 +173,26 @@ pub(crate) const ROWS: &[OpSpec] = &[
         "-g*sin(x)",
     ),
     OpSpec::new(
+        "tan",
+        Inputs::Unary(Domain::Unit),
+        |x| x[0].tan(),
+        "g*(1+tan(x)^2)",
+    )
+    .note("poles at pi/2 + k*pi: the value and gradient are unbounded there"),
+    OpSpec::new(
         "tanh",
         Inputs::Unary(Domain::Real),
         |x| x[0].tanh(),
         "g*(1-tanh(x)^2)",
-    ),
+    )
+    .fused(),
     OpSpec::new(
         "sigmoid",
         Inputs::Unary(Domain::Real),
         |x| x[0].sigmoid(),
         "g*s*(1-s), s = sigmoid(x)",
-    ),
+    )
+    .fused(),
     OpSpec::new(
         "softplus",
         Inputs::Unary(Domain::Real),

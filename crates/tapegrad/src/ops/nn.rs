@@ -18,7 +18,7 @@ use smallvec::smallvec;
 
 use super::check_same_dtype;
 use super::table::{random_tensor, Domain, Inputs, OpSpec};
-use crate::autograd::node::{record, GradList};
+use crate::autograd::node::{GradList, Op};
 use crate::dtype::{DType, Element};
 use crate::kernels::conv::{
     channel_sum, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, dropout_mask, max_pool2d,
@@ -111,18 +111,15 @@ impl Tensor {
                 &g,
             ))
         });
-        let (x, w, has_bias) = (self.clone(), weight.clone(), bias.is_some());
+        let has_bias = bias.is_some();
         let inputs: Vec<&Tensor> = [Some(self), Some(weight), bias]
             .into_iter()
             .flatten()
             .collect();
-        record(
-            "conv2d",
-            &inputs,
-            value,
-            move |n| smallvec![n[1].then_some(x), n[0].then_some(w)],
-            false,
-            move |ctx, gy| {
+        Op::new("conv2d", &inputs, value)
+            .save_for(1, self)
+            .save_for(0, weight)
+            .rule(move |ctx, gy| {
                 let mut grads: GradList = smallvec![
                     ctx.needs_grad(0)
                         .then(|| gy.conv2d_input_grad(ctx.saved(1), g)),
@@ -133,8 +130,7 @@ impl Tensor {
                     grads.push(ctx.needs_grad(2).then(|| gy.channel_sum()));
                 }
                 grads
-            },
-        )
+            })
     }
 
     /// `out[c] = sum of self[:, c, ...]`: the bias gradient of `conv2d`. Its own
@@ -145,18 +141,11 @@ impl Tensor {
             let a = a.force().into_owned();
             Data::from(channel_sum(&a.view()))
         });
-        record(
-            "conv2d_bias_grad",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, h| {
-                let mut kept = vec![1usize; shape.len()];
-                kept[1] = shape[1];
-                smallvec![Some(h.reshape_to(&kept).broadcast_to(&shape))]
-            },
-        )
+        Op::new("conv2d_bias_grad", &[self], value).rule(move |_, h| {
+            let mut kept = vec![1usize; shape.len()];
+            kept[1] = shape[1];
+            smallvec![Some(h.reshape_to(&kept).broadcast_to(&shape))]
+        })
     }
 
     /// `self` is the output gradient `gy`; returns the input gradient `Ix(gy, w)`.
@@ -167,22 +156,17 @@ impl Tensor {
             let (gy, w) = (gy.force(), w.force());
             Data::from(conv2d_input_grad(&gy.view(), &w.view(), &g))
         });
-        let (gy, w) = (self.clone(), weight.clone());
-        record(
-            "conv2d_input_grad",
-            &[self, weight],
-            value,
-            move |n| smallvec![n[1].then_some(gy), n[0].then_some(w)],
-            false,
-            move |ctx, h| {
+        Op::new("conv2d_input_grad", &[self, weight], value)
+            .save_for(1, self)
+            .save_for(0, weight)
+            .rule(move |ctx, h| {
                 smallvec![
                     ctx.needs_grad(0)
                         .then(|| h.conv2d_raw(ctx.saved(1), None, g)),
                     ctx.needs_grad(1)
                         .then(|| h.conv2d_weight_grad(ctx.saved(0), g))
                 ]
-            },
-        )
+            })
     }
 
     /// `self` is the input `x`; returns the weight gradient `Iw(x, gy)`. Bilinear; for an
@@ -192,22 +176,17 @@ impl Tensor {
             let (x, gy) = (x.force(), gy.force());
             Data::from(conv2d_weight_grad(&x.view(), &gy.view(), &g))
         });
-        let (x, gyc) = (self.clone(), gy.clone());
-        record(
-            "conv2d_weight_grad",
-            &[self, gy],
-            value,
-            move |n| smallvec![n[1].then_some(x), n[0].then_some(gyc)],
-            false,
-            move |ctx, h| {
+        Op::new("conv2d_weight_grad", &[self, gy], value)
+            .save_for(1, self)
+            .save_for(0, gy)
+            .rule(move |ctx, h| {
                 smallvec![
                     ctx.needs_grad(0)
                         .then(|| ctx.saved(1).conv2d_input_grad(h, g)),
                     ctx.needs_grad(1)
                         .then(|| ctx.saved(0).conv2d_raw(h, None, g))
                 ]
-            },
-        )
+            })
     }
 
     /// Max pooling over `kernel` windows of an `[N, C, H, W]` tensor, moved by `stride`,
@@ -257,14 +236,7 @@ impl Tensor {
     }
 
     fn record_argmax_gather(&self, value: Data, at: Arc<Argmax>) -> Tensor {
-        record(
-            "max_pool2d",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.argmax_scatter(at.clone()))],
-        )
+        Op::new("max_pool2d", &[self], value).rule(move |_, g| g.argmax_scatter(at.clone()))
     }
 
     /// Values at the saved arg-max indices: the gradient of `argmax_scatter`.
@@ -285,14 +257,7 @@ impl Tensor {
             let a = a.force().into_owned();
             Data::from(arr(plane_scatter(&a.view(), &at.idx, il, ol), &at.input))
         });
-        record(
-            "max_pool2d_backward",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.argmax_gather(at.clone()))],
-        )
+        Op::new("max_pool2d_backward", &[self], value).rule(move |_, g| g.argmax_gather(at.clone()))
     }
 
     /// Average pooling over `kernel` windows of an `[N, C, H, W]` tensor, moved by
@@ -397,14 +362,7 @@ impl Tensor {
             let a = a.force().into_owned();
             Data::from(arr(window_avg(&a.view(), h, w, &win.rows, &win.cols), &out))
         });
-        record(
-            win.op,
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.window_avg_transpose(win.clone()))],
-        )
+        Op::new(win.op, &[self], value).rule(move |_, g| g.window_avg_transpose(win.clone()))
     }
 
     /// The gradient of a window average: its transpose, whose own gradient is the
@@ -418,14 +376,7 @@ impl Tensor {
                 &win.input,
             ))
         });
-        record(
-            "avg_pool2d_backward",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.window_avg(win.clone()))],
-        )
+        Op::new("avg_pool2d_backward", &[self], value).rule(move |_, g| g.window_avg(win.clone()))
     }
 
     /// Dropout: zeroes each element with probability `p` and scales the rest by

@@ -5,7 +5,7 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use smallvec::smallvec;
 
 use super::table::{random_shape, random_tensor, Domain, Inputs, OpSpec};
-use crate::autograd::node::record;
+use crate::autograd::node::Op;
 use crate::dtype::{DType, Element};
 use crate::kernels::fused::Values;
 use crate::kernels::reduce::{arg_extreme, sum_values};
@@ -46,14 +46,8 @@ impl Tensor {
         let value = dispatch!(self.data(), |a| Data::from(Values::Ready(sum_values(
             &a, &axes, keepdim
         ))));
-        record(
-            "sum_dim",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.reshape_to(&kept).broadcast_to(&in_shape))],
-        )
+        Op::new("sum_dim", &[self], value)
+            .rule(move |_, g| g.reshape_to(&kept).broadcast_to(&in_shape))
     }
 
     /// Mean over the axes `dims` (see [`sum_dim`](Self::sum_dim)).
@@ -114,14 +108,7 @@ impl Tensor {
         let value = dispatch!(self.data(), |a| Data::from(
             crate::kernels::elementwise::broadcast(a, shape)
         ));
-        record(
-            "broadcast_to",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.sum_to(&in_shape))],
-        )
+        Op::new("broadcast_to", &[self], value).rule(move |_, g| g.sum_to(&in_shape))
     }
 
     /// PyTorch's `expand`: [`broadcast_to`](Self::broadcast_to) where `-1` keeps a size.
@@ -234,6 +221,7 @@ impl Tensor {
 
     /// The detached maximum over `dims` (keepdim), with non-finite values replaced by 0:
     /// the shift that makes softmax and logsumexp stable without changing them.
+    #[track_caller]
     pub(crate) fn max_shift_axes(&self, dims: &[isize]) -> Tensor {
         let axes = norm_axes("logsumexp", dims, self.rank());
         let value = dispatch!(self.data(), |a| {
@@ -264,6 +252,7 @@ impl Tensor {
         Tensor::from_data(value)
     }
 
+    #[track_caller]
     pub(crate) fn max_shift(&self, dim: isize) -> Tensor {
         self.max_shift_axes(&[dim])
     }
@@ -334,19 +323,14 @@ impl Tensor {
                 ndarray::arr0(E::of(s.sqrt())).into_dyn().into_shared()
             })
         });
-        let x = self.clone();
-        record(
-            "norm",
-            &[self],
-            value,
-            move |_| smallvec![Some(x)],
-            true,
-            |ctx, g| {
+        Op::new("norm", &[self], value)
+            .save(&[self])
+            .save_output()
+            .rule(|ctx, g| {
                 let out = ctx.output();
                 let safe = Tensor::where_(&out.eq_scalar(0.0), &out.ones_like(), &out);
                 smallvec![Some(ctx.saved(0).mul(&g.div(&safe)))]
-            },
-        )
+            })
     }
 }
 
@@ -371,6 +355,18 @@ fn distinct_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
 
 /// The rows of the op table for this family.
 pub(crate) const ROWS: &[OpSpec] = &[
+    OpSpec::new(
+        "expand",
+        Inputs::Unary(Domain::Real),
+        |x| {
+            // A new leading axis of 2, every other size kept with -1.
+            let sizes: Vec<isize> = std::iter::once(2)
+                .chain(x[0].shape().iter().map(|_| -1))
+                .collect();
+            x[0].expand(&sizes)
+        },
+        "g summed over the expanded axes",
+    ),
     OpSpec::new(
         "sum",
         Inputs::Unary(Domain::Real),

@@ -7,7 +7,7 @@ use smallvec::smallvec;
 
 use super::check_same_dtype;
 use super::table::{random_shape, random_tensor, Domain, Inputs, OpSpec};
-use crate::autograd::node::record;
+use crate::autograd::node::{GradList, Op};
 use crate::dtype::DType;
 use crate::kernels::index::unslice;
 use crate::shape::{norm_axis, norm_insert_axis, numel, Shape};
@@ -37,17 +37,19 @@ impl Tensor {
             .filter(|&&s| s >= 0)
             .map(|&s| s as usize)
             .product();
+        // Checked here, not in the closure below: a panic there would point at this file.
+        if inferred == 1 && (known == 0 || !self.numel().is_multiple_of(known)) {
+            panic!(
+                "reshape: cannot reshape {:?} ({} elements) into {shape:?}",
+                self.shape(),
+                self.numel()
+            )
+        }
         let dims: Vec<usize> = shape
             .iter()
             .map(|&s| {
                 if s >= 0 {
                     s as usize
-                } else if known == 0 || !self.numel().is_multiple_of(known) {
-                    panic!(
-                        "reshape: cannot reshape {:?} ({} elements) into {shape:?}",
-                        self.shape(),
-                        self.numel()
-                    )
                 } else {
                     self.numel() / known
                 }
@@ -90,14 +92,7 @@ impl Tensor {
                 }
             })
         });
-        record(
-            "reshape",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.reshape_to(&in_shape))],
-        )
+        Op::new("reshape", &[self], value).rule(move |_, g| g.reshape_to(&in_shape))
     }
 
     /// Merges axes `start..=end` into one (PyTorch's `flatten(start_dim, end_dim)`).
@@ -209,14 +204,7 @@ impl Tensor {
                 v
             })
         });
-        record(
-            "slice",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| smallvec![Some(g.unslice(&full, axis, start, step))],
-        )
+        Op::new("slice", &[self], value).rule(move |_, g| g.unslice(&full, axis, start, step))
     }
 
     /// The gradient of `slice`: zeros of `full`, with `self` at `start, start+step, ...`
@@ -231,21 +219,14 @@ impl Tensor {
             Data::from(unslice(&a.view(), full, axis, start, step))
         });
         let len = self.shape()[axis];
-        record(
-            "slice_backward",
-            &[self],
-            value,
-            |_| smallvec![],
-            false,
-            move |_, g| {
-                smallvec![Some(g.slice(
-                    axis as isize,
-                    start,
-                    start + (len.max(1) - 1) * step + 1,
-                    step
-                ))]
-            },
-        )
+        Op::new("slice_backward", &[self], value).rule(move |_, g| {
+            smallvec![Some(g.slice(
+                axis as isize,
+                start,
+                start + (len.max(1) - 1) * step + 1,
+                step
+            ))]
+        })
     }
 
     /// Concatenates tensors along `dim` (all other sizes must match). Gradient: each
@@ -296,27 +277,20 @@ impl Tensor {
             )
         });
         let inputs: Vec<&Tensor> = tensors.iter().collect();
-        record(
-            "cat",
-            &inputs,
-            value,
-            |_| smallvec![],
-            false,
-            move |ctx, g| {
-                let mut offset = 0;
-                lengths
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &len)| {
-                        let piece = ctx
-                            .needs_grad(i)
-                            .then(|| g.narrow(axis as isize, offset, len));
-                        offset += len;
-                        piece
-                    })
-                    .collect()
-            },
-        )
+        Op::new("cat", &inputs, value).rule(move |ctx, g| {
+            let mut offset = 0;
+            lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| {
+                    let piece = ctx
+                        .needs_grad(i)
+                        .then(|| g.narrow(axis as isize, offset, len));
+                    offset += len;
+                    piece
+                })
+                .collect::<GradList>()
+        })
     }
 
     /// Stacks same-shape tensors along a new axis `dim`.
@@ -441,6 +415,18 @@ fn stack_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
 
 /// The rows of the op table for this family.
 pub(crate) const ROWS: &[OpSpec] = &[
+    OpSpec::new(
+        "reshape_to",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].reshape_to(&[x[0].numel()]),
+        "g reshaped back",
+    ),
+    OpSpec::new(
+        "squeeze_all",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].squeeze_all(),
+        "g reshaped back",
+    ),
     OpSpec::new(
         "reshape",
         Inputs::Unary(Domain::Real),

@@ -100,6 +100,10 @@ pub struct OpSpec {
     pub gradient: &'static str,
     /// The convention at kinks, poles and ties ("" if none).
     pub convention: &'static str,
+    /// Whether the op's rule has a fused fast path (`fused_grad!`) for backward passes
+    /// that build no graph. A test runs every such row both ways and requires identical
+    /// gradients, and checks that no row without the mark takes a fast path.
+    pub fused: bool,
 }
 
 impl OpSpec {
@@ -117,12 +121,19 @@ impl OpSpec {
             second_order: true,
             gradient,
             convention: "",
+            fused: false,
         }
     }
 
     /// Sets the edge convention text.
     pub const fn note(mut self, convention: &'static str) -> Self {
         self.convention = convention;
+        self
+    }
+
+    /// Marks the op's rule as having a fused fast path (see [`fused`](Self::fused)).
+    pub const fn fused(mut self) -> Self {
+        self.fused = true;
         self
     }
 
