@@ -17,10 +17,12 @@ mod checkpoint;
 mod config;
 mod error;
 mod step;
+pub mod tensorboard;
 mod trainer;
 
 pub use checkpoint::{write_atomic, TrainState};
 pub use config::{EpochMetrics, Event, Stop, TrainConfig};
 pub use error::{Kept, TrainError};
 pub use step::Update;
+pub use tensorboard::{EventWriter, TensorBoardError};
 pub use trainer::{accuracy_count, evaluate, Trainer};
