@@ -318,16 +318,15 @@ impl Op {
         }
         // A deferred output saved for backward stays deferred only if it is cheap to
         // recompute; otherwise it is computed now, once, for both the output and the rule.
-        let data = if save_output {
+        // The values are read (a lock and a clone) only when the rule reads the output.
+        let saved_output = save_output.then(|| {
             let d = value.data();
             if d.is_pending() && !d.keep_lazy_when_saved() {
                 value.force()
             } else {
                 d
             }
-        } else {
-            value.data()
-        };
+        });
         let above_inputs = edges
             .iter()
             .filter_map(|e| match e {
@@ -341,13 +340,13 @@ impl Op {
             seq: id.as_u64(),
             op: name,
             out_id: id,
-            out_shape: data.shape(),
-            out_dtype: data.dtype(),
+            out_shape: Shape::from_slice(value.shape()),
+            out_dtype: value.dtype(),
             edges,
             has_saved: save_output || saved.iter().any(|(t, _)| t.is_some()),
             saved: Mutex::new(SavedState {
                 tensors: saved,
-                output: save_output.then(|| data.clone()),
+                output: saved_output,
                 freed: false,
             }),
             rule: move |ctx: &BackwardCtx<'_>, g: &Tensor| rule(ctx, g).into_grads(),
@@ -361,7 +360,7 @@ impl Op {
                 inner.node = Some(node);
                 value
             }
-            _ => Tensor::from_parts(id, data, true, Some(node)),
+            _ => Tensor::from_parts(id, value.data(), true, Some(node)),
         }
     }
 }
