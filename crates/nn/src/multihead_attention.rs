@@ -114,6 +114,8 @@ pub fn multi_head_attention(
     dropout: Option<AttnDropout>,
 ) -> (Tensor, Option<Tensor>) {
     let unbatched = query.rank() == 2;
+    // Self-attention (one tensor as query, key and value) projects with one product.
+    let self_attention = query.id() == key.id() && key.id() == value.id();
     let (query, key, value) = if unbatched {
         (query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1))
     } else {
@@ -156,11 +158,25 @@ pub fn multi_head_attention(
         y.reshape_to(&[len, n, num_heads, hd])
             .permute(&[1, 2, 0, 3])
     };
-    let (q, k, v) = (
-        project(&query, 0, l),
-        project(&key, 1, s),
-        project(&value, 2, s),
-    );
+    let (q, k, v) = if self_attention {
+        let y = query.matmul(&weights.in_proj_weight.t());
+        let y = match weights.in_proj_bias {
+            Some(b) => y.add(b),
+            None => y,
+        };
+        // [L, N, 3E] -> [3, N, heads, L, head_dim]
+        let y = y
+            .reshape_to(&[l, n, 3, num_heads, hd])
+            .permute(&[2, 1, 3, 0, 4]);
+        let part = |i: usize| y.narrow(0, i, 1).squeeze(0);
+        (part(0), part(1), part(2))
+    } else {
+        (
+            project(&query, 0, l),
+            project(&key, 1, s),
+            project(&value, 2, s),
+        )
+    };
     let attn_mask = options.attn_mask.as_ref().map(|m| {
         let t = m.as_additive();
         let ok2 = t.shape() == [l, s];
@@ -342,10 +358,19 @@ impl MultiheadAttention {
             p: self.dropout.p(),
             seed,
         });
+        // The same tensor as query, key and value stays one tensor: the functional form
+        // then projects it with one product.
+        let same = query.id() == key.id() && key.id() == value.id();
+        let query = seq_first(query);
+        let (key, value) = if same {
+            (query.clone(), query.clone())
+        } else {
+            (seq_first(key), seq_first(value))
+        };
         let (out, attn) = multi_head_attention(
-            &seq_first(query),
-            &seq_first(key),
-            &seq_first(value),
+            &query,
+            &key,
+            &value,
             self.num_heads,
             weights,
             options,
