@@ -1,8 +1,9 @@
 //! `scaled_dot_product_attention`: `softmax(q k^T * scale + mask) v`, with causal and
 //! additive masks, attention dropout, and a softmax that saves only its output.
 
+use ndarray::{ArrayD, Axis};
 use tapegrad::shape::broadcast_shapes;
-use tapegrad::{no_grad, DType, Op, Tensor};
+use tapegrad::{no_grad, DType, Element, Op, Tensor};
 
 /// A mask over the attention scores `[.., L, S]` (it broadcasts to that shape).
 ///
@@ -95,9 +96,11 @@ pub struct AttnDropout {
 /// and zero gradients, as PyTorch's SDPA math path since 2.5 (older PyTorch and
 /// `nn.MultiheadAttention` with `need_weights` give NaN there).
 ///
-/// Memory: backward keeps `q * scale`, `k`, `v`, and the softmax output once (`[.., L, S]`
-/// per head, shared with the weights' product with `v`): the scores and their
-/// exponentials are not kept. With dropout, the dropped weights and the mask are kept too.
+/// Memory: for backward it keeps `q * scale`, `k`, `v` and the softmax output once
+/// (one `[L, S]` matrix per head, shared with the weights' product with `v`), not the
+/// scores or their exponentials; backward itself allocates two `[L, S]` matrices per head
+/// (the gradients of the weights and of the scores). With dropout, the dropped weights
+/// and the dropout mask are kept too.
 ///
 /// # Panics
 /// If a rank is below 2, the dtypes differ, `E` of `q` and `k` or `S` of `k` and `v`
@@ -214,7 +217,8 @@ fn check_qkv(q: &Tensor, k: &Tensor, v: &Tensor) {
 }
 
 /// Softmax over the last axis that saves only its output `y` (the rule is
-/// `y * (g - sum(g * y))`, in tensor ops so it differentiates again). A row that is all
+/// `y * (g - sum(g * y))`, in tensor ops so it differentiates again, with a one-pass
+/// fast path when no graph of the gradient is built). A row that is all
 /// `-inf` gives zeros instead of NaN.
 fn attention_softmax(scores: &Tensor) -> Tensor {
     let value = no_grad(|| {
@@ -231,7 +235,40 @@ fn attention_softmax(scores: &Tensor) -> Tensor {
         .save_output()
         .rule(|ctx, g| {
             let y = ctx.output();
+            if !ctx.create_graph() {
+                // Fast path: one pass, one new [.., L, S] buffer (the gradient).
+                if g.dtype() == DType::F32 {
+                    return softmax_grad_one_pass::<f32>(g, &y);
+                }
+                if g.dtype() == DType::F64 {
+                    return softmax_grad_one_pass::<f64>(g, &y);
+                }
+            }
             let gy = g.mul(&y);
             gy.sub(&y.mul(&gy.sum_dim(&[-1], true)))
         })
+}
+
+/// `y * (g - sum(g * y))` along the last axis, computed row by row into one new array
+/// (the tensor-op form allocates `g * y` and `y * sum` besides).
+fn softmax_grad_one_pass<T: Element>(g: &Tensor, y: &Tensor) -> Tensor {
+    let grad = g.with_view::<T, _>(|g| {
+        y.with_view::<T, _>(|y| {
+            let mut out = ArrayD::<T>::zeros(g.raw_dim());
+            let axis = Axis(g.ndim() - 1);
+            for ((mut o, g), y) in out
+                .lanes_mut(axis)
+                .into_iter()
+                .zip(g.lanes(axis))
+                .zip(y.lanes(axis))
+            {
+                let dot: T = g.iter().zip(y.iter()).map(|(&a, &b)| a * b).sum();
+                for ((o, &a), &b) in o.iter_mut().zip(g.iter()).zip(y.iter()) {
+                    *o = b * (a - dot);
+                }
+            }
+            out
+        })
+    });
+    Tensor::from_array(grad)
 }
