@@ -68,7 +68,8 @@ impl ByteTokenizer {
 }
 
 /// The text of every regular file in `dir` (not its subfolders), in file-name order,
-/// joined with a newline: `--data-dir` corpora.
+/// one after the other (a newline is put between two files when the first does not end
+/// with one): `--data-dir` corpora.
 ///
 /// # Errors
 /// If the folder cannot be read, has no files, or a file cannot be read or is not UTF-8
