@@ -48,7 +48,8 @@ pub struct MhaOptions {
     /// (`[N, num_heads, L, S]`).
     pub average_attn_weights: bool,
     /// Causal attention. As in PyTorch, with an `attn_mask` this is a hint (the mask is
-    /// used as given); without one, the causal mask is built (PyTorch raises there).
+    /// used as given); without one, the causal `[L, S]` mask is built and combined with
+    /// any `key_padding_mask` (PyTorch raises there).
     pub is_causal: bool,
 }
 
@@ -194,6 +195,12 @@ pub fn multi_head_attention(
             m.clone()
         }
     });
+    // `is_causal` without a mask: build it (it then combines with any padding mask).
+    let attn_mask = attn_mask.or_else(|| {
+        options
+            .is_causal
+            .then(|| AttnMask::causal(l, s, query.dtype()))
+    });
     let padding_mask = options.key_padding_mask.as_ref().map(|m| {
         let t = m.as_additive();
         let want: &[usize] = if unbatched { &[s] } else { &[n, s] };
@@ -209,8 +216,7 @@ pub fn multi_head_attention(
         (Some(a), Some(p)) => Some(a.merge(&p)),
         (a, p) => a.or(p),
     };
-    let is_causal = options.is_causal && mask.is_none();
-    let (out, attn) = attention_with_weights(&q, &k, &v, mask.as_ref(), is_causal, dropout, None);
+    let (out, attn) = attention_with_weights(&q, &k, &v, mask.as_ref(), false, dropout, None);
     // [N, heads, L, head_dim] -> [L, N, E]
     let out = out.permute(&[2, 0, 1, 3]).reshape_to(&[l, n, e]);
     let out = out.matmul(&weights.out_proj_weight.t());

@@ -294,6 +294,37 @@ fn multi_head_attention_first_and_second_order() {
     );
 }
 
+#[test]
+fn is_causal_without_a_mask_combines_with_key_padding() {
+    let options = MultiheadAttentionOptions {
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let mha = MultiheadAttention::with_options(4, 2, options, 80);
+    let x = randn(&[3, 2, 4], 81);
+    let ignore = Tensor::from_vec(vec![0.0f64, 0.0, 1.0, 0.0, 0.0, 0.0], &[2, 3]);
+    let padding = AttnMask::additive_from_ignore(&ignore);
+    let hinted = MhaOptions {
+        key_padding_mask: Some(padding.clone()),
+        is_causal: true,
+        ..Default::default()
+    };
+    let explicit = MhaOptions {
+        key_padding_mask: Some(padding),
+        attn_mask: Some(AttnMask::causal(3, 3, DType::F64)),
+        ..Default::default()
+    };
+    let (a, wa) = mha.forward_qkv(&x, &x, &x, &hinted);
+    let (b, wb) = mha.forward_qkv(&x, &x, &x, &explicit);
+    assert_eq!(a.to_vec::<f64>(), b.to_vec::<f64>());
+    let wa = wa.expect("weights").to_vec::<f64>();
+    assert_eq!(wa, wb.expect("weights").to_vec::<f64>());
+    // Batch 0: query 0 sees key 0 only; query 2 sees keys 0 and 1 (key 2 is padding).
+    assert_eq!(wa[0], 1.0);
+    assert_eq!(&wa[1..3], &[0.0, 0.0]);
+    assert_eq!(wa[8], 0.0);
+}
+
 fn f64_layer(
     norm_first: bool,
     activation: TransformerActivation,
