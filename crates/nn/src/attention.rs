@@ -100,7 +100,7 @@ pub struct AttnDropout {
 /// (one `[L, S]` matrix per head, shared with the weights' product with `v`), not the
 /// scores or their exponentials; backward itself allocates two `[L, S]` matrices per head
 /// (the gradients of the weights and of the scores). With dropout, the dropped weights
-/// and the dropout mask are kept too.
+/// are kept too (the mask is drawn again from its seed in backward, not kept).
 ///
 /// # Panics
 /// If a rank is below 2, the dtypes differ, `E` of `q` and `k` or `S` of `k` and `v`
@@ -183,7 +183,7 @@ pub fn attention_with_weights(
     };
     let weights = attention_softmax(&scores);
     let weights = match dropout {
-        Some(d) if d.p > 0.0 => weights.dropout(d.p, d.seed),
+        Some(d) if d.p > 0.0 => dropout_recomputing_mask(&weights, d),
         _ => weights,
     };
     (weights.matmul(v), weights)
@@ -191,29 +191,35 @@ pub fn attention_with_weights(
 
 #[track_caller]
 fn check_qkv(q: &Tensor, k: &Tensor, v: &Tensor) {
-    let fail = |why: &str| -> ! {
-        panic!(
-            "scaled_dot_product_attention: {why}; got q {:?} {}, k {:?} {}, v {:?} {}",
-            q.shape(),
-            q.dtype(),
-            k.shape(),
-            k.dtype(),
-            v.shape(),
-            v.dtype()
-        )
+    let why = if q.rank() < 2 || k.rank() < 2 || v.rank() < 2 {
+        "q, k and v need rank >= 2 ([.., L, E], [.., S, E], [.., S, Ev])"
+    } else if q.dtype() != k.dtype() || q.dtype() != v.dtype() {
+        "q, k and v must have one dtype"
+    } else if q.shape()[q.rank() - 1] != k.shape()[k.rank() - 1] {
+        "q and k must have the same last dimension E"
+    } else if k.shape()[k.rank() - 2] != v.shape()[v.rank() - 2] {
+        "k and v must have the same number of keys S"
+    } else {
+        return;
     };
-    if q.rank() < 2 || k.rank() < 2 || v.rank() < 2 {
-        fail("q, k and v need rank >= 2 ([.., L, E], [.., S, E], [.., S, Ev])");
-    }
-    if q.dtype() != k.dtype() || q.dtype() != v.dtype() {
-        fail("q, k and v must have one dtype");
-    }
-    if q.shape()[q.rank() - 1] != k.shape()[k.rank() - 1] {
-        fail("q and k must have the same last dimension E");
-    }
-    if k.shape()[k.rank() - 2] != v.shape()[v.rank() - 2] {
-        fail("k and v must have the same number of keys S");
-    }
+    panic!(
+        "scaled_dot_product_attention: {why}; got q {:?} {}, k {:?} {}, v {:?} {}",
+        q.shape(),
+        q.dtype(),
+        k.shape(),
+        k.dtype(),
+        v.shape(),
+        v.dtype()
+    );
+}
+
+/// `x.dropout(p, seed)` that saves nothing: its rule draws the same mask again from the
+/// seed (`ones.dropout(p, seed)` is the mask, scaled), trading a second draw for an
+/// `[L, S]` matrix per head kept until backward.
+fn dropout_recomputing_mask(x: &Tensor, d: AttnDropout) -> Tensor {
+    let value = no_grad(|| x.dropout(d.p, d.seed));
+    Op::new("attention_dropout", &[x], value)
+        .rule(move |_, g| g.mul(&g.ones_like().dropout(d.p, d.seed)))
 }
 
 /// Softmax over the last axis that saves only its output `y` (the rule is

@@ -81,10 +81,11 @@ fn sdpa_with_dropout_is_a_fixed_function_of_its_seed() {
         randn(&[2, 4, 2], 8),
     ];
     let drop = Some(AttnDropout { p: 0.4, seed: 9 });
-    let f = |t: &[Tensor]| sdpa(&t[0], &t[1], &t[2], None, false, drop, None);
-    if let Err(e) = gradcheck(f, &inputs, &Options::default()) {
-        panic!("sdpa with dropout: {e}");
-    }
+    check_both(
+        "sdpa with dropout",
+        |t| sdpa(&t[0], &t[1], &t[2], None, false, drop, None),
+        &inputs,
+    );
     let (_, plain) =
         attention_with_weights(&inputs[0], &inputs[1], &inputs[2], None, false, None, None);
     let (_, dropped) =

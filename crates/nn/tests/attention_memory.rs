@@ -69,6 +69,18 @@ fn measure() {
     );
     drop(reference);
 
+    // With dropout, the dropped weights are kept too (not the mask: backward draws it
+    // again from its seed).
+    let dropout = Some(tapegrad_nn::AttnDropout { p: 0.25, seed: 4 });
+    let (dropped, kept_with_dropout) =
+        bytes_kept(|| scaled_dot_product_attention(&q, &k, &v, None, true, dropout, None));
+    eprintln!("with dropout, attention keeps {kept_with_dropout} bytes");
+    assert!(
+        kept_with_dropout >= 2 * score_matrices && kept_with_dropout <= 2 * score_matrices + small,
+        "with dropout, attention keeps {kept_with_dropout} bytes: expected two [L, S] matrices per head"
+    );
+    drop(dropped);
+
     let (_, backward_peak) = measure_peak(|| out.sum().backward());
     eprintln!(
         "backward peak above the forward state: {backward_peak} bytes = {:.2} [L, S] matrices per head",
