@@ -2,9 +2,10 @@
 //!
 //! Datasets and mini-batch loading for tapegrad: the [`Dataset`] trait, an in-memory
 //! dataset, the embedded digits data (works with no set-up), readers for IDX
-//! (MNIST / Fashion-MNIST) and CSV files, a [`DataLoader`] with seeded shuffling and
-//! background prefetch, batch-size schedules and memory measurement. The training loop
-//! that uses them lives in `tapegrad-train`.
+//! (MNIST / Fashion-MNIST) and CSV files, text for language models ([`ByteTokenizer`],
+//! [`TextDataset`], an embedded public-domain text, [`NgramModel`] baselines), a
+//! [`DataLoader`] with seeded shuffling and background prefetch, batch-size schedules
+//! and memory measurement. The training loop that uses them lives in `tapegrad-train`.
 //!
 //! ```
 //! use tapegrad_data::{digits, DataLoader, Dataset};
@@ -24,7 +25,9 @@ mod error;
 mod idx;
 mod loader;
 mod memory;
+mod ngram;
 mod schedule;
+mod text;
 
 pub use csv::{read_csv, MAX_CLASSES};
 pub use dataset::{Dataset, InMemoryDataset};
@@ -36,4 +39,6 @@ pub use memory::{
     counting_enabled, current_bytes, format_bytes, largest_batch_that_fits, measure_peak,
     parse_bytes, peak_bytes, reset_peak, stop_counting, CountingAllocator,
 };
+pub use ngram::NgramModel;
 pub use schedule::BatchSizeSchedule;
+pub use text::{embedded_text, read_text_dir, split_held_out, ByteTokenizer, TextDataset};

@@ -60,6 +60,17 @@ impl Dropout {
     pub fn is_training(&self) -> bool {
         self.training
     }
+
+    /// The seed of the next mask, advancing the layer's stream, or `None` when the layer
+    /// drops nothing (evaluation mode or `p = 0`): for layers that drop inside another
+    /// op (attention weights) with this layer's stream.
+    pub fn next_seed(&self) -> Option<u64> {
+        if !self.training || self.p == 0.0 {
+            return None;
+        }
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        Some(mix(self.seed ^ mix(call)))
+    }
 }
 
 impl Clone for Dropout {
@@ -83,11 +94,10 @@ fn mix(mut z: u64) -> u64 {
 
 impl Module for Dropout {
     fn forward(&self, x: &Tensor) -> Tensor {
-        if !self.training || self.p == 0.0 {
-            return x.clone();
+        match self.next_seed() {
+            Some(seed) => x.dropout(self.p, seed),
+            None => x.clone(),
         }
-        let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        x.dropout(self.p, mix(self.seed ^ mix(call)))
     }
 
     fn named_params(&self) -> Vec<(String, Param)> {

@@ -54,6 +54,18 @@ impl LayerNorm {
             bias: affine.then(|| Param::new(Tensor::zeros(normalized_shape, dtype))),
         }
     }
+
+    /// The layer with a weight but no bias (PyTorch's `LayerNorm(..., bias=False)`).
+    ///
+    /// ```
+    /// use tapegrad_nn::{LayerNorm, Module};
+    /// let ln = LayerNorm::new(&[4]).without_bias();
+    /// assert_eq!(ln.named_params().len(), 1);
+    /// ```
+    pub fn without_bias(mut self) -> LayerNorm {
+        self.bias = None;
+        self
+    }
 }
 
 impl Module for LayerNorm {
@@ -77,7 +89,9 @@ impl Module for LayerNorm {
         let xhat = centred.mul(&var.add_scalar(self.eps).rsqrt());
         match (&self.weight, &self.bias) {
             (Some(w), Some(b)) => xhat.mul(w).add(b),
-            _ => xhat,
+            (Some(w), None) => xhat.mul(w),
+            (None, Some(b)) => xhat.add(b),
+            (None, None) => xhat,
         }
     }
 

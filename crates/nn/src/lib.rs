@@ -4,7 +4,9 @@
 //! ([`Linear`], [`Conv1d`], [`Conv2d`], pooling, [`Upsample`], [`Flatten`], [`Dropout`],
 //! batch, layer, group and RMS normalisation, [`Embedding`] and positional embeddings,
 //! activation modules); recurrent cells and networks ([`RnnCell`], [`LstmCell`],
-//! [`GruCell`], [`Rnn`], [`Lstm`], [`Gru`]); containers ([`Sequential`], [`Residual`]);
+//! [`GruCell`], [`Rnn`], [`Lstm`], [`Gru`]); attention and transformers
+//! ([`MultiheadAttention`], [`TransformerEncoderLayer`], [`TransformerDecoderLayer`],
+//! [`TransformerEncoder`]); containers ([`Sequential`], [`Residual`]);
 //! [`loss`] functions; [`init`]ialisers; safetensors weights ([`io`]); and the layers as
 //! functions of their weights ([`functional`]).
 //!
@@ -26,6 +28,7 @@
 
 mod activation;
 mod adaptive_avg_pool2d;
+mod attention;
 mod avg_pool2d;
 mod batch_norm;
 mod conv1d;
@@ -47,6 +50,7 @@ mod lstm;
 mod lstm_cell;
 mod max_pool2d;
 mod module;
+mod multihead_attention;
 mod param;
 mod recurrent;
 mod residual;
@@ -55,12 +59,16 @@ mod rnn;
 mod rnn_cell;
 mod sequential;
 mod sinusoidal_positional;
+mod transformer_decoder_layer;
+mod transformer_encoder;
+mod transformer_encoder_layer;
 mod upsample;
 
 pub use activation::{
     Elu, Gelu, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus, Softsign, Tanh,
 };
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
+pub use attention::{AttnDropout, AttnMask};
 pub use avg_pool2d::AvgPool2d;
 pub use batch_norm::{BatchNorm1d, BatchNorm2d};
 pub use conv1d::{Conv1d, Conv1dOptions};
@@ -78,6 +86,7 @@ pub use lstm::Lstm;
 pub use lstm_cell::LstmCell;
 pub use max_pool2d::MaxPool2d;
 pub use module::{prefixed, Module};
+pub use multihead_attention::{MhaOptions, MultiheadAttention, MultiheadAttentionOptions};
 pub use param::Param;
 pub use recurrent::{CellParams, CellWeights, RecurrentOptions};
 pub use residual::Residual;
@@ -86,4 +95,9 @@ pub use rnn::Rnn;
 pub use rnn_cell::{RnnCell, RnnNonlinearity};
 pub use sequential::Sequential;
 pub use sinusoidal_positional::SinusoidalPositionalEmbedding;
+pub use transformer_decoder_layer::{DecoderMasks, TransformerDecoderLayer};
+pub use transformer_encoder::TransformerEncoder;
+pub use transformer_encoder_layer::{
+    TransformerActivation, TransformerEncoderLayer, TransformerLayerOptions,
+};
 pub use upsample::{Upsample, UpsampleTarget};

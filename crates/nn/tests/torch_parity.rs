@@ -58,6 +58,22 @@ fn assert_close(case: &str, what: &str, got: &Tensor, want: &Tensor) {
     }
 }
 
+/// The names under which the fixtures store inputs (the rest are outputs, cotangents and
+/// gradients); an input with a stored gradient is made a leaf that requires grad.
+const INPUT_NAMES: [&str; 11] = [
+    "input",
+    "h0",
+    "c0",
+    "query",
+    "key",
+    "value",
+    "memory",
+    "attn_mask",
+    "key_padding_mask",
+    "tgt_mask",
+    "memory_key_padding_mask",
+];
+
 /// Loads the case's weights into `module` (if the case has any), runs `run` on the
 /// stored inputs (as leaves), and compares every output and every gradient.
 fn check(
@@ -72,7 +88,7 @@ fn check(
         assert!(module.named_params().is_empty(), "{case}: no weights file");
     }
     let data = read_data(case);
-    let inputs: HashMap<String, Tensor> = ["input", "h0", "c0"]
+    let inputs: HashMap<String, Tensor> = INPUT_NAMES
         .into_iter()
         .filter_map(|n| {
             let t = data.get(n)?.clone();
@@ -285,5 +301,148 @@ fn positional_embeddings() {
     let sinusoidal = SinusoidalPositionalEmbedding::new(16, 6, DType::F64);
     check("sinusoidal_positional", &sinusoidal, |i| {
         vec![("output", sinusoidal.forward(&i["input"]))]
+    });
+}
+
+/// An additive mask from the stored inputs, if the case has one under `name`.
+fn mask(i: &HashMap<String, Tensor>, name: &str) -> Option<AttnMask> {
+    i.get(name).map(|t| AttnMask::Additive(t.clone()))
+}
+
+#[test]
+fn scaled_dot_product_attention() {
+    use tapegrad_nn::functional::scaled_dot_product_attention as sdpa;
+    let none = Sequential::new();
+    check("sdpa", &none, |i| {
+        vec![(
+            "output",
+            sdpa(&i["query"], &i["key"], &i["value"], None, false, None, None),
+        )]
+    });
+    check("sdpa_causal", &none, |i| {
+        vec![(
+            "output",
+            sdpa(&i["query"], &i["key"], &i["value"], None, true, None, None),
+        )]
+    });
+    check("sdpa_mask", &none, |i| {
+        let m = mask(i, "attn_mask");
+        let out = sdpa(
+            &i["query"],
+            &i["key"],
+            &i["value"],
+            m.as_ref(),
+            false,
+            None,
+            Some(0.7),
+        );
+        vec![("output", out)]
+    });
+}
+
+fn f64_attention(bias: bool, batch_first: bool) -> MultiheadAttentionOptions {
+    MultiheadAttentionOptions {
+        bias,
+        batch_first,
+        dtype: DType::F64,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn multihead_attention() {
+    let mha = MultiheadAttention::with_options(6, 2, f64_attention(true, false), 0);
+    check("mha", &mha, |i| {
+        let options = MhaOptions {
+            key_padding_mask: mask(i, "key_padding_mask"),
+            attn_mask: mask(i, "attn_mask"),
+            ..Default::default()
+        };
+        let (out, weights) = mha.forward_qkv(&i["query"], &i["key"], &i["value"], &options);
+        vec![("output", out), ("weights", weights.expect("need_weights"))]
+    });
+    let bf = MultiheadAttention::with_options(6, 3, f64_attention(false, true), 0);
+    check("mha_batch_first", &bf, |i| {
+        let options = MhaOptions {
+            attn_mask: mask(i, "attn_mask"),
+            average_attn_weights: false,
+            ..Default::default()
+        };
+        let x = &i["input"];
+        let (out, weights) = bf.forward_qkv(x, x, x, &options);
+        vec![("output", out), ("weights", weights.expect("need_weights"))]
+    });
+}
+
+fn f64_layer(dim_feedforward: usize) -> TransformerLayerOptions {
+    TransformerLayerOptions {
+        dim_feedforward,
+        dropout: 0.0,
+        dtype: DType::F64,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn transformer_encoder_layers() {
+    let post = TransformerEncoderLayer::with_options(6, 2, f64_layer(8), 0);
+    check("encoder_layer", &post, |i| {
+        let padding = mask(i, "key_padding_mask");
+        vec![(
+            "output",
+            post.forward_masked(&i["input"], None, padding.as_ref(), false),
+        )]
+    });
+    let options = TransformerLayerOptions {
+        activation: TransformerActivation::Gelu,
+        layer_norm_eps: 1e-6,
+        batch_first: true,
+        norm_first: true,
+        ..f64_layer(10)
+    };
+    let pre = TransformerEncoderLayer::with_options(6, 3, options, 0);
+    check("encoder_layer_norm_first_gelu", &pre, |i| {
+        let causal = mask(i, "attn_mask");
+        vec![(
+            "output",
+            pre.forward_masked(&i["input"], causal.as_ref(), None, true),
+        )]
+    });
+}
+
+#[test]
+fn transformer_decoder_layers() {
+    let post = TransformerDecoderLayer::with_options(6, 2, f64_layer(8), 0);
+    check("decoder_layer", &post, |i| {
+        let masks = DecoderMasks {
+            tgt_mask: mask(i, "tgt_mask"),
+            memory_key_padding_mask: mask(i, "memory_key_padding_mask"),
+            ..Default::default()
+        };
+        vec![(
+            "output",
+            post.forward_with_memory(&i["input"], &i["memory"], &masks),
+        )]
+    });
+    let options = TransformerLayerOptions {
+        activation: TransformerActivation::Gelu,
+        batch_first: true,
+        norm_first: true,
+        bias: false,
+        ..f64_layer(8)
+    };
+    let pre = TransformerDecoderLayer::with_options(6, 2, options, 0);
+    check("decoder_layer_norm_first_gelu", &pre, |i| {
+        let out = pre.forward_with_memory(&i["input"], &i["memory"], &DecoderMasks::default());
+        vec![("output", out)]
+    });
+}
+
+#[test]
+fn transformer_encoder_stack() {
+    let norm = LayerNorm::with_options(&[6], 1e-5, true, DType::F64);
+    let stack = TransformerEncoder::new(6, 2, f64_layer(8), 2, Some(norm), 0);
+    check("transformer_encoder", &stack, |i| {
+        vec![("output", stack.forward(&i["input"]))]
     });
 }

@@ -1,0 +1,280 @@
+//! `scaled_dot_product_attention`: `softmax(q k^T * scale + mask) v`, with causal and
+//! additive masks, attention dropout, and a softmax that saves only its output.
+
+use ndarray::{ArrayD, Axis};
+use tapegrad::shape::broadcast_shapes;
+use tapegrad::{no_grad, DType, Element, Op, Tensor};
+
+/// A mask over the attention scores `[.., L, S]` (it broadcasts to that shape).
+///
+/// Today one kind, additive float masks as PyTorch's float `attn_mask`: the mask is added
+/// to the scaled scores before the softmax, so `0` keeps a position and `-inf` removes
+/// it (any other value biases it). A boolean mask (`true` = attend) becomes a second
+/// arm when the core has a boolean dtype; [`AttnMask::additive_from_keep`] builds the
+/// equivalent additive mask from a 0/1 tensor meanwhile.
+#[derive(Clone, Debug)]
+pub enum AttnMask {
+    /// Added to the scaled scores; of the scores' dtype. It may require grad.
+    Additive(Tensor),
+}
+
+impl AttnMask {
+    /// The additive mask for a 0/1 "keep" tensor (PyTorch's boolean `attn_mask`, where
+    /// `true` means "may attend"): `0` where `keep` is nonzero, `-inf` elsewhere.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::AttnMask;
+    /// let AttnMask::Additive(m) = AttnMask::additive_from_keep(&Tensor::from_vec(vec![1.0f32, 0.0], &[2]));
+    /// assert_eq!(m.to_vec::<f32>(), vec![0.0, f32::NEG_INFINITY]);
+    /// ```
+    pub fn additive_from_keep(keep: &Tensor) -> AttnMask {
+        let zero = keep.zeros_like();
+        let minus_inf = keep.full_like(f64::NEG_INFINITY);
+        AttnMask::Additive(Tensor::where_(&keep.detach(), &zero, &minus_inf))
+    }
+
+    /// The additive mask for a 0/1 "ignore" tensor (PyTorch's boolean
+    /// `key_padding_mask`, where `true` means "padding, do not attend"): `-inf` where
+    /// `ignore` is nonzero, `0` elsewhere.
+    pub fn additive_from_ignore(ignore: &Tensor) -> AttnMask {
+        AttnMask::additive_from_keep(&ignore.detach().eq_scalar(0.0))
+    }
+
+    /// The causal mask of `L` queries over `S` keys, aligned top-left as PyTorch's
+    /// `is_causal` (query `i` sees keys `0..=i`): `[L, S]`, `0` on and below the
+    /// diagonal, `-inf` above.
+    ///
+    /// ```
+    /// use tapegrad::DType;
+    /// use tapegrad_nn::AttnMask;
+    /// let AttnMask::Additive(m) = AttnMask::causal(2, 3, DType::F64);
+    /// let inf = f64::INFINITY;
+    /// assert_eq!(m.to_vec::<f64>(), vec![0.0, -inf, -inf, 0.0, 0.0, -inf]);
+    /// ```
+    pub fn causal(l: usize, s: usize, dtype: DType) -> AttnMask {
+        let values: Vec<f64> = (0..l)
+            .flat_map(|i| (0..s).map(move |j| if j <= i { 0.0 } else { f64::NEG_INFINITY }))
+            .collect();
+        AttnMask::Additive(Tensor::from_vec(values, &[l, s]).to_dtype(dtype))
+    }
+
+    /// The mask's tensor as an additive float mask.
+    pub fn as_additive(&self) -> &Tensor {
+        match self {
+            AttnMask::Additive(t) => t,
+        }
+    }
+
+    /// Both masks applied: their sum (an additive mask of the broadcast shape).
+    pub fn merge(&self, other: &AttnMask) -> AttnMask {
+        AttnMask::Additive(self.as_additive().add(other.as_additive()))
+    }
+}
+
+/// Dropout on the attention weights: probability `p`, mask drawn from a generator seeded
+/// with `seed` (see [`Tensor::dropout`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnDropout {
+    /// Probability of zeroing each weight, in `[0, 1]`.
+    pub p: f64,
+    /// Seed of the mask.
+    pub seed: u64,
+}
+
+/// Scaled dot-product attention, as PyTorch's `F.scaled_dot_product_attention`:
+///
+/// `softmax(q k^T * scale + mask) v`
+///
+/// with `q: [.., L, E]`, `k: [.., S, E]`, `v: [.., S, Ev]` (leading dimensions
+/// broadcast), output `[.., L, Ev]`. `scale` defaults to `1 / sqrt(E)`. `attn_mask`
+/// broadcasts to the scores `[.., L, S]`; `is_causal` masks key `j > i` for query `i`
+/// (and excludes `attn_mask`, as in PyTorch). `dropout`, if given, drops attention
+/// weights after the softmax (the caller passes it only in training).
+///
+/// A query whose every key is masked (`-inf`) gets all-zero weights, hence a zero output
+/// and zero gradients, as PyTorch's SDPA math path since 2.5 (older PyTorch and
+/// `nn.MultiheadAttention` with `need_weights` give NaN there).
+///
+/// Memory: for backward it keeps `q * scale`, `k`, `v` and the softmax output once
+/// (one `[L, S]` matrix per head, shared with the weights' product with `v`), not the
+/// scores or their exponentials; backward itself allocates two `[L, S]` matrices per head
+/// (the gradients of the weights and of the scores). With dropout, the dropped weights
+/// are kept too (the mask is drawn again from its seed in backward, not kept).
+///
+/// # Panics
+/// If a rank is below 2, the dtypes differ, `E` of `q` and `k` or `S` of `k` and `v`
+/// differ, the mask does not broadcast to the scores, or both a mask and `is_causal` are
+/// given.
+///
+/// ```
+/// use tapegrad::Tensor;
+/// use tapegrad_nn::functional::scaled_dot_product_attention;
+/// let q = Tensor::from_vec(vec![1.0f64, 0.0], &[1, 2]);
+/// let k = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 1.0], &[2, 2]);
+/// let v = Tensor::from_vec(vec![10.0f64, 20.0], &[2, 1]);
+/// let out = scaled_dot_product_attention(&q, &k, &v, None, false, None, Some(1.0));
+/// let w = 1.0f64.exp() / (1.0f64.exp() + 1.0);
+/// assert!((out.to_vec::<f64>()[0] - (10.0 * w + 20.0 * (1.0 - w))).abs() < 1e-12);
+/// ```
+#[track_caller]
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    attn_mask: Option<&AttnMask>,
+    is_causal: bool,
+    dropout: Option<AttnDropout>,
+    scale: Option<f64>,
+) -> Tensor {
+    attention_with_weights(q, k, v, attn_mask, is_causal, dropout, scale).0
+}
+
+/// [`scaled_dot_product_attention`] returning also the attention weights `[.., L, S]`
+/// (after dropout, as `nn.MultiheadAttention` returns them).
+///
+/// # Panics
+/// As [`scaled_dot_product_attention`].
+#[track_caller]
+pub fn attention_with_weights(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    attn_mask: Option<&AttnMask>,
+    is_causal: bool,
+    dropout: Option<AttnDropout>,
+    scale: Option<f64>,
+) -> (Tensor, Tensor) {
+    check_qkv(q, k, v);
+    let (l, e) = (q.shape()[q.rank() - 2], q.shape()[q.rank() - 1]);
+    let s = k.shape()[k.rank() - 2];
+    let scale = scale.unwrap_or(1.0 / (e as f64).sqrt());
+    // Scaling q ([L, E]) costs less than scaling the scores ([L, S]).
+    let scores = q.mul_scalar(scale).matmul(&k.transpose(-1, -2));
+    let causal;
+    let mask = match (attn_mask, is_causal) {
+        (Some(_), true) => {
+            panic!("scaled_dot_product_attention: give either attn_mask or is_causal, not both")
+        }
+        (Some(m), false) => Some(m),
+        (None, true) => {
+            causal = AttnMask::causal(l, s, q.dtype());
+            Some(&causal)
+        }
+        (None, false) => None,
+    };
+    let scores = match mask {
+        Some(m) => {
+            let m = m.as_additive();
+            if m.dtype() != scores.dtype()
+                || broadcast_shapes(m.shape(), scores.shape()).as_deref() != Some(scores.shape())
+            {
+                panic!(
+                    "scaled_dot_product_attention: the mask ({:?} {}) must broadcast to the scores {:?} {}",
+                    m.shape(),
+                    m.dtype(),
+                    scores.shape(),
+                    scores.dtype()
+                );
+            }
+            scores.add(m)
+        }
+        None => scores,
+    };
+    let weights = attention_softmax(&scores);
+    let weights = match dropout {
+        Some(d) if d.p > 0.0 => dropout_recomputing_mask(&weights, d),
+        _ => weights,
+    };
+    (weights.matmul(v), weights)
+}
+
+#[track_caller]
+fn check_qkv(q: &Tensor, k: &Tensor, v: &Tensor) {
+    let why = if q.rank() < 2 || k.rank() < 2 || v.rank() < 2 {
+        "q, k and v need rank >= 2 ([.., L, E], [.., S, E], [.., S, Ev])"
+    } else if q.dtype() != k.dtype() || q.dtype() != v.dtype() {
+        "q, k and v must have one dtype"
+    } else if q.shape()[q.rank() - 1] != k.shape()[k.rank() - 1] {
+        "q and k must have the same last dimension E"
+    } else if k.shape()[k.rank() - 2] != v.shape()[v.rank() - 2] {
+        "k and v must have the same number of keys S"
+    } else {
+        return;
+    };
+    panic!(
+        "scaled_dot_product_attention: {why}; got q {:?} {}, k {:?} {}, v {:?} {}",
+        q.shape(),
+        q.dtype(),
+        k.shape(),
+        k.dtype(),
+        v.shape(),
+        v.dtype()
+    );
+}
+
+/// `x.dropout(p, seed)` that saves nothing: its rule draws the same mask again from the
+/// seed (`ones.dropout(p, seed)` is the mask, scaled), trading a second draw for an
+/// `[L, S]` matrix per head kept until backward.
+fn dropout_recomputing_mask(x: &Tensor, d: AttnDropout) -> Tensor {
+    let value = no_grad(|| x.dropout(d.p, d.seed));
+    Op::new("attention_dropout", &[x], value)
+        .rule(move |_, g| g.mul(&g.ones_like().dropout(d.p, d.seed)))
+}
+
+/// Softmax over the last axis that saves only its output `y` (the rule is
+/// `y * (g - sum(g * y))`, in tensor ops so it differentiates again, with a one-pass
+/// fast path when no graph of the gradient is built). A row that is all
+/// `-inf` gives zeros instead of NaN.
+fn attention_softmax(scores: &Tensor) -> Tensor {
+    let value = no_grad(|| {
+        let (max, _) = scores.max_dim(-1, true);
+        // An all -inf row would shift by -inf (NaN): shift it by 0 instead, its
+        // exponentials are then all 0.
+        let max = Tensor::where_(&max.eq_scalar(f64::NEG_INFINITY), &max.zeros_like(), &max);
+        let e = scores.sub(&max).exp();
+        // Each row's sum is at least 1 (its maximum contributes exp(0) = 1) except for an
+        // all -inf row, whose sum 0 becomes 1: its weights are 0 / 1 = 0.
+        e.div(&e.sum_dim(&[-1], true).clamp_min(1.0))
+    });
+    Op::new("attention_softmax", &[scores], value)
+        .save_output()
+        .rule(|ctx, g| {
+            let y = ctx.output();
+            if !ctx.create_graph() {
+                // Fast path: one pass, one new [.., L, S] buffer (the gradient).
+                if g.dtype() == DType::F32 {
+                    return softmax_grad_one_pass::<f32>(g, &y);
+                }
+                if g.dtype() == DType::F64 {
+                    return softmax_grad_one_pass::<f64>(g, &y);
+                }
+            }
+            let gy = g.mul(&y);
+            gy.sub(&y.mul(&gy.sum_dim(&[-1], true)))
+        })
+}
+
+/// `y * (g - sum(g * y))` along the last axis, computed row by row into one new array
+/// (the tensor-op form allocates `g * y` and `y * sum` besides).
+fn softmax_grad_one_pass<T: Element>(g: &Tensor, y: &Tensor) -> Tensor {
+    let grad = g.with_view::<T, _>(|g| {
+        y.with_view::<T, _>(|y| {
+            let mut out = ArrayD::<T>::zeros(g.raw_dim());
+            let axis = Axis(g.ndim() - 1);
+            for ((mut o, g), y) in out
+                .lanes_mut(axis)
+                .into_iter()
+                .zip(g.lanes(axis))
+                .zip(y.lanes(axis))
+            {
+                let dot: T = g.iter().zip(y.iter()).map(|(&a, &b)| a * b).sum();
+                for ((o, &a), &b) in o.iter_mut().zip(g.iter()).zip(y.iter()) {
+                    *o = b * (a - dot);
+                }
+            }
+            out
+        })
+    });
+    Tensor::from_array(grad)
+}
