@@ -1,5 +1,6 @@
 //! `tapegrad train`: trains an MLP or a CNN on the embedded digits or on Fashion-MNIST,
-//! with progress bars, `metrics.jsonl`, an SVG plot and resumable checkpoints.
+//! with progress bars, `metrics.jsonl`, an SVG plot, TensorBoard event files and
+//! resumable checkpoints.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,27 +10,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tapegrad_data::{BatchSizeSchedule, Dataset};
 use tapegrad_nn::Module;
+use tapegrad_train::tensorboard::{EventWriter, TrainingLog};
 use tapegrad_train::{write_atomic, Event, Stop, TrainConfig, Trainer};
 
-use crate::datasets::{self, DatasetName};
-use crate::models::{self, Arch};
+use crate::datasets;
 use crate::plot;
-use crate::setup::{
-    non_negative_f64, positive_f64, positive_usize, probability, OptimizerName, ScheduleName,
-};
+use crate::setup::{positive_usize, CommonArgs};
 
-/// Train a model and write metrics, a plot and checkpoints.
+/// Train a model and write metrics, a plot, TensorBoard events and checkpoints.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
 pub struct Args {
-    /// Dataset to train on.
-    #[arg(long, value_enum, default_value = "digits")]
-    pub dataset: DatasetName,
-    /// Folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Model architecture.
-    #[arg(long, value_enum, default_value = "mlp")]
-    pub model: Arch,
+    /// Data, model, optimiser and schedule.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
     /// Micro-batch size (samples per forward/backward pass).
     #[arg(long, default_value_t = 32, value_parser = positive_usize)]
     pub batch_size: usize,
@@ -37,23 +31,6 @@ pub struct Args {
     /// trains nothing.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Optimiser.
-    #[arg(long, value_enum, default_value = "adam")]
-    pub optimizer: OptimizerName,
-    /// Learning rate [default: 0.05 for sgd, 0.5 for lars, 0.01 for adagrad, 1e-3 otherwise].
-    #[arg(long, value_parser = positive_f64)]
-    pub lr: Option<f64>,
-    /// Weight decay.
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f64)]
-    pub weight_decay: f64,
-    /// Dropout probability after each hidden layer (0 = none); a checkpoint keeps the
-    /// layers' random streams, so a resumed run stays exact.
-    #[arg(long, default_value_t = 0.0, value_parser = probability)]
-    #[serde(default)]
-    pub dropout: f64,
-    /// Learning-rate schedule over the run's updates.
-    #[arg(long, value_enum, default_value = "constant")]
-    pub schedule: ScheduleName,
     /// Micro-batches per parameter update (effective batch = batch-size x accumulate).
     #[arg(long, default_value_t = 1, value_parser = positive_usize)]
     pub accumulate: usize,
@@ -64,15 +41,9 @@ pub struct Args {
     /// Scale the learning rate with the batch size (linear scaling rule) when it grows.
     #[arg(long)]
     pub lr_scaling: bool,
-    /// Clip the global gradient L2 norm to this value.
-    #[arg(long, value_parser = positive_f64)]
-    pub clip_grad_norm: Option<f64>,
     /// Stop when the validation loss has not improved for this many epochs.
     #[arg(long, value_parser = positive_usize)]
     pub patience: Option<usize>,
-    /// Seed for initialisation and shuffling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Output folder [default: runs/<dataset>-<model>-<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -82,6 +53,11 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
+    /// Also log a histogram of every parameter and of its gradient once per epoch to the
+    /// TensorBoard event file (scalars are always logged).
+    #[arg(long)]
+    #[serde(default)]
+    pub histograms: bool,
     /// No progress bars, one line per epoch.
     #[arg(long)]
     #[serde(default)]
@@ -112,10 +88,6 @@ fn parse_milestone(s: &str) -> Result<(usize, usize), String> {
 impl Args {
     fn epochs(&self) -> usize {
         self.epochs.unwrap_or(10)
-    }
-
-    fn lr(&self) -> f64 {
-        self.lr.unwrap_or_else(|| self.optimizer.default_lr())
     }
 
     fn batch_schedule(&self) -> BatchSizeSchedule {
@@ -188,8 +160,8 @@ fn resumed_args(cli: &Args, dir: &Path, explicit: &[String]) -> Result<Args, Str
     args.epochs = Some(cli.epochs.unwrap_or(args.epochs()));
     args.out = Some(dir.to_path_buf());
     args.quiet = cli.quiet;
-    if cli.data_dir.is_some() {
-        args.data_dir = cli.data_dir.clone();
+    if cli.common.data_dir.is_some() {
+        args.common.data_dir = cli.common.data_dir.clone();
     }
     Ok(args)
 }
@@ -206,26 +178,19 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "runs/{}-{}-{}",
-            name(args.dataset),
-            name(args.model),
-            args.seed
+            name(args.common.dataset),
+            name(args.common.model),
+            args.common.seed
         ))
     });
 
     // Everything that can fail on the user's input is checked before the run folder is
     // touched: the data, the model for its shape, and a checkpoint being resumed.
     let started = Instant::now();
-    let data = datasets::load(args.dataset, args.data_dir.as_ref())?;
-    let model = models::build(
-        args.model,
-        data.train.sample_shape(),
-        data.train.num_classes(),
-        args.dropout,
-        args.seed,
-    )?;
-    let optimizer = args
-        .optimizer
-        .build(model.params(), args.lr(), args.weight_decay);
+    let data = datasets::load(args.common.dataset, args.common.data_dir.as_ref())?;
+    let common = &args.common;
+    let model = common.build_model(data.train.sample_shape(), data.train.num_classes())?;
+    let optimizer = common.build_optimizer(model.params(), common.lr());
     let schedule = args.batch_schedule();
     let total_updates: usize = (0..args.epochs())
         .map(|e| {
@@ -239,9 +204,9 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         epochs: args.epochs(),
         batch_size: schedule,
         accumulate: args.accumulate,
-        schedule: args.schedule.build(total_updates),
-        clip_grad_norm: args.clip_grad_norm,
-        seed: args.seed,
+        schedule: args.common.schedule.build(total_updates),
+        clip_grad_norm: args.common.clip_grad_norm,
+        seed: args.common.seed,
         early_stopping_patience: args.patience,
         checkpoint_dir: Some(out.clone()),
         ..TrainConfig::default()
@@ -265,13 +230,13 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
 
     println!(
         "training {} on {} ({} train / {} val / {} test samples), {} parameters, {} for {} epochs, batch {}{}",
-        name(args.model),
-        name(args.dataset),
+        name(args.common.model),
+        name(args.common.dataset),
         data.train.len(),
         data.val.len(),
         data.test.len(),
         trainer.model.num_params(),
-        name(args.optimizer),
+        name(args.common.optimizer),
         args.epochs(),
         args.batch_size,
         if args.accumulate > 1 { format!(" x {} accumulated", args.accumulate) } else { String::new() },
@@ -283,12 +248,29 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         );
     }
 
+    let events = EventWriter::create(&out).map_err(|e| e.to_string())?;
+    let mut log = TrainingLog::new(events, trainer.model.named_params(), args.histograms);
+    if cli.resume.is_some() {
+        // TensorBoard hides what an earlier process logged after the checkpoint.
+        log.writer()
+            .add_restart(trainer.state.iteration + 1)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut log_failed = false;
     let epochs = args.epochs();
     let quiet = args.quiet;
     let mut bar: Option<ProgressBar> = None;
     let metrics_path = out.join("metrics.jsonl");
     let mut history = trainer.state.history.clone();
-    let result = trainer.fit(&data.train, Some(&data.val), Some(&data.test), |event| match event {
+    let result = trainer.fit(&data.train, Some(&data.val), Some(&data.test), |event| {
+        if let Err(e) = log.record(event) {
+            if !log_failed {
+                eprintln!("warning: {e}");
+            }
+            log_failed = true;
+        }
+        match event {
+        Event::Update { .. } => {}
         Event::Batch { epoch, batch, batches, loss, samples_per_s, .. } => {
             if quiet {
                 return;
@@ -318,7 +300,11 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
                 eprintln!("warning: {e}");
             }
         }
+        }
     });
+    if let Err(e) = log.flush() {
+        eprintln!("warning: {e}");
+    }
     if let Some(b) = bar.take() {
         b.finish_and_clear();
     }
@@ -335,7 +321,10 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
             trainer.state.epoch
         ),
         (Stop::EarlyStopped, None) => {
-            let (_, acc) = trainer.evaluate(&data.test);
+            let acc = trainer
+                .evaluate(&data.test)
+                .metric("accuracy")
+                .unwrap_or(f64::NAN);
             println!(
                 "early stop at epoch {}: test accuracy {acc:.4} ({secs:.1} s)",
                 trainer.state.epoch
@@ -344,9 +333,10 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         _ => println!("stopped at epoch {} ({secs:.1} s)", trainer.state.epoch),
     }
     println!(
-        "wrote {}, {} and a checkpoint in {}",
+        "wrote {}, {}, TensorBoard events (tensorboard --logdir {}) and a checkpoint in {}",
         metrics_path.display(),
         plot_path.display(),
+        out.display(),
         out.display()
     );
     Ok(())

@@ -1,11 +1,13 @@
 //! How to train ([`TrainConfig`]) and what training reports ([`EpochMetrics`],
 //! [`Event`], [`Stop`]).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tapegrad::Grads;
 use tapegrad_data::BatchSizeSchedule;
 use tapegrad_optim::schedule::Schedule;
 
@@ -68,8 +70,11 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     /// Loss on the validation set.
     pub val_loss: Option<f64>,
-    /// Accuracy on the validation set.
+    /// Accuracy on the validation set (the metric `accuracy`, if the loss reports it).
     pub val_accuracy: Option<f64>,
+    /// Every metric the loss reports, on the validation set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub val_metrics: BTreeMap<String, f64>,
     /// Accuracy on the test set, when one was evaluated.
     pub test_accuracy: Option<f64>,
     /// Training samples per second (forward, backward and update).
@@ -84,7 +89,7 @@ pub struct EpochMetrics {
 
 /// Progress events, for progress bars and logs.
 #[derive(Clone, Debug)]
-pub enum Event {
+pub enum Event<'a> {
     /// A micro-batch was processed.
     Batch {
         /// 0-based epoch.
@@ -100,8 +105,44 @@ pub enum Event {
         /// Training samples per second in the epoch so far.
         samples_per_s: f64,
     },
+    /// A parameter update was taken.
+    Update {
+        /// What it was.
+        metrics: UpdateMetrics,
+        /// The gradients it stepped with (after clipping), keyed by parameter.
+        grads: GradsRef<'a>,
+    },
     /// An epoch finished and was evaluated.
     Epoch(EpochMetrics),
+}
+
+/// What one parameter update was (one step of TensorBoard's per-step scalars).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateMetrics {
+    /// Updates done, this one included (the step it is logged at).
+    pub iteration: usize,
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Mean loss over the update's samples.
+    pub loss: f64,
+    /// The first parameter group's learning rate for this update.
+    pub lr: f64,
+    /// Global L2 norm of the gradient, before clipping.
+    pub grad_norm: f64,
+    /// Samples in the update (micro-batch x accumulated micro-batches).
+    pub batch_size: usize,
+    /// Training samples per second in the epoch so far.
+    pub samples_per_s: f64,
+}
+
+/// The gradients of an [`Event::Update`], borrowed for the time of the callback.
+#[derive(Clone, Copy)]
+pub struct GradsRef<'a>(pub &'a Grads);
+
+impl std::fmt::Debug for GradsRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Grads({} tensors)", self.0.len())
+    }
 }
 
 /// Why [`Trainer::fit`] returned.

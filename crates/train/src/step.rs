@@ -3,7 +3,7 @@
 
 use tapegrad::{Grads, Tensor};
 use tapegrad_nn::Param;
-use tapegrad_optim::{clip_grad_norm, Optimizer};
+use tapegrad_optim::{clip_grad_norm, grad_norm, Optimizer};
 
 /// The gradients of one parameter update, gathered over one or more micro-batches.
 ///
@@ -66,8 +66,9 @@ impl Update {
 
     /// Combines the micro-batches' gradients, clips their global L2 norm to `clip` if
     /// given, and takes one optimiser step at the optimiser's current learning rate.
-    /// Returns the norm before clipping when clipping, or `Err(norm)` if that norm is NaN
-    /// or infinite, in which case the parameters are not changed.
+    /// Returns the combined gradients and their global L2 norm before clipping, or
+    /// `Err(norm)` if that norm is NaN or infinite, in which case the parameters are not
+    /// changed.
     ///
     /// # Panics
     /// If no micro-batch was added.
@@ -77,7 +78,7 @@ impl Update {
         params: &[Param],
         optimizer: &mut dyn Optimizer,
         clip: Option<f64>,
-    ) -> Result<Option<f64>, f64> {
+    ) -> Result<Applied, f64> {
         assert!(
             !self.parts.is_empty(),
             "Update::apply: no micro-batch was added"
@@ -94,24 +95,28 @@ impl Update {
             }
         }
         let mut grads = total.expect("at least one micro-batch");
+        let tensors = params.iter().map(|p| p.tensor());
         let norm = match clip {
-            Some(max_norm) => {
-                let norm = clip_grad_norm(
-                    &mut grads,
-                    params.iter().map(|p| p.tensor()),
-                    max_norm,
-                    2.0,
-                    false,
-                )
-                .expect("no error without error_if_nonfinite");
-                if !norm.is_finite() {
-                    return Err(norm);
-                }
-                Some(norm)
-            }
-            None => None,
+            Some(max_norm) => clip_grad_norm(&mut grads, tensors, max_norm, 2.0, false)
+                .expect("no error without error_if_nonfinite"),
+            None => grad_norm(&grads, tensors, 2.0),
         };
+        if !norm.is_finite() {
+            return Err(norm);
+        }
         optimizer.step(&grads);
-        Ok(norm)
+        Ok(Applied {
+            grad_norm: norm,
+            grads,
+        })
     }
+}
+
+/// What [`Update::apply`] did: the gradients it stepped with (after clipping) and their
+/// global L2 norm before clipping.
+pub struct Applied {
+    /// The global L2 norm of the combined gradients, before clipping.
+    pub grad_norm: f64,
+    /// The combined gradients (clipped, if clipping was asked for).
+    pub grads: Grads,
 }
