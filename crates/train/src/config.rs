@@ -11,6 +11,8 @@ use tapegrad::Grads;
 use tapegrad_data::BatchSizeSchedule;
 use tapegrad_optim::schedule::Schedule;
 
+use crate::adaptive::AdaptiveBatch;
+
 /// How to train. `batch_size` is the micro-batch (what one forward/backward holds in
 /// memory); each parameter update averages `accumulate` micro-batches, so the effective
 /// batch is `batch_size x accumulate`.
@@ -39,6 +41,9 @@ pub struct TrainConfig {
     pub time_budget: Option<Duration>,
     /// Batch size used for evaluation.
     pub eval_batch_size: usize,
+    /// Grow the batch adaptively (gradient noise scale, loss plateau) instead of by
+    /// `batch_size` and `accumulate`, which are then not used.
+    pub adaptive_batch: Option<AdaptiveBatch>,
 }
 
 impl Default for TrainConfig {
@@ -55,6 +60,7 @@ impl Default for TrainConfig {
             max_iterations: None,
             time_budget: None,
             eval_batch_size: 512,
+            adaptive_batch: None,
         }
     }
 }

@@ -14,9 +14,11 @@
 //! - [`Update`] (`step.rs`): one update's gradients gathered over micro-batches.
 //! - `checkpoint.rs`: [`TrainState`], the checkpoint files, [`write_atomic`].
 //! - `config.rs`: [`TrainConfig`], [`EpochMetrics`], [`Event`], [`Stop`];
-//!   `error.rs`: [`TrainError`], [`Kept`]; [`tensorboard`]: event files.
+//!   `error.rs`: [`TrainError`], [`Kept`]; [`tensorboard`]: event files;
+//!   [`adaptive`]: the batch that grows with the gradient noise scale.
 #![warn(missing_docs)]
 
+pub mod adaptive;
 mod checkpoint;
 mod config;
 mod data;

@@ -33,6 +33,7 @@ use tapegrad_optim::{clip_grad_norm, grad_norm, Optimizer};
 pub struct Update {
     parts: Vec<(Grads, usize)>,
     samples: usize,
+    micro_norms: bool,
 }
 
 impl Update {
@@ -52,6 +53,13 @@ impl Update {
         self.parts.push((loss.backward(), samples));
         self.samples += samples;
         Ok(value)
+    }
+
+    /// Also measure each micro-batch's gradient norm when applying
+    /// ([`Applied::micro_grad_sq_norms`]), for the gradient noise scale.
+    pub fn with_micro_norms(mut self) -> Self {
+        self.micro_norms = true;
+        self
     }
 
     /// Micro-batches gathered so far.
@@ -85,7 +93,12 @@ impl Update {
         );
         let samples = self.samples;
         let mut total: Option<Grads> = None;
+        let mut micro_grad_sq_norms = Vec::new();
         for (mut g, n) in self.parts {
+            if self.micro_norms {
+                micro_grad_sq_norms
+                    .push(grad_norm(&g, params.iter().map(|p| p.tensor()), 2.0).powi(2));
+            }
             if samples != n {
                 g.scale(n as f64 / samples as f64);
             }
@@ -108,6 +121,7 @@ impl Update {
         Ok(Applied {
             grad_norm: norm,
             grads,
+            micro_grad_sq_norms,
         })
     }
 }
@@ -119,4 +133,6 @@ pub struct Applied {
     pub grad_norm: f64,
     /// The combined gradients (clipped, if clipping was asked for).
     pub grads: Grads,
+    /// Each micro-batch's squared gradient norm, if [`Update::with_micro_norms`] asked.
+    pub micro_grad_sq_norms: Vec<f64>,
 }

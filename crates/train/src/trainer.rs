@@ -11,6 +11,7 @@ use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
 use tapegrad_nn::{Module, Param};
 use tapegrad_optim::{EarlyStopping, Mode, Observation, Optimizer};
 
+use crate::adaptive::AdaptiveState;
 use crate::{
     Applied, Batch, EpochMetrics, Event, GradsRef, Samples, Stop, TrainConfig, TrainError,
     TrainState, Update, UpdateMetrics,
@@ -216,16 +217,26 @@ impl<M: Module> Trainer<M> {
     }
 
     /// The micro-batch size and the micro-batches per update now.
-    fn batch_plan(&self) -> (usize, usize) {
-        (
-            self.config.batch_size.batch_size(self.state.epoch),
-            self.config.accumulate,
-        )
+    fn batch_plan(&mut self) -> (usize, usize) {
+        match &self.config.adaptive_batch {
+            Some(adaptive) => self
+                .state
+                .adaptive
+                .get_or_insert_with(|| AdaptiveState::new(adaptive))
+                .plan(adaptive),
+            None => (
+                self.config.batch_size.batch_size(self.state.epoch),
+                self.config.accumulate,
+            ),
+        }
     }
 
     /// The factor on every group's base learning rate for the current batch size.
     fn lr_factor(&self) -> f64 {
-        self.config.batch_size.lr_factor(self.state.epoch)
+        match (&self.config.adaptive_batch, &self.state.adaptive) {
+            (Some(config), Some(state)) => config.lr_rule.factor(state.batch, config.initial),
+            _ => self.config.batch_size.lr_factor(self.state.epoch),
+        }
     }
 
     /// Trains the rest of the current epoch, one [`step`](Self::step) per `accumulate`
@@ -315,7 +326,11 @@ impl<M: Module> Trainer<M> {
     pub fn step(&mut self, micro_batches: &[Batch]) -> Result<Stepped, TrainError> {
         assert!(!micro_batches.is_empty(), "Trainer::step: no micro-batch");
         let params = self.model.params();
+        let adaptive = self.config.adaptive_batch.is_some();
         let mut update = Update::new();
+        if adaptive {
+            update = update.with_micro_norms();
+        }
         let mut losses = Vec::with_capacity(micro_batches.len());
         for (i, batch) in micro_batches.iter().enumerate() {
             let loss = (self.loss)(&self.model, batch);
@@ -338,6 +353,18 @@ impl<M: Module> Trainer<M> {
             .sum::<f64>()
             / samples.max(1) as f64;
         let applied = self.apply(update, &params)?;
+        if let (Some(config), Some(state)) =
+            (&self.config.adaptive_batch, self.state.adaptive.as_mut())
+        {
+            state.observe(
+                config,
+                loss,
+                samples,
+                applied.grad_norm.powi(2),
+                micro_batches[0].len(),
+                &applied.micro_grad_sq_norms,
+            );
+        }
         Ok(Stepped {
             losses,
             loss,

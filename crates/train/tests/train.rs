@@ -685,3 +685,55 @@ mod any_model {
         assert!(last < 1e-3, "first epoch {first}, last {last}");
     }
 }
+
+fn adaptive_config(dir: Option<std::path::PathBuf>, max_iterations: Option<usize>) -> TrainConfig {
+    use tapegrad_train::adaptive::{AdaptiveBatch, LrRule};
+    TrainConfig {
+        adaptive_batch: Some(AdaptiveBatch {
+            measure_every: 1,
+            cooldown: 3,
+            ..AdaptiveBatch::new(8, 128, 32, LrRule::Sqrt)
+        }),
+        ..config(dir, max_iterations)
+    }
+}
+
+#[test]
+fn a_resumed_run_with_an_adaptive_batch_is_bitwise_the_uninterrupted_one() {
+    let (train, val) = small_digits();
+    let m = noisy_model(7);
+    let o = adam(&m);
+    let mut whole = Trainer::new(m, o, adaptive_config(None, None));
+    whole.fit(&train, Some(&val), None, |_| {}).unwrap();
+    let grown = whole.state.adaptive.clone().unwrap();
+    assert!(
+        !grown.growths.is_empty() && grown.batch > 8,
+        "the batch never grew: {grown:?}"
+    );
+    // The learning rate followed the batch (square-root rule from 0.01 at batch 8).
+    let factor = (grown.batch as f64 / 8.0).sqrt();
+    assert!((whole.optimizer.lr() - 0.01 * factor).abs() < 1e-12);
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = noisy_model(7);
+    let o = adam(&m);
+    let mut first = Trainer::new(m, o, adaptive_config(Some(dir.path().into()), Some(25)));
+    assert_eq!(
+        first.fit(&train, Some(&val), None, |_| {}).unwrap(),
+        Stop::Budget
+    );
+    drop(first);
+    let m = noisy_model(99);
+    let o = adam(&m);
+    let mut resumed = Trainer::new(m, o, adaptive_config(Some(dir.path().into()), None));
+    resumed.resume(dir.path()).unwrap();
+    assert!(resumed.state.adaptive.is_some());
+    resumed.fit(&train, Some(&val), None, |_| {}).unwrap();
+    assert_eq!(resumed.state.adaptive, whole.state.adaptive);
+    assert_eq!(resumed.state.iteration, whole.state.iteration);
+    assert_eq!(
+        weights_and_buffers(&resumed.model),
+        weights_and_buffers(&whole.model),
+        "resumed weights or running statistics differ"
+    );
+}
