@@ -85,7 +85,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli.command,
         Err(e) => e.exit(),
     };
-    if !matches!(command, Command::BatchSweep(_)) {
+    // Counting costs two atomic operations per allocation: only the commands that measure
+    // memory keep it (train stops it once it has measured).
+    let measures = match &command {
+        Command::BatchSweep(_) => true,
+        Command::Train(a) => a.memory_limit.is_some() && a.resume.is_none(),
+        _ => false,
+    };
+    if !measures {
         tapegrad_data::stop_counting();
     }
     match command {

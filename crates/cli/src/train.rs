@@ -8,14 +8,19 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tapegrad_data::{BatchSizeSchedule, Dataset};
+use tapegrad_data::{
+    counting_enabled, format_bytes, largest_batch_that_fits, parse_bytes, stop_counting,
+    BatchSizeSchedule, Dataset,
+};
 use tapegrad_nn::Module;
+use tapegrad_train::adaptive::{AdaptiveBatch, LrRule};
 use tapegrad_train::tensorboard::{EventWriter, TrainingLog};
 use tapegrad_train::{write_atomic, Event, Stop, TrainConfig, Trainer};
 
 use crate::datasets;
 use crate::plot;
-use crate::setup::{positive_usize, CommonArgs};
+use crate::setup::{positive_usize, CommonArgs, OptimizerName};
+use crate::sweep::step_peak;
 
 /// Train a model and write metrics, a plot, TensorBoard events and checkpoints.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
@@ -35,12 +40,35 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = positive_usize)]
     pub accumulate: usize,
     /// Grow the batch from an epoch on: EPOCH:SIZE, epochs counted from 1 as the progress
-    /// lines count them, repeatable (e.g. --grow-batch 5:128).
-    #[arg(long, value_parser = parse_milestone)]
-    pub grow_batch: Vec<(usize, usize)>,
-    /// Scale the learning rate with the batch size (linear scaling rule) when it grows.
+    /// lines count them, repeatable (e.g. --grow-batch 5:128); or `adaptive`: double the
+    /// batch (samples per update) whenever the measured gradient noise scale exceeds it or
+    /// the training loss plateaus, up to --max-batch, accumulating micro-batches above
+    /// the largest that fits --memory-limit, the learning rate following --lr-rule.
+    #[arg(long, value_parser = parse_growth)]
+    pub grow_batch: Vec<Growth>,
+    /// Scale the learning rate with the batch size (linear scaling rule) when it grows at
+    /// EPOCH:SIZE milestones.
     #[arg(long)]
     pub lr_scaling: bool,
+    /// With --grow-batch adaptive: how the learning rate follows the batch from
+    /// --batch-size on [default: linear for sgd and lars, sqrt otherwise].
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub lr_rule: Option<LrRuleName>,
+    /// With --grow-batch adaptive: the largest batch it may grow to.
+    #[arg(long, default_value_t = 4096, value_parser = positive_usize)]
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// With --grow-batch adaptive: the memory one training step may use (e.g. 256MiB); the
+    /// largest micro-batch that fits is measured once, and larger batches accumulate.
+    #[arg(long, value_parser = parse_bytes)]
+    #[serde(default)]
+    pub memory_limit: Option<usize>,
+    /// The largest micro-batch measured for --memory-limit (saved, so a resumed run
+    /// accumulates as the original did).
+    #[arg(skip)]
+    #[serde(default)]
+    pub max_micro_batch: Option<usize>,
     /// Stop when the validation loss has not improved for this many epochs.
     #[arg(long, value_parser = positive_usize)]
     pub patience: Option<usize>,
@@ -64,10 +92,45 @@ pub struct Args {
     pub quiet: bool,
 }
 
-fn parse_milestone(s: &str) -> Result<(usize, usize), String> {
+/// A `--grow-batch` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Growth {
+    /// From this epoch (counted from 1) on, this micro-batch size.
+    At(usize, usize),
+    /// Grow adaptively.
+    Adaptive(AdaptiveWord),
+}
+
+/// The word `adaptive` (how [`Growth::Adaptive`] is saved in `args.json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdaptiveWord {
+    /// `adaptive`.
+    Adaptive,
+}
+
+/// The learning-rate rule of `--lr-rule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrRuleName {
+    /// lr x batch / first batch (Goyal et al. 2017, for SGD).
+    Linear,
+    /// lr x sqrt(batch / first batch) (the square-root rule for Adam-like optimisers).
+    Sqrt,
+}
+
+fn default_max_batch() -> usize {
+    4096
+}
+
+fn parse_growth(s: &str) -> Result<Growth, String> {
+    if s.trim() == "adaptive" {
+        return Ok(Growth::Adaptive(AdaptiveWord::Adaptive));
+    }
     let (e, b) = s
         .split_once(':')
-        .ok_or_else(|| format!("{s:?}: expected EPOCH:SIZE, e.g. 5:128"))?;
+        .ok_or_else(|| format!("{s:?}: expected EPOCH:SIZE, e.g. 5:128, or adaptive"))?;
     let e: usize = e
         .trim()
         .parse()
@@ -82,7 +145,7 @@ fn parse_milestone(s: &str) -> Result<(usize, usize), String> {
     if b == 0 {
         return Err(format!("{s:?}: the batch size must be positive"));
     }
-    Ok((e, b))
+    Ok(Growth::At(e, b))
 }
 
 impl Args {
@@ -90,9 +153,32 @@ impl Args {
         self.epochs.unwrap_or(10)
     }
 
+    fn adaptive(&self) -> bool {
+        self.grow_batch
+            .contains(&Growth::Adaptive(AdaptiveWord::Adaptive))
+    }
+
+    fn lr_rule(&self) -> LrRule {
+        let name = self.lr_rule.unwrap_or(match self.common.optimizer {
+            OptimizerName::Sgd | OptimizerName::Lars => LrRuleName::Linear,
+            _ => LrRuleName::Sqrt,
+        });
+        match name {
+            LrRuleName::Linear => LrRule::Linear,
+            LrRuleName::Sqrt => LrRule::Sqrt,
+        }
+    }
+
     fn batch_schedule(&self) -> BatchSizeSchedule {
         let mut s = BatchSizeSchedule::new(self.batch_size);
-        let mut ms = self.grow_batch.clone();
+        let mut ms: Vec<(usize, usize)> = self
+            .grow_batch
+            .iter()
+            .filter_map(|g| match g {
+                Growth::At(e, b) => Some((*e, *b)),
+                Growth::Adaptive(_) => None,
+            })
+            .collect();
         ms.sort_unstable();
         for (e, b) in ms {
             // The flag counts epochs from 1, the schedule from 0.
@@ -167,7 +253,7 @@ fn resumed_args(cli: &Args, dir: &Path, explicit: &[String]) -> Result<Args, Str
 }
 
 fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
-    let args = match &cli.resume {
+    let mut args = match &cli.resume {
         Some(dir) => resumed_args(cli, dir, explicit)?,
         None => cli.clone(),
     };
@@ -188,7 +274,7 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
     // touched: the data, the model for its shape, and a checkpoint being resumed.
     let started = Instant::now();
     let data = datasets::load(args.common.dataset, args.common.data_dir.as_ref())?;
-    let common = &args.common;
+    let common = &args.common.clone();
     let model = common.build_model(data.train.sample_shape(), data.train.num_classes())?;
     let optimizer = common.build_optimizer(model.params(), common.lr());
     let schedule = args.batch_schedule();
@@ -200,7 +286,48 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
                 .div_ceil(args.accumulate)
         })
         .sum();
+    let adaptive = if args.adaptive() {
+        if args.grow_batch.len() > 1 || args.accumulate > 1 {
+            return Err("--grow-batch adaptive sets the batch and the accumulation itself: give it without EPOCH:SIZE milestones or --accumulate".into());
+        }
+        let max_micro = match (args.max_micro_batch, args.memory_limit) {
+            (Some(m), _) => m,
+            (None, None) => args.max_batch,
+            (None, Some(limit)) => {
+                if !counting_enabled() {
+                    return Err(
+                        "--memory-limit: memory measurement needs the counting allocator".into(),
+                    );
+                }
+                let fits = largest_batch_that_fits(limit, args.max_batch, |b| {
+                    step_peak(common, &data.train, b)
+                });
+                stop_counting();
+                let fits = fits.ok_or_else(|| {
+                    format!(
+                        "--memory-limit {}: not even a batch of 1 fits",
+                        format_bytes(limit)
+                    )
+                })?;
+                println!(
+                    "largest micro-batch that fits in {}: {fits}",
+                    format_bytes(limit)
+                );
+                fits
+            }
+        };
+        args.max_micro_batch = Some(max_micro);
+        Some(AdaptiveBatch::new(
+            args.batch_size,
+            args.max_batch,
+            max_micro,
+            args.lr_rule(),
+        ))
+    } else {
+        None
+    };
     let config = TrainConfig {
+        adaptive_batch: adaptive,
         epochs: args.epochs(),
         batch_size: schedule,
         accumulate: args.accumulate,
@@ -331,6 +458,25 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
             );
         }
         _ => println!("stopped at epoch {} ({secs:.1} s)", trainer.state.epoch),
+    }
+    if let Some(a) = &trainer.state.adaptive {
+        let growths: Vec<String> = a
+            .growths
+            .iter()
+            .map(|(update, batch, why)| format!("{batch} at update {update} ({why})"))
+            .collect();
+        println!(
+            "adaptive batch: {} after {} updates; grew to {}; gradient noise scale {}",
+            a.batch,
+            trainer.state.iteration,
+            if growths.is_empty() {
+                "nothing".to_string()
+            } else {
+                growths.join(", ")
+            },
+            a.noise_scale()
+                .map_or("not measured".to_string(), |b| format!("{b:.0}")),
+        );
     }
     println!(
         "wrote {}, {}, TensorBoard events (tensorboard --logdir {}) and a checkpoint in {}",

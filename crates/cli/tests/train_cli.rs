@@ -252,3 +252,51 @@ fn a_run_with_dropout_resumes_exactly() {
     let settings = std::fs::read_to_string(split.join("args.json")).unwrap();
     assert!(settings.contains("\"dropout\": 0.2"), "{settings}");
 }
+
+#[test]
+fn train_grows_the_batch_adaptively_within_a_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (ok, stdout, stderr) = run(tapegrad()
+        .args([
+            "train",
+            "--grow-batch",
+            "adaptive",
+            "--batch-size",
+            "8",
+            "--max-batch",
+            "64",
+            "--memory-limit",
+            "8MiB",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("largest micro-batch that fits in 8.0 MiB"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("adaptive batch: "), "{stdout}");
+    // The measured micro-batch is saved with the run, for an exact resume.
+    let args = std::fs::read_to_string(out.join("args.json")).unwrap();
+    assert!(args.contains("\"max_micro_batch\": "), "{args}");
+    assert!(args.contains("\"adaptive\""), "{args}");
+    let checkpoint = std::fs::read_to_string(out.join("checkpoint.json")).unwrap();
+    assert!(checkpoint.contains("\"adaptive\": {"), "{checkpoint}");
+
+    let (ok, _, stderr) = run(tapegrad().args([
+        "train",
+        "--grow-batch",
+        "adaptive",
+        "--accumulate",
+        "2",
+        "--quiet",
+    ]));
+    assert!(
+        !ok && stderr.contains("--grow-batch adaptive sets the batch"),
+        "{stderr}"
+    );
+}

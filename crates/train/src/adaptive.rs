@@ -151,7 +151,7 @@ impl AdaptiveState {
     /// The micro-batch size and micro-batches per update for the next update: the batch
     /// in as few micro-batches as fit, or in two halves when this update measures noise.
     pub fn plan(&self, config: &AdaptiveBatch) -> (usize, usize) {
-        let measure = self.updates % config.measure_every.max(1) == 0;
+        let measure = self.updates.is_multiple_of(config.measure_every.max(1));
         let mut parts = self.batch.div_ceil(config.max_micro);
         if measure && parts == 1 && self.batch >= 2 {
             parts = 2;

@@ -87,7 +87,8 @@ pub struct EpochMetrics {
     pub samples_per_s: f64,
     /// Learning rate at the end of the epoch.
     pub lr: f64,
-    /// Micro-batch size of the epoch.
+    /// Micro-batch size of the epoch (with an adaptive batch: samples per update at the
+    /// epoch's end).
     pub batch_size: usize,
     /// Wall-clock seconds of the epoch's training.
     pub seconds: f64,

@@ -258,7 +258,7 @@ impl<M: Module> Trainer<M> {
         // that grows mid-epoch) continues from the next sample of the same order.
         while self.state.epoch_samples < order.len() {
             let (micro, accumulate) = self.batch_plan();
-            batch_size = micro;
+            batch_size = self.state.adaptive.as_ref().map_or(micro, |a| a.batch);
             let batches = self.state.batch_in_epoch
                 + (order.len() - self.state.epoch_samples).div_ceil(micro);
             let mut at = self.state.epoch_samples;
