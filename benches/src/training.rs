@@ -3,20 +3,15 @@
 
 use rand::{Rng, SeedableRng};
 use tapegrad::{DType, Tensor};
-use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
-use tapegrad_nn::{
-    Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Param, Relu, Sequential,
-};
+use tapegrad_nn::{Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Relu, Sequential};
 use tapegrad_optim::{Sgd, SgdConfig};
-use tapegrad_train::Update;
+use tapegrad_train::{Batch, Field, TrainConfig, Trainer};
 
-/// A model, its SGD optimiser (lr 0.01) and one fixed batch.
+/// A model, its SGD optimiser (lr 0.01) and one fixed batch, trained by the trainer's
+/// [`Trainer::step`] with cross-entropy.
 pub struct TrainStep {
-    model: Sequential,
-    params: Vec<Param>,
-    optimizer: Sgd,
-    x: Tensor,
-    y: Vec<usize>,
+    trainer: Trainer<Sequential>,
+    batch: [Batch; 1],
 }
 
 impl TrainStep {
@@ -30,12 +25,16 @@ impl TrainStep {
         );
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let y = (0..x_shape[0]).map(|_| rng.gen_range(0..10)).collect();
+        let batch = Batch {
+            fields: vec![
+                Field::Tensor(Tensor::randn(x_shape, DType::F32, seed)),
+                Field::Classes(y),
+            ],
+            indices: (0..x_shape[0]).collect(),
+        };
         TrainStep {
-            params: model.params(),
-            model,
-            optimizer,
-            x: Tensor::randn(x_shape, DType::F32, seed),
-            y,
+            trainer: Trainer::new(model, Box::new(optimizer), TrainConfig::default()),
+            batch: [batch],
         }
     }
 
@@ -68,22 +67,17 @@ impl TrainStep {
 
     /// Samples per step.
     pub fn batch(&self) -> usize {
-        self.y.len()
+        self.batch[0].len()
     }
 
-    /// One step (the trainer's [`Update`] of one micro-batch); returns the loss before
-    /// the update.
+    /// One step ([`Trainer::step`] on the fixed batch); returns the loss before the
+    /// update.
     pub fn run(&mut self) -> f32 {
-        let logits = self.model.forward(&self.x);
-        let loss = cross_entropy(&logits, &self.y, &CrossEntropyOptions::default());
-        let mut update = Update::new();
-        let value = update
-            .add(&loss, self.y.len())
-            .expect("the workload's loss is finite");
-        update
-            .apply(&self.params, &mut self.optimizer, None)
-            .expect("no clipping, so no norm to check");
-        value as f32
+        let stepped = self
+            .trainer
+            .step(&self.batch)
+            .expect("the workload's loss and gradients are finite");
+        stepped.loss as f32
     }
 }
 

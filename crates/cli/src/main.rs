@@ -74,12 +74,25 @@ fn die_quietly_on_closed_pipe() {
 fn main() -> ExitCode {
     #[cfg(unix)]
     die_quietly_on_closed_pipe();
-    let matches = Cli::command().get_matches();
+    // `train` and `batch-sweep` share their options; batch-sweep's optimiser defaults to
+    // SGD, whose learning rate --lr-scaling scales linearly with the batch.
+    let matches = Cli::command()
+        .mut_subcommand("batch-sweep", |c| {
+            c.mut_arg("optimizer", |a| a.default_value("sgd"))
+        })
+        .get_matches();
     let command = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli.command,
         Err(e) => e.exit(),
     };
-    if !matches!(command, Command::BatchSweep(_)) {
+    // Counting costs two atomic operations per allocation: only the commands that measure
+    // memory keep it (train stops it once it has measured).
+    let measures = match &command {
+        Command::BatchSweep(_) => true,
+        Command::Train(a) => a.memory_limit.is_some() && a.resume.is_none(),
+        _ => false,
+    };
+    if !measures {
         tapegrad_data::stop_counting();
     }
     match command {

@@ -207,6 +207,7 @@ mod tests {
             train_loss: f64::NAN,
             val_loss: Some(f64::INFINITY),
             val_accuracy: Some(f64::NAN),
+            val_metrics: Default::default(),
             test_accuracy: None,
             samples_per_s: f64::INFINITY,
             lr: 1e6,

@@ -1,9 +1,14 @@
-//! Building optimisers and learning-rate schedules from command-line choices, and the
-//! parsers that check every numeric flag when the command line is read.
+//! The options `train` and `batch-sweep` share ([`CommonArgs`]: data, model, optimiser,
+//! schedule), building optimisers and learning-rate schedules from them, and the parsers
+//! that check every numeric flag when the command line is read.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tapegrad_nn::Param;
+
+use crate::datasets::DatasetName;
+use crate::models::Arch;
 use tapegrad_optim::schedule::{
     CosineAnnealingLr, LinearWarmup, MultiStepLr, OneCycleLr, Schedule,
 };
@@ -11,6 +16,69 @@ use tapegrad_optim::{
     AdaGrad, AdaGradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Lamb, LambConfig, Lars,
     LarsConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
 };
+
+/// The data, model, optimiser and schedule options of `tapegrad train` and `tapegrad
+/// batch-sweep` (flattened into each command's arguments, and into `train`'s saved
+/// `args.json`).
+#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CommonArgs {
+    /// Dataset to train on.
+    #[arg(long, value_enum, default_value = "digits")]
+    pub dataset: DatasetName,
+    /// Folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Model architecture.
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: Arch,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptimizerName,
+    /// Learning rate [default: 0.05 for sgd, 0.5 for lars, 0.01 for adagrad, 1e-3
+    /// otherwise]; with a batch size that changes, the rate at the first (train) or at
+    /// --base-batch (batch-sweep).
+    #[arg(long, value_parser = positive_f64)]
+    pub lr: Option<f64>,
+    /// Weight decay.
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f64)]
+    pub weight_decay: f64,
+    /// Dropout probability after each hidden layer (0 = none); a checkpoint keeps the
+    /// layers' random streams, so a resumed run stays exact.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    #[serde(default)]
+    pub dropout: f64,
+    /// Learning-rate schedule over the run's updates (over each batch size's run in
+    /// batch-sweep).
+    #[arg(long, value_enum, default_value = "constant")]
+    pub schedule: ScheduleName,
+    /// Clip the global gradient L2 norm to this value.
+    #[arg(long, value_parser = positive_f64)]
+    pub clip_grad_norm: Option<f64>,
+    /// Seed for initialisation and shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl CommonArgs {
+    /// The learning rate: --lr or the optimiser's default.
+    pub fn lr(&self) -> f64 {
+        self.lr.unwrap_or_else(|| self.optimizer.default_lr())
+    }
+
+    /// The model for samples of `sample_shape` and `classes` outputs.
+    pub fn build_model(
+        &self,
+        sample_shape: &[usize],
+        classes: usize,
+    ) -> Result<tapegrad_nn::Sequential, String> {
+        crate::models::build(self.model, sample_shape, classes, self.dropout, self.seed)
+    }
+
+    /// The optimiser over `params` at learning rate `lr`, with the weight decay.
+    pub fn build_optimizer(&self, params: Vec<Param>, lr: f64) -> Box<dyn Optimizer> {
+        self.optimizer.build(params, lr, self.weight_decay)
+    }
+}
 
 /// Which optimiser to use.
 #[derive(

@@ -10,14 +10,12 @@ use tapegrad_data::{
     counting_enabled, format_bytes, largest_batch_that_fits, measure_peak, parse_bytes,
     BatchSizeSchedule, Dataset, InMemoryDataset,
 };
-use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
 use tapegrad_nn::Module;
-use tapegrad_train::{evaluate, Event, TrainConfig, Trainer, Update};
+use tapegrad_train::{Event, Samples, TrainConfig, Trainer};
 
-use crate::datasets::{self, DatasetName};
-use crate::models::{self, Arch};
+use crate::datasets;
 use crate::plot::{self, SweepPoint};
-use crate::setup::{positive_f64, positive_usize, OptimizerName};
+use crate::setup::{positive_f64, positive_usize, CommonArgs};
 use crate::train::name;
 
 /// Train at several batch sizes and compare.
@@ -26,21 +24,9 @@ pub struct Args {
     /// Batch sizes to try, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32,128,512,1024", value_parser = positive_usize)]
     pub batch_sizes: Vec<usize>,
-    /// Dataset.
-    #[arg(long, value_enum, default_value = "digits")]
-    pub dataset: DatasetName,
-    /// Folder with the Fashion-MNIST IDX files.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Model architecture.
-    #[arg(long, value_enum, default_value = "mlp")]
-    pub model: Arch,
-    /// Optimiser.
-    #[arg(long, value_enum, default_value = "sgd")]
-    pub optimizer: OptimizerName,
-    /// Learning rate at --base-batch [default: the optimiser's].
-    #[arg(long, value_parser = positive_f64)]
-    pub lr: Option<f64>,
+    /// Data, model, optimiser and schedule (the optimiser defaults to sgd here).
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Scale the learning rate linearly with the batch size (lr x batch / base-batch);
     /// otherwise the same rate for every batch size.
     #[arg(long)]
@@ -57,9 +43,6 @@ pub struct Args {
     /// Report the largest batch whose training step fits this much memory (e.g. 512MiB).
     #[arg(long, value_parser = parse_bytes)]
     pub memory_limit: Option<usize>,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Folder for batch_sweep.csv and batch_sweep.svg.
     #[arg(long, default_value = "runs/batch-sweep")]
     pub out: PathBuf,
@@ -91,38 +74,19 @@ pub fn run(args: &Args) -> ExitCode {
 
 /// Peak bytes above the baseline of one training step (forward, backward, update) at
 /// batch size `batch`.
-fn step_peak(args: &Args, data: &InMemoryDataset, batch: usize) -> usize {
-    let model = models::build(
-        args.model,
-        data.sample_shape(),
-        data.num_classes(),
-        0.0,
-        args.seed,
-    )
-    .expect("the model was built for this data before");
-    let mut opt = args
-        .optimizer
-        .build(model.params(), args.optimizer.default_lr(), 0.0);
+pub fn step_peak(common: &CommonArgs, data: &InMemoryDataset, batch: usize) -> usize {
+    let model = common
+        .build_model(data.sample_shape(), data.num_classes())
+        .expect("the model was built for this data before");
+    let opt = common.build_optimizer(model.params(), common.lr());
+    let mut trainer = Trainer::new(model, opt, TrainConfig::default());
     let n = batch.min(data.len());
     let idx: Vec<usize> = (0..batch).map(|i| i % n).collect();
-    let part = data.subset(&idx);
-    let x = tapegrad::Tensor::from_vec(
-        part.features().to_vec(),
-        &[&[batch][..], data.sample_shape()].concat(),
-    );
-    // One step first: optimiser state is allocated once, not per step.
-    let params = model.params();
+    let micro_batches = [Samples::batch(data, &idx)];
+    // One step first: optimiser state is allocated once, not per step. A non-finite loss
+    // still costs the memory of its step: measure it regardless.
     let mut step = || {
-        let loss = cross_entropy(
-            &model.forward(&x),
-            part.labels(),
-            &CrossEntropyOptions::default(),
-        );
-        let mut update = Update::new();
-        // A non-finite loss still costs the memory of its step: measure it regardless.
-        if update.add(&loss, batch).is_ok() {
-            update.apply(&params, opt.as_mut(), None).ok();
-        }
+        trainer.step(&micro_batches).ok();
     };
     step();
     measure_peak(step).1
@@ -132,23 +96,18 @@ fn sweep(args: &Args) -> Result<(), String> {
     if args.batch_sizes.is_empty() {
         return Err("--batch-sizes needs at least one size".into());
     }
-    let data = datasets::load(args.dataset, args.data_dir.as_ref())?;
+    let common = &args.common;
+    let data = datasets::load(common.dataset, common.data_dir.as_ref())?;
     // Checks that the model fits the data once, before anything is trained or written.
-    models::build(
-        args.model,
-        data.train.sample_shape(),
-        data.train.num_classes(),
-        0.0,
-        args.seed,
-    )?;
+    common.build_model(data.train.sample_shape(), data.train.num_classes())?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let base_lr = args.lr.unwrap_or_else(|| args.optimizer.default_lr());
+    let base_lr = common.lr();
     println!(
         "batch-sweep: {} on {} ({} train samples), {}, lr {base_lr}{}, {}",
-        name(args.model),
-        name(args.dataset),
+        name(common.model),
+        name(common.dataset),
         data.train.len(),
-        name(args.optimizer),
+        name(common.optimizer),
         if args.lr_scaling {
             format!(" x batch/{}", args.base_batch)
         } else {
@@ -166,15 +125,12 @@ fn sweep(args: &Args) -> Result<(), String> {
         } else {
             base_lr
         };
-        let peak_bytes = step_peak(args, &data.train, batch);
-        let model = models::build(
-            args.model,
-            data.train.sample_shape(),
-            data.train.num_classes(),
-            0.0,
-            args.seed,
-        )?;
-        let opt = args.optimizer.build(model.params(), lr, 0.0);
+        let peak_bytes = step_peak(common, &data.train, batch);
+        let model = common.build_model(data.train.sample_shape(), data.train.num_classes())?;
+        let opt = common.build_optimizer(model.params(), lr);
+        // A schedule spans the epochs of one batch size (a timed run has no known end:
+        // its schedule spans the updates of --epochs).
+        let updates = data.train.len().div_ceil(batch) * args.epochs;
         let config = TrainConfig {
             epochs: if args.seconds.is_some() {
                 usize::MAX
@@ -182,7 +138,9 @@ fn sweep(args: &Args) -> Result<(), String> {
                 args.epochs
             },
             batch_size: BatchSizeSchedule::new(batch),
-            seed: args.seed,
+            schedule: common.schedule.build(updates),
+            clip_grad_norm: common.clip_grad_norm,
+            seed: common.seed,
             time_budget: args.seconds.map(Duration::from_secs_f64),
             ..TrainConfig::default()
         };
@@ -214,7 +172,10 @@ fn sweep(args: &Args) -> Result<(), String> {
         let samples = samples.max(1);
         let tail = recent.len().min((recent.len() / 10).max(1));
         let train_loss = recent[recent.len() - tail..].iter().sum::<f64>() / tail as f64;
-        let (_, val_accuracy) = evaluate(&mut trainer.model, &data.val, 512);
+        let val_accuracy = trainer
+            .evaluate(&data.val)
+            .metric("accuracy")
+            .unwrap_or(f64::NAN);
         rows.push(Row {
             batch,
             lr,
@@ -293,14 +254,14 @@ fn sweep(args: &Args) -> Result<(), String> {
             return Err("memory measurement needs the counting allocator".into());
         }
         let max = 1 << 16;
-        match largest_batch_that_fits(limit, max, |b| step_peak(args, &data.train, b)) {
+        match largest_batch_that_fits(limit, max, |b| step_peak(common, &data.train, b)) {
             Some(b) if b == max => {
                 println!("every batch up to {max} fits in {}", format_bytes(limit))
             }
             Some(b) => println!(
                 "largest batch that fits in {}: {b} (its step peaks at {})",
                 format_bytes(limit),
-                format_bytes(step_peak(args, &data.train, b))
+                format_bytes(step_peak(common, &data.train, b))
             ),
             None => println!("not even a batch of 1 fits in {}", format_bytes(limit)),
         }

@@ -1,5 +1,6 @@
 //! `tapegrad train`: trains an MLP or a CNN on the embedded digits or on Fashion-MNIST,
-//! with progress bars, `metrics.jsonl`, an SVG plot and resumable checkpoints.
+//! with progress bars, `metrics.jsonl`, an SVG plot, TensorBoard event files and
+//! resumable checkpoints.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,29 +8,27 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tapegrad_data::{BatchSizeSchedule, Dataset};
+use tapegrad_data::{
+    counting_enabled, format_bytes, largest_batch_that_fits, parse_bytes, stop_counting,
+    BatchSizeSchedule, Dataset,
+};
 use tapegrad_nn::Module;
+use tapegrad_train::adaptive::{AdaptiveBatch, LrRule};
+use tapegrad_train::tensorboard::{EventWriter, TrainingLog};
 use tapegrad_train::{write_atomic, Event, Stop, TrainConfig, Trainer};
 
-use crate::datasets::{self, DatasetName};
-use crate::models::{self, Arch};
+use crate::datasets;
 use crate::plot;
-use crate::setup::{
-    non_negative_f64, positive_f64, positive_usize, probability, OptimizerName, ScheduleName,
-};
+use crate::setup::{positive_usize, CommonArgs, OptimizerName};
+use crate::sweep::step_peak;
 
-/// Train a model and write metrics, a plot and checkpoints.
+/// Train a model and write metrics, a plot, TensorBoard events and checkpoints.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
 pub struct Args {
-    /// Dataset to train on.
-    #[arg(long, value_enum, default_value = "digits")]
-    pub dataset: DatasetName,
-    /// Folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Model architecture.
-    #[arg(long, value_enum, default_value = "mlp")]
-    pub model: Arch,
+    /// Data, model, optimiser and schedule.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
     /// Micro-batch size (samples per forward/backward pass).
     #[arg(long, default_value_t = 32, value_parser = positive_usize)]
     pub batch_size: usize,
@@ -37,42 +36,42 @@ pub struct Args {
     /// trains nothing.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Optimiser.
-    #[arg(long, value_enum, default_value = "adam")]
-    pub optimizer: OptimizerName,
-    /// Learning rate [default: 0.05 for sgd, 0.5 for lars, 0.01 for adagrad, 1e-3 otherwise].
-    #[arg(long, value_parser = positive_f64)]
-    pub lr: Option<f64>,
-    /// Weight decay.
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f64)]
-    pub weight_decay: f64,
-    /// Dropout probability after each hidden layer (0 = none); a checkpoint keeps the
-    /// layers' random streams, so a resumed run stays exact.
-    #[arg(long, default_value_t = 0.0, value_parser = probability)]
-    #[serde(default)]
-    pub dropout: f64,
-    /// Learning-rate schedule over the run's updates.
-    #[arg(long, value_enum, default_value = "constant")]
-    pub schedule: ScheduleName,
     /// Micro-batches per parameter update (effective batch = batch-size x accumulate).
     #[arg(long, default_value_t = 1, value_parser = positive_usize)]
     pub accumulate: usize,
     /// Grow the batch from an epoch on: EPOCH:SIZE, epochs counted from 1 as the progress
-    /// lines count them, repeatable (e.g. --grow-batch 5:128).
-    #[arg(long, value_parser = parse_milestone)]
-    pub grow_batch: Vec<(usize, usize)>,
-    /// Scale the learning rate with the batch size (linear scaling rule) when it grows.
+    /// lines count them, repeatable (e.g. --grow-batch 5:128); or `adaptive`: double the
+    /// batch (samples per update) whenever the measured gradient noise scale exceeds it or
+    /// the training loss plateaus, up to --max-batch, accumulating micro-batches above
+    /// the largest that fits --memory-limit, the learning rate following --lr-rule.
+    #[arg(long, value_parser = parse_growth)]
+    pub grow_batch: Vec<Growth>,
+    /// Scale the learning rate with the batch size (linear scaling rule) when it grows at
+    /// EPOCH:SIZE milestones.
     #[arg(long)]
     pub lr_scaling: bool,
-    /// Clip the global gradient L2 norm to this value.
-    #[arg(long, value_parser = positive_f64)]
-    pub clip_grad_norm: Option<f64>,
+    /// With --grow-batch adaptive: how the learning rate follows the batch from
+    /// --batch-size on [default: linear for sgd and lars, sqrt otherwise].
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub lr_rule: Option<LrRuleName>,
+    /// With --grow-batch adaptive: the largest batch it may grow to.
+    #[arg(long, default_value_t = 4096, value_parser = positive_usize)]
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// With --grow-batch adaptive: the memory one training step may use (e.g. 256MiB); the
+    /// largest micro-batch that fits is measured once, and larger batches accumulate.
+    #[arg(long, value_parser = parse_bytes)]
+    #[serde(default)]
+    pub memory_limit: Option<usize>,
+    /// The largest micro-batch measured for --memory-limit (saved, so a resumed run
+    /// accumulates as the original did).
+    #[arg(skip)]
+    #[serde(default)]
+    pub max_micro_batch: Option<usize>,
     /// Stop when the validation loss has not improved for this many epochs.
     #[arg(long, value_parser = positive_usize)]
     pub patience: Option<usize>,
-    /// Seed for initialisation and shuffling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Output folder [default: runs/<dataset>-<model>-<seed>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -82,16 +81,56 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
+    /// Also log a histogram of every parameter and of its gradient once per epoch to the
+    /// TensorBoard event file (scalars are always logged).
+    #[arg(long)]
+    #[serde(default)]
+    pub histograms: bool,
     /// No progress bars, one line per epoch.
     #[arg(long)]
     #[serde(default)]
     pub quiet: bool,
 }
 
-fn parse_milestone(s: &str) -> Result<(usize, usize), String> {
+/// A `--grow-batch` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Growth {
+    /// From this epoch (counted from 1) on, this micro-batch size.
+    At(usize, usize),
+    /// Grow adaptively.
+    Adaptive(AdaptiveWord),
+}
+
+/// The word `adaptive` (how [`Growth::Adaptive`] is saved in `args.json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdaptiveWord {
+    /// `adaptive`.
+    Adaptive,
+}
+
+/// The learning-rate rule of `--lr-rule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrRuleName {
+    /// lr x batch / first batch (Goyal et al. 2017, for SGD).
+    Linear,
+    /// lr x sqrt(batch / first batch) (the square-root rule for Adam-like optimisers).
+    Sqrt,
+}
+
+fn default_max_batch() -> usize {
+    4096
+}
+
+fn parse_growth(s: &str) -> Result<Growth, String> {
+    if s.trim() == "adaptive" {
+        return Ok(Growth::Adaptive(AdaptiveWord::Adaptive));
+    }
     let (e, b) = s
         .split_once(':')
-        .ok_or_else(|| format!("{s:?}: expected EPOCH:SIZE, e.g. 5:128"))?;
+        .ok_or_else(|| format!("{s:?}: expected EPOCH:SIZE, e.g. 5:128, or adaptive"))?;
     let e: usize = e
         .trim()
         .parse()
@@ -106,7 +145,7 @@ fn parse_milestone(s: &str) -> Result<(usize, usize), String> {
     if b == 0 {
         return Err(format!("{s:?}: the batch size must be positive"));
     }
-    Ok((e, b))
+    Ok(Growth::At(e, b))
 }
 
 impl Args {
@@ -114,13 +153,32 @@ impl Args {
         self.epochs.unwrap_or(10)
     }
 
-    fn lr(&self) -> f64 {
-        self.lr.unwrap_or_else(|| self.optimizer.default_lr())
+    fn adaptive(&self) -> bool {
+        self.grow_batch
+            .contains(&Growth::Adaptive(AdaptiveWord::Adaptive))
+    }
+
+    fn lr_rule(&self) -> LrRule {
+        let name = self.lr_rule.unwrap_or(match self.common.optimizer {
+            OptimizerName::Sgd | OptimizerName::Lars => LrRuleName::Linear,
+            _ => LrRuleName::Sqrt,
+        });
+        match name {
+            LrRuleName::Linear => LrRule::Linear,
+            LrRuleName::Sqrt => LrRule::Sqrt,
+        }
     }
 
     fn batch_schedule(&self) -> BatchSizeSchedule {
         let mut s = BatchSizeSchedule::new(self.batch_size);
-        let mut ms = self.grow_batch.clone();
+        let mut ms: Vec<(usize, usize)> = self
+            .grow_batch
+            .iter()
+            .filter_map(|g| match g {
+                Growth::At(e, b) => Some((*e, *b)),
+                Growth::Adaptive(_) => None,
+            })
+            .collect();
         ms.sort_unstable();
         for (e, b) in ms {
             // The flag counts epochs from 1, the schedule from 0.
@@ -188,14 +246,14 @@ fn resumed_args(cli: &Args, dir: &Path, explicit: &[String]) -> Result<Args, Str
     args.epochs = Some(cli.epochs.unwrap_or(args.epochs()));
     args.out = Some(dir.to_path_buf());
     args.quiet = cli.quiet;
-    if cli.data_dir.is_some() {
-        args.data_dir = cli.data_dir.clone();
+    if cli.common.data_dir.is_some() {
+        args.common.data_dir = cli.common.data_dir.clone();
     }
     Ok(args)
 }
 
 fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
-    let args = match &cli.resume {
+    let mut args = match &cli.resume {
         Some(dir) => resumed_args(cli, dir, explicit)?,
         None => cli.clone(),
     };
@@ -206,26 +264,19 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "runs/{}-{}-{}",
-            name(args.dataset),
-            name(args.model),
-            args.seed
+            name(args.common.dataset),
+            name(args.common.model),
+            args.common.seed
         ))
     });
 
     // Everything that can fail on the user's input is checked before the run folder is
     // touched: the data, the model for its shape, and a checkpoint being resumed.
     let started = Instant::now();
-    let data = datasets::load(args.dataset, args.data_dir.as_ref())?;
-    let model = models::build(
-        args.model,
-        data.train.sample_shape(),
-        data.train.num_classes(),
-        args.dropout,
-        args.seed,
-    )?;
-    let optimizer = args
-        .optimizer
-        .build(model.params(), args.lr(), args.weight_decay);
+    let data = datasets::load(args.common.dataset, args.common.data_dir.as_ref())?;
+    let common = &args.common.clone();
+    let model = common.build_model(data.train.sample_shape(), data.train.num_classes())?;
+    let optimizer = common.build_optimizer(model.params(), common.lr());
     let schedule = args.batch_schedule();
     let total_updates: usize = (0..args.epochs())
         .map(|e| {
@@ -235,13 +286,54 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
                 .div_ceil(args.accumulate)
         })
         .sum();
+    let adaptive = if args.adaptive() {
+        if args.grow_batch.len() > 1 || args.accumulate > 1 {
+            return Err("--grow-batch adaptive sets the batch and the accumulation itself: give it without EPOCH:SIZE milestones or --accumulate".into());
+        }
+        let max_micro = match (args.max_micro_batch, args.memory_limit) {
+            (Some(m), _) => m,
+            (None, None) => args.max_batch,
+            (None, Some(limit)) => {
+                if !counting_enabled() {
+                    return Err(
+                        "--memory-limit: memory measurement needs the counting allocator".into(),
+                    );
+                }
+                let fits = largest_batch_that_fits(limit, args.max_batch, |b| {
+                    step_peak(common, &data.train, b)
+                });
+                stop_counting();
+                let fits = fits.ok_or_else(|| {
+                    format!(
+                        "--memory-limit {}: not even a batch of 1 fits",
+                        format_bytes(limit)
+                    )
+                })?;
+                println!(
+                    "largest micro-batch that fits in {}: {fits}",
+                    format_bytes(limit)
+                );
+                fits
+            }
+        };
+        args.max_micro_batch = Some(max_micro);
+        Some(AdaptiveBatch::new(
+            args.batch_size,
+            args.max_batch,
+            max_micro,
+            args.lr_rule(),
+        ))
+    } else {
+        None
+    };
     let config = TrainConfig {
+        adaptive_batch: adaptive,
         epochs: args.epochs(),
         batch_size: schedule,
         accumulate: args.accumulate,
-        schedule: args.schedule.build(total_updates),
-        clip_grad_norm: args.clip_grad_norm,
-        seed: args.seed,
+        schedule: args.common.schedule.build(total_updates),
+        clip_grad_norm: args.common.clip_grad_norm,
+        seed: args.common.seed,
         early_stopping_patience: args.patience,
         checkpoint_dir: Some(out.clone()),
         ..TrainConfig::default()
@@ -265,13 +357,13 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
 
     println!(
         "training {} on {} ({} train / {} val / {} test samples), {} parameters, {} for {} epochs, batch {}{}",
-        name(args.model),
-        name(args.dataset),
+        name(args.common.model),
+        name(args.common.dataset),
         data.train.len(),
         data.val.len(),
         data.test.len(),
         trainer.model.num_params(),
-        name(args.optimizer),
+        name(args.common.optimizer),
         args.epochs(),
         args.batch_size,
         if args.accumulate > 1 { format!(" x {} accumulated", args.accumulate) } else { String::new() },
@@ -283,12 +375,29 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         );
     }
 
+    let events = EventWriter::create(&out).map_err(|e| e.to_string())?;
+    let mut log = TrainingLog::new(events, trainer.model.named_params(), args.histograms);
+    if cli.resume.is_some() {
+        // TensorBoard hides what an earlier process logged after the checkpoint.
+        log.writer()
+            .add_restart(trainer.state.iteration + 1)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut log_failed = false;
     let epochs = args.epochs();
     let quiet = args.quiet;
     let mut bar: Option<ProgressBar> = None;
     let metrics_path = out.join("metrics.jsonl");
     let mut history = trainer.state.history.clone();
-    let result = trainer.fit(&data.train, Some(&data.val), Some(&data.test), |event| match event {
+    let result = trainer.fit(&data.train, Some(&data.val), Some(&data.test), |event| {
+        if let Err(e) = log.record(event) {
+            if !log_failed {
+                eprintln!("warning: {e}");
+            }
+            log_failed = true;
+        }
+        match event {
+        Event::Update { .. } => {}
         Event::Batch { epoch, batch, batches, loss, samples_per_s, .. } => {
             if quiet {
                 return;
@@ -318,7 +427,11 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
                 eprintln!("warning: {e}");
             }
         }
+        }
     });
+    if let Err(e) = log.flush() {
+        eprintln!("warning: {e}");
+    }
     if let Some(b) = bar.take() {
         b.finish_and_clear();
     }
@@ -335,7 +448,10 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
             trainer.state.epoch
         ),
         (Stop::EarlyStopped, None) => {
-            let (_, acc) = trainer.evaluate(&data.test);
+            let acc = trainer
+                .evaluate(&data.test)
+                .metric("accuracy")
+                .unwrap_or(f64::NAN);
             println!(
                 "early stop at epoch {}: test accuracy {acc:.4} ({secs:.1} s)",
                 trainer.state.epoch
@@ -343,10 +459,30 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         }
         _ => println!("stopped at epoch {} ({secs:.1} s)", trainer.state.epoch),
     }
+    if let Some(a) = &trainer.state.adaptive {
+        let growths: Vec<String> = a
+            .growths
+            .iter()
+            .map(|(update, batch, why)| format!("{batch} at update {update} ({why})"))
+            .collect();
+        println!(
+            "adaptive batch: {} after {} updates; grew to {}; gradient noise scale {}",
+            a.batch,
+            trainer.state.iteration,
+            if growths.is_empty() {
+                "nothing".to_string()
+            } else {
+                growths.join(", ")
+            },
+            a.noise_scale()
+                .map_or("not measured".to_string(), |b| format!("{b:.0}")),
+        );
+    }
     println!(
-        "wrote {}, {} and a checkpoint in {}",
+        "wrote {}, {}, TensorBoard events (tensorboard --logdir {}) and a checkpoint in {}",
         metrics_path.display(),
         plot_path.display(),
+        out.display(),
         out.display()
     );
     Ok(())

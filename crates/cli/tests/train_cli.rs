@@ -56,6 +56,13 @@ fn train_one_epoch_writes_metrics_plot_and_checkpoint_then_resumes() {
     assert!(svg.starts_with("<svg") && svg.contains("accuracy"));
     assert!(out.join("checkpoint.json").exists());
 
+    // TensorBoard: one event per update with the per-step scalars, one per epoch.
+    let updates = lines[0]["iteration"].as_u64().unwrap() as usize;
+    let records = event_records(&out);
+    assert_eq!(count_with(&records, b"grad_norm"), updates);
+    assert_eq!(count_with(&records, b"samples_per_s"), updates);
+    assert_eq!(count_with(&records, b"accuracy/val"), 1);
+
     let (ok, stdout, stderr) = run(tapegrad()
         .args(["train", "--epochs", "2", "--quiet", "--resume"])
         .arg(&out));
@@ -63,6 +70,49 @@ fn train_one_epoch_writes_metrics_plot_and_checkpoint_then_resumes() {
     assert!(stdout.contains("resumed at epoch 1"), "{stdout}");
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    // The resumed run writes a second event file that continues the steps.
+    let records = event_records(&out);
+    assert_eq!(count_with(&records, b"grad_norm"), 2 * updates);
+    assert_eq!(count_with(&records, b"accuracy/val"), 2);
+    let files = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("events.out.tfevents.")
+        })
+        .count();
+    assert_eq!(files, 2);
+}
+
+/// The payloads of the TFRecords in every event file of `dir` (the framing is checked:
+/// each record's length fits the file; CRCs are checked by the train crate's tests and in
+/// CI by TensorBoard's reader).
+fn event_records(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("events.out.tfevents.") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+            let start = at + 12;
+            assert!(start + len + 4 <= bytes.len(), "{name}: truncated record");
+            records.push(bytes[start..start + len].to_vec());
+            at = start + len + 4;
+        }
+    }
+    records
+}
+
+fn count_with(records: &[Vec<u8>], tag: &[u8]) -> usize {
+    records
+        .iter()
+        .filter(|r| r.windows(tag.len()).any(|w| w == tag))
+        .count()
 }
 
 #[test]
@@ -201,4 +251,52 @@ fn a_run_with_dropout_resumes_exactly() {
     assert!(weights(&whole) == weights(&split), "resumed weights differ");
     let settings = std::fs::read_to_string(split.join("args.json")).unwrap();
     assert!(settings.contains("\"dropout\": 0.2"), "{settings}");
+}
+
+#[test]
+fn train_grows_the_batch_adaptively_within_a_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (ok, stdout, stderr) = run(tapegrad()
+        .args([
+            "train",
+            "--grow-batch",
+            "adaptive",
+            "--batch-size",
+            "8",
+            "--max-batch",
+            "64",
+            "--memory-limit",
+            "8MiB",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("largest micro-batch that fits in 8.0 MiB"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("adaptive batch: "), "{stdout}");
+    // The measured micro-batch is saved with the run, for an exact resume.
+    let args = std::fs::read_to_string(out.join("args.json")).unwrap();
+    assert!(args.contains("\"max_micro_batch\": "), "{args}");
+    assert!(args.contains("\"adaptive\""), "{args}");
+    let checkpoint = std::fs::read_to_string(out.join("checkpoint.json")).unwrap();
+    assert!(checkpoint.contains("\"adaptive\": {"), "{checkpoint}");
+
+    let (ok, _, stderr) = run(tapegrad().args([
+        "train",
+        "--grow-batch",
+        "adaptive",
+        "--accumulate",
+        "2",
+        "--quiet",
+    ]));
+    assert!(
+        !ok && stderr.contains("--grow-batch adaptive sets the batch"),
+        "{stderr}"
+    );
 }

@@ -34,7 +34,7 @@ pub use dataset::{Dataset, InMemoryDataset};
 pub use digits::digits;
 pub use error::DataError;
 pub use idx::{fashion_mnist, read_idx, read_idx_pair, IdxArray, FASHION_MNIST_DIR};
-pub use loader::{Batch, DataLoader, EpochIter};
+pub use loader::{epoch_order, Batch, DataLoader, EpochIter};
 pub use memory::{
     counting_enabled, current_bytes, format_bytes, largest_batch_that_fits, measure_peak,
     parse_bytes, peak_bytes, reset_peak, stop_counting, CountingAllocator,

@@ -132,17 +132,9 @@ impl<D: Dataset + 'static> DataLoader<D> {
         }
     }
 
-    /// The order in which epoch `epoch` visits the samples.
+    /// The order in which epoch `epoch` visits the samples ([`epoch_order`]).
     pub fn order(&self, epoch: usize) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
-        if let Some(seed) = self.seed {
-            let mixed = seed
-                ^ (epoch as u64)
-                    .wrapping_add(1)
-                    .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(mixed));
-        }
-        order
+        epoch_order(self.dataset.len(), self.seed, epoch)
     }
 
     /// The batches of epoch `epoch`.
@@ -188,6 +180,28 @@ impl<D: Dataset + 'static> DataLoader<D> {
             source: Source::Prefetch(rx, Some(handle)),
         }
     }
+}
+
+/// The order in which epoch `epoch` visits `len` samples: with a seed, a permutation that
+/// depends only on the seed and the epoch (so a resumed run draws the same batches);
+/// without one, `0..len`. Shared by [`DataLoader`] and the trainer's loader.
+///
+/// ```
+/// let order = tapegrad_data::epoch_order(5, Some(3), 0);
+/// assert_eq!(order, tapegrad_data::epoch_order(5, Some(3), 0));
+/// assert_ne!(order, tapegrad_data::epoch_order(5, Some(3), 1));
+/// assert_eq!(tapegrad_data::epoch_order(3, None, 7), vec![0, 1, 2]);
+/// ```
+pub fn epoch_order(len: usize, seed: Option<u64>, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    if let Some(seed) = seed {
+        let mixed = seed
+            ^ (epoch as u64)
+                .wrapping_add(1)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(mixed));
+    }
+    order
 }
 
 fn make_batch<D: Dataset + ?Sized>(dataset: &D, indices: Vec<usize>) -> Batch {

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 use tapegrad_nn::Module;
 
+use crate::adaptive::AdaptiveState;
 use crate::{EpochMetrics, Kept, TrainError, Trainer};
 
 /// Where training is: saved in every checkpoint, so a resumed run continues exactly.
@@ -37,6 +38,9 @@ pub struct TrainState {
     /// built): the batch-size factor and the schedule scale these.
     #[serde(default)]
     pub base_lrs: Vec<f64>,
+    /// The adaptive batch-size controller, when the batch grows adaptively.
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveState>,
 }
 
 impl TrainState {

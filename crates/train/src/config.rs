@@ -1,13 +1,17 @@
 //! How to train ([`TrainConfig`]) and what training reports ([`EpochMetrics`],
 //! [`Event`], [`Stop`]).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tapegrad::Grads;
 use tapegrad_data::BatchSizeSchedule;
 use tapegrad_optim::schedule::Schedule;
+
+use crate::adaptive::AdaptiveBatch;
 
 /// How to train. `batch_size` is the micro-batch (what one forward/backward holds in
 /// memory); each parameter update averages `accumulate` micro-batches, so the effective
@@ -37,6 +41,9 @@ pub struct TrainConfig {
     pub time_budget: Option<Duration>,
     /// Batch size used for evaluation.
     pub eval_batch_size: usize,
+    /// Grow the batch adaptively (gradient noise scale, loss plateau) instead of by
+    /// `batch_size` and `accumulate`, which are then not used.
+    pub adaptive_batch: Option<AdaptiveBatch>,
 }
 
 impl Default for TrainConfig {
@@ -53,6 +60,7 @@ impl Default for TrainConfig {
             max_iterations: None,
             time_budget: None,
             eval_batch_size: 512,
+            adaptive_batch: None,
         }
     }
 }
@@ -68,15 +76,19 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     /// Loss on the validation set.
     pub val_loss: Option<f64>,
-    /// Accuracy on the validation set.
+    /// Accuracy on the validation set (the metric `accuracy`, if the loss reports it).
     pub val_accuracy: Option<f64>,
+    /// Every metric the loss reports, on the validation set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub val_metrics: BTreeMap<String, f64>,
     /// Accuracy on the test set, when one was evaluated.
     pub test_accuracy: Option<f64>,
     /// Training samples per second (forward, backward and update).
     pub samples_per_s: f64,
     /// Learning rate at the end of the epoch.
     pub lr: f64,
-    /// Micro-batch size of the epoch.
+    /// Micro-batch size of the epoch (with an adaptive batch: samples per update at the
+    /// epoch's end).
     pub batch_size: usize,
     /// Wall-clock seconds of the epoch's training.
     pub seconds: f64,
@@ -84,7 +96,7 @@ pub struct EpochMetrics {
 
 /// Progress events, for progress bars and logs.
 #[derive(Clone, Debug)]
-pub enum Event {
+pub enum Event<'a> {
     /// A micro-batch was processed.
     Batch {
         /// 0-based epoch.
@@ -100,8 +112,44 @@ pub enum Event {
         /// Training samples per second in the epoch so far.
         samples_per_s: f64,
     },
+    /// A parameter update was taken.
+    Update {
+        /// What it was.
+        metrics: UpdateMetrics,
+        /// The gradients it stepped with (after clipping), keyed by parameter.
+        grads: GradsRef<'a>,
+    },
     /// An epoch finished and was evaluated.
     Epoch(EpochMetrics),
+}
+
+/// What one parameter update was (one step of TensorBoard's per-step scalars).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateMetrics {
+    /// Updates done, this one included (the step it is logged at).
+    pub iteration: usize,
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Mean loss over the update's samples.
+    pub loss: f64,
+    /// The first parameter group's learning rate for this update.
+    pub lr: f64,
+    /// Global L2 norm of the gradient, before clipping.
+    pub grad_norm: f64,
+    /// Samples in the update (micro-batch x accumulated micro-batches).
+    pub batch_size: usize,
+    /// Training samples per second in the epoch so far.
+    pub samples_per_s: f64,
+}
+
+/// The gradients of an [`Event::Update`], borrowed for the time of the callback.
+#[derive(Clone, Copy)]
+pub struct GradsRef<'a>(pub &'a Grads);
+
+impl std::fmt::Debug for GradsRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Grads({} tensors)", self.0.len())
+    }
 }
 
 /// Why [`Trainer::fit`] returned.

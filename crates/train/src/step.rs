@@ -3,7 +3,7 @@
 
 use tapegrad::{Grads, Tensor};
 use tapegrad_nn::Param;
-use tapegrad_optim::{clip_grad_norm, Optimizer};
+use tapegrad_optim::{clip_grad_norm, grad_norm, Optimizer};
 
 /// The gradients of one parameter update, gathered over one or more micro-batches.
 ///
@@ -33,6 +33,7 @@ use tapegrad_optim::{clip_grad_norm, Optimizer};
 pub struct Update {
     parts: Vec<(Grads, usize)>,
     samples: usize,
+    micro_norms: bool,
 }
 
 impl Update {
@@ -54,6 +55,13 @@ impl Update {
         Ok(value)
     }
 
+    /// Also measure each micro-batch's gradient norm when applying
+    /// ([`Applied::micro_grad_sq_norms`]), for the gradient noise scale.
+    pub fn with_micro_norms(mut self) -> Self {
+        self.micro_norms = true;
+        self
+    }
+
     /// Micro-batches gathered so far.
     pub fn micro_batches(&self) -> usize {
         self.parts.len()
@@ -66,8 +74,9 @@ impl Update {
 
     /// Combines the micro-batches' gradients, clips their global L2 norm to `clip` if
     /// given, and takes one optimiser step at the optimiser's current learning rate.
-    /// Returns the norm before clipping when clipping, or `Err(norm)` if that norm is NaN
-    /// or infinite, in which case the parameters are not changed.
+    /// Returns the combined gradients and their global L2 norm before clipping, or
+    /// `Err(norm)` if that norm is NaN or infinite, in which case the parameters are not
+    /// changed.
     ///
     /// # Panics
     /// If no micro-batch was added.
@@ -77,14 +86,19 @@ impl Update {
         params: &[Param],
         optimizer: &mut dyn Optimizer,
         clip: Option<f64>,
-    ) -> Result<Option<f64>, f64> {
+    ) -> Result<Applied, f64> {
         assert!(
             !self.parts.is_empty(),
             "Update::apply: no micro-batch was added"
         );
         let samples = self.samples;
         let mut total: Option<Grads> = None;
+        let mut micro_grad_sq_norms = Vec::new();
         for (mut g, n) in self.parts {
+            if self.micro_norms {
+                micro_grad_sq_norms
+                    .push(grad_norm(&g, params.iter().map(|p| p.tensor()), 2.0).powi(2));
+            }
             if samples != n {
                 g.scale(n as f64 / samples as f64);
             }
@@ -94,24 +108,31 @@ impl Update {
             }
         }
         let mut grads = total.expect("at least one micro-batch");
+        let tensors = params.iter().map(|p| p.tensor());
         let norm = match clip {
-            Some(max_norm) => {
-                let norm = clip_grad_norm(
-                    &mut grads,
-                    params.iter().map(|p| p.tensor()),
-                    max_norm,
-                    2.0,
-                    false,
-                )
-                .expect("no error without error_if_nonfinite");
-                if !norm.is_finite() {
-                    return Err(norm);
-                }
-                Some(norm)
-            }
-            None => None,
+            Some(max_norm) => clip_grad_norm(&mut grads, tensors, max_norm, 2.0, false)
+                .expect("no error without error_if_nonfinite"),
+            None => grad_norm(&grads, tensors, 2.0),
         };
+        if !norm.is_finite() {
+            return Err(norm);
+        }
         optimizer.step(&grads);
-        Ok(norm)
+        Ok(Applied {
+            grad_norm: norm,
+            grads,
+            micro_grad_sq_norms,
+        })
     }
+}
+
+/// What [`Update::apply`] did: the gradients it stepped with (after clipping) and their
+/// global L2 norm before clipping.
+pub struct Applied {
+    /// The global L2 norm of the combined gradients, before clipping.
+    pub grad_norm: f64,
+    /// The combined gradients (clipped, if clipping was asked for).
+    pub grads: Grads,
+    /// Each micro-batch's squared gradient norm, if [`Update::with_micro_norms`] asked.
+    pub micro_grad_sq_norms: Vec<f64>,
 }

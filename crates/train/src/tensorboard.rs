@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tapegrad::Tensor;
+use tapegrad::{Grads, Tensor};
+use tapegrad_nn::Param;
+
+use crate::Event;
 
 /// Why writing a TensorBoard event file failed.
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +222,105 @@ impl Drop for EventWriter {
     fn drop(&mut self) {
         // Errors cannot be returned from drop; `flush` is there to see them.
         let _ = self.out.flush();
+    }
+}
+
+/// Logs a training run's [`Event`]s to an [`EventWriter`]: at every update (step = updates
+/// done) the scalars `loss/train`, `lr`, `grad_norm`, `batch_size` and `samples_per_s`; at
+/// every epoch end `loss/train_epoch` and, when a validation set is evaluated, `loss/val`
+/// and `accuracy/val`; with histograms on, `weights/<name>` and `grads/<name>` (the
+/// epoch's last update) of each parameter once per epoch.
+///
+/// ```
+/// use tapegrad::DType;
+/// use tapegrad_data::{digits, BatchSizeSchedule};
+/// use tapegrad_nn::{Linear, Module};
+/// use tapegrad_optim::{Sgd, SgdConfig};
+/// use tapegrad_train::tensorboard::{EventWriter, TrainingLog};
+/// use tapegrad_train::{TrainConfig, Trainer};
+///
+/// let data = digits().unwrap().subset(&(0..100).collect::<Vec<_>>());
+/// let model = Linear::with_options(64, 10, true, DType::F32, 0);
+/// let sgd = Sgd::new(model.params(), SgdConfig { lr: 0.1, ..SgdConfig::default() });
+/// let config = TrainConfig { epochs: 1, batch_size: BatchSizeSchedule::new(25), ..TrainConfig::default() };
+/// let run = tempfile::tempdir().unwrap();
+/// let mut log = TrainingLog::new(EventWriter::create(run.path()).unwrap(), model.named_params(), true);
+/// let mut trainer = Trainer::new(model, Box::new(sgd), config);
+/// trainer.fit(&data, None, None, |event| log.record(event).unwrap()).unwrap();
+/// log.flush().unwrap();
+/// ```
+pub struct TrainingLog {
+    writer: EventWriter,
+    params: Vec<(String, Param)>,
+    histograms: bool,
+    last_grads: Option<Grads>,
+}
+
+impl TrainingLog {
+    /// Logs to `writer`; `params` (the model's named parameters) are shown as histograms
+    /// once per epoch if `histograms` is set.
+    pub fn new(writer: EventWriter, params: Vec<(String, Param)>, histograms: bool) -> Self {
+        TrainingLog {
+            writer,
+            params,
+            histograms,
+            last_grads: None,
+        }
+    }
+
+    /// The event writer (for a restart marker or other records).
+    pub fn writer(&mut self) -> &mut EventWriter {
+        &mut self.writer
+    }
+
+    /// Records one training event.
+    pub fn record(&mut self, event: &Event<'_>) -> Result<(), TensorBoardError> {
+        match event {
+            Event::Batch { .. } => Ok(()),
+            Event::Update { metrics: m, grads } => {
+                if self.histograms {
+                    // Handles to the gradient tensors: no copy of their values.
+                    self.last_grads = Some(grads.0.clone());
+                }
+                self.writer.add_scalars(
+                    m.iteration,
+                    &[
+                        ("loss/train", m.loss),
+                        ("lr", m.lr),
+                        ("grad_norm", m.grad_norm),
+                        ("batch_size", m.batch_size as f64),
+                        ("samples_per_s", m.samples_per_s),
+                    ],
+                )
+            }
+            Event::Epoch(m) => {
+                let mut scalars = vec![("loss/train_epoch", m.train_loss)];
+                scalars.extend(m.val_loss.map(|v| ("loss/val", v)));
+                scalars.extend(m.val_accuracy.map(|v| ("accuracy/val", v)));
+                self.writer.add_scalars(m.iteration, &scalars)?;
+                if self.histograms {
+                    let grads = self.last_grads.take();
+                    for (name, p) in &self.params {
+                        let step = m.iteration;
+                        self.writer.add_tensor_histogram(
+                            &format!("weights/{name}"),
+                            p.tensor(),
+                            step,
+                        )?;
+                        if let Some(g) = grads.as_ref().and_then(|g| g.get(p.tensor())) {
+                            self.writer
+                                .add_tensor_histogram(&format!("grads/{name}"), g, step)?;
+                        }
+                    }
+                }
+                self.writer.flush()
+            }
+        }
+    }
+
+    /// Writes the buffered records to the file.
+    pub fn flush(&mut self) -> Result<(), TensorBoardError> {
+        self.writer.flush()
     }
 }
 

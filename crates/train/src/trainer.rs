@@ -1,20 +1,101 @@
-//! [`Trainer`]: epochs of updates, evaluation, metrics, early stopping and checkpoints,
-//! for a classifier trained with cross-entropy.
+//! [`Trainer`]: epochs of [`step`](Trainer::step)s, evaluation, metrics, early stopping
+//! and checkpoints, for any model and any loss: the user's step closure turns a model and
+//! a [`Batch`] into a [`Loss`].
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::time::Instant;
 
 use tapegrad::{no_grad, DType, Tensor};
-use tapegrad_data::{Batch, DataLoader, Dataset};
-use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions, Reduction};
+use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
 use tapegrad_nn::{Module, Param};
 use tapegrad_optim::{EarlyStopping, Mode, Observation, Optimizer};
 
-use crate::{EpochMetrics, Event, Stop, TrainConfig, TrainError, TrainState, Update};
+use crate::adaptive::AdaptiveState;
+use crate::{
+    Applied, Batch, EpochMetrics, Event, GradsRef, Samples, Stop, TrainConfig, TrainError,
+    TrainState, Update, UpdateMetrics,
+};
 
-/// Trains a classifier `model` (logits out) with cross-entropy. Batches are converted to
-/// the dtype of the model's first parameter.
+/// What a step closure returns: the loss to minimise (a scalar: the mean over the batch's
+/// samples) and, optionally, metrics of the batch (means over its samples, such as
+/// accuracy), which evaluation averages over a whole set.
+///
+/// A closure may return a bare loss tensor: `Loss` is `From<Tensor>`.
+pub struct Loss {
+    /// The mean loss over the batch.
+    pub value: Tensor,
+    /// Named per-batch metrics (means over the batch's samples).
+    pub metrics: Vec<(&'static str, f64)>,
+}
+
+impl From<Tensor> for Loss {
+    fn from(value: Tensor) -> Self {
+        Loss {
+            value,
+            metrics: Vec::new(),
+        }
+    }
+}
+
+impl Loss {
+    /// Adds a metric of the batch (a mean over its samples).
+    pub fn with_metric(mut self, name: &'static str, value: f64) -> Self {
+        self.metrics.push((name, value));
+        self
+    }
+}
+
+/// A step closure: the loss of `model` on a batch.
+pub type LossFn<M> = dyn Fn(&M, &Batch) -> Loss + Send + Sync;
+
+/// Cross-entropy of a classifier on batches whose field 0 is the input (converted to the
+/// dtype of the model's first parameter) and field 1 the classes, with the batch's
+/// accuracy as metric `accuracy`: the loss of [`Trainer::new`].
+pub fn classification_loss<M: Module>(model: &M, batch: &Batch) -> Loss {
+    let dtype = model.params().first().map_or(DType::F32, |p| p.dtype());
+    let logits = model.forward(&batch.tensor(0).to_dtype(dtype));
+    let classes = batch.classes(1);
+    let loss = cross_entropy(&logits, classes, &CrossEntropyOptions::default());
+    let correct = accuracy_count(&logits, classes);
+    Loss::from(loss).with_metric("accuracy", correct as f64 / batch.len().max(1) as f64)
+}
+
+/// Trains `model` by minimising the loss its step closure computes on batches of a
+/// [`Samples`] set.
+///
+/// A classifier on a `tapegrad-data` dataset is one line, [`Trainer::new`] (cross-entropy,
+/// accuracy as metric); any other loss or data goes through [`Trainer::with_loss`]:
+///
+/// ```
+/// use tapegrad::DType;
+/// use tapegrad_data::{digits, BatchSizeSchedule};
+/// use tapegrad_nn::{loss::{mse_loss, Reduction}, Linear, Module};
+/// use tapegrad_optim::{Adam, AdamConfig};
+/// use tapegrad_train::{Field, TensorDataset, TrainConfig, Trainer};
+///
+/// // Classification on the digits: one line.
+/// let (train, test) = digits().unwrap().split(0.2, 0);
+/// let model = Linear::new(64, 10, 0);
+/// let adam = Box::new(Adam::new(model.params(), AdamConfig { lr: 0.01, ..AdamConfig::default() }));
+/// let config = TrainConfig { epochs: 2, ..TrainConfig::default() };
+/// let mut trainer = Trainer::new(model, adam, config);
+/// trainer.fit(&train, None, Some(&test), |_| {}).unwrap();
+/// assert!(trainer.state.history[1].test_accuracy.unwrap() > 0.8);
+///
+/// // Regression with your own loss: y = 2 x0 - x1 from a TensorDataset.
+/// let x = tapegrad::Tensor::randn(&[256, 2], DType::F32, 1);
+/// let y = x.matmul(&tapegrad::Tensor::from_vec(vec![2.0f32, -1.0], &[2, 1]));
+/// let data = TensorDataset::new(vec![Field::Tensor(x), Field::Tensor(y)]);
+/// let model = Linear::new(2, 1, 0);
+/// let adam = Box::new(Adam::new(model.params(), AdamConfig { lr: 0.05, ..AdamConfig::default() }));
+/// let config = TrainConfig { epochs: 20, batch_size: BatchSizeSchedule::new(32), ..TrainConfig::default() };
+/// let mut trainer = Trainer::with_loss(model, adam, config, |m: &Linear, b| {
+///     mse_loss(&m.forward(b.tensor(0)), b.tensor(1), Reduction::Mean)
+/// });
+/// trainer.fit(&data, None, None, |_| {}).unwrap();
+/// assert!(trainer.state.history[19].train_loss < 1e-3);
+/// ```
 pub struct Trainer<M: Module> {
     /// The model.
     pub model: M,
@@ -24,17 +105,52 @@ pub struct Trainer<M: Module> {
     pub config: TrainConfig,
     /// Progress so far.
     pub state: TrainState,
+    /// The step closure.
+    loss: Box<LossFn<M>>,
     /// Where the last checkpoint written or resumed from was taken (see [`Kept`](crate::Kept)).
     pub(crate) last_checkpoint: Option<String>,
 }
 
+/// What one [`Trainer::step`] did.
+pub struct Stepped {
+    /// Each micro-batch's loss.
+    pub losses: Vec<f64>,
+    /// The mean loss over all the update's samples.
+    pub loss: f64,
+    /// Samples in the update.
+    pub samples: usize,
+    /// The gradients and their norm.
+    pub applied: Applied,
+}
+
 impl<M: Module> Trainer<M> {
-    /// A trainer at epoch 0.
+    /// A trainer of a classifier (cross-entropy, [`classification_loss`]) at epoch 0.
     ///
     /// # Panics
     /// If `config.accumulate` is 0.
     #[track_caller]
-    pub fn new(model: M, optimizer: Box<dyn Optimizer>, config: TrainConfig) -> Self {
+    pub fn new(model: M, optimizer: Box<dyn Optimizer>, config: TrainConfig) -> Self
+    where
+        M: 'static,
+    {
+        Self::with_loss(model, optimizer, config, classification_loss::<M>)
+    }
+
+    /// A trainer that minimises what `loss` computes for the model on each batch (a
+    /// [`Loss`], or a bare loss tensor), at epoch 0.
+    ///
+    /// # Panics
+    /// If `config.accumulate` is 0.
+    #[track_caller]
+    pub fn with_loss<L: Into<Loss>>(
+        model: M,
+        optimizer: Box<dyn Optimizer>,
+        config: TrainConfig,
+        loss: impl Fn(&M, &Batch) -> L + Send + Sync + 'static,
+    ) -> Self
+    where
+        M: 'static,
+    {
         assert!(
             config.accumulate > 0,
             "Trainer: accumulate must be at least 1"
@@ -51,6 +167,7 @@ impl<M: Module> Trainer<M> {
                 base_lrs,
                 ..TrainState::default()
             },
+            loss: Box::new(move |m, b| loss(m, b).into()),
             last_checkpoint: None,
         }
     }
@@ -66,25 +183,29 @@ impl<M: Module> Trainer<M> {
                 .is_some_and(|t| started.elapsed() >= t)
     }
 
-    /// Mean cross-entropy and accuracy of the model on `data`, in evaluation mode.
-    pub fn evaluate<D: Dataset + Clone + 'static>(&mut self, data: &D) -> (f64, f64) {
-        evaluate(&mut self.model, data, self.config.eval_batch_size)
+    /// Mean loss and metrics of the model on `data`, in evaluation mode.
+    pub fn evaluate<S: Samples + ?Sized>(&mut self, data: &S) -> Evaluation {
+        evaluate(
+            &mut self.model,
+            &*self.loss,
+            data,
+            self.config.eval_batch_size,
+        )
     }
 
     /// Trains until `config.epochs` epochs are done (continuing from `state`), evaluating
     /// on `val` after each epoch and on `test` after the last, reporting progress to
     /// `on_event`.
-    pub fn fit<D: Dataset + Clone + 'static>(
+    pub fn fit<S: Samples + ?Sized>(
         &mut self,
-        train: &D,
-        val: Option<&D>,
-        test: Option<&D>,
-        mut on_event: impl FnMut(&Event),
+        train: &S,
+        val: Option<&S>,
+        test: Option<&S>,
+        mut on_event: impl FnMut(&Event<'_>),
     ) -> Result<Stop, TrainError> {
         let started = Instant::now();
-        let train = Arc::new(train.clone());
         while self.state.epoch < self.config.epochs {
-            let run = match self.train_epoch(&train, started, &mut on_event)? {
+            let run = match self.train_epoch(train, started, &mut on_event)? {
                 ControlFlow::Break(stop) => return Ok(stop),
                 ControlFlow::Continue(run) => run,
             };
@@ -95,99 +216,175 @@ impl<M: Module> Trainer<M> {
         Ok(Stop::Completed)
     }
 
+    /// The micro-batch size and the micro-batches per update now.
+    fn batch_plan(&mut self) -> (usize, usize) {
+        match &self.config.adaptive_batch {
+            Some(adaptive) => self
+                .state
+                .adaptive
+                .get_or_insert_with(|| AdaptiveState::new(adaptive))
+                .plan(adaptive),
+            None => (
+                self.config.batch_size.batch_size(self.state.epoch),
+                self.config.accumulate,
+            ),
+        }
+    }
+
+    /// The factor on every group's base learning rate for the current batch size.
+    fn lr_factor(&self) -> f64 {
+        match (&self.config.adaptive_batch, &self.state.adaptive) {
+            (Some(config), Some(state)) => config.lr_rule.factor(state.batch, config.initial),
+            _ => self.config.batch_size.lr_factor(self.state.epoch),
+        }
+    }
+
     /// Trains the rest of the current epoch, one [`step`](Self::step) per `accumulate`
-    /// micro-batches; stops early (checkpointed) when the budget runs out.
-    fn train_epoch<D: Dataset + 'static>(
+    /// micro-batches drawn in the epoch's seeded order; stops early (checkpointed) when
+    /// the budget runs out.
+    fn train_epoch<S: Samples + ?Sized>(
         &mut self,
-        train: &Arc<D>,
+        train: &S,
         started: Instant,
-        on_event: &mut impl FnMut(&Event),
+        on_event: &mut impl FnMut(&Event<'_>),
     ) -> Result<ControlFlow<Stop, EpochRun>, TrainError> {
         let epoch = self.state.epoch;
-        let micro = self.config.batch_size.batch_size(epoch);
-        let loader = DataLoader::from_arc(train.clone(), micro).shuffle(self.config.seed);
-        let batches = loader.batches_per_epoch();
-        let lr_factor = self.config.batch_size.lr_factor(epoch);
-        let params = self.model.params();
-        let dtype = params.first().map_or(DType::F32, |p| p.dtype());
+        let order = tapegrad_data::epoch_order(train.num_samples(), Some(self.config.seed), epoch);
         let epoch_start = Instant::now();
         let start_samples = self.state.epoch_samples;
+        let mut batch_size = self.batch_plan().0;
         self.model.set_training(true);
-        let mut iter = loader
-            .epoch_from(epoch, self.state.batch_in_epoch)
-            .peekable();
-        while iter.peek().is_some() {
-            let mut update = Update::new();
-            for _ in 0..self.config.accumulate {
-                let Some(batch) = iter.next() else { break };
-                let index = self.state.batch_in_epoch + update.micro_batches();
-                let loss = self.batch_loss(&batch, dtype);
-                let value =
-                    update
-                        .add(&loss, batch.len())
-                        .map_err(|value| TrainError::NonFiniteLoss {
-                            epoch: epoch + 1,
-                            iteration: self.state.iteration,
-                            batch: index + 1,
-                            value,
-                            kept: self.kept(),
-                        })?;
-                self.state.epoch_loss_sum += value * batch.len() as f64;
+        // The epoch's position is the samples it has drawn, so a resumed run (or a batch
+        // that grows mid-epoch) continues from the next sample of the same order.
+        while self.state.epoch_samples < order.len() {
+            let (micro, accumulate) = self.batch_plan();
+            batch_size = self.state.adaptive.as_ref().map_or(micro, |a| a.batch);
+            let batches = self.state.batch_in_epoch
+                + (order.len() - self.state.epoch_samples).div_ceil(micro);
+            let mut at = self.state.epoch_samples;
+            let micro_batches: Vec<Batch> = (0..accumulate)
+                .map_while(|_| {
+                    let end = (at + micro).min(order.len());
+                    let batch = (at < end).then(|| train.batch(&order[at..end]));
+                    at = end;
+                    batch
+                })
+                .collect();
+            let stepped = self.step(&micro_batches)?;
+            for (i, (batch, loss)) in micro_batches.iter().zip(&stepped.losses).enumerate() {
+                self.state.epoch_loss_sum += loss * batch.len() as f64;
                 self.state.epoch_samples += batch.len();
                 let seen = self.state.epoch_samples - start_samples;
                 on_event(&Event::Batch {
                     epoch,
-                    batch: index,
+                    batch: self.state.batch_in_epoch + i,
                     batches,
-                    loss: value,
+                    loss: *loss,
                     samples: self.state.epoch_samples,
                     samples_per_s: seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9),
                 });
             }
-            let consumed = update.micro_batches();
-            self.step(update, &params, lr_factor)?;
-            self.state.batch_in_epoch += consumed;
-            if self.over_budget(started) && iter.peek().is_some() {
-                drop(iter);
+            self.state.batch_in_epoch += micro_batches.len();
+            let seen = self.state.epoch_samples - start_samples;
+            let metrics = UpdateMetrics {
+                iteration: self.state.iteration,
+                epoch,
+                loss: stepped.loss,
+                lr: self.optimizer.lr(),
+                grad_norm: stepped.applied.grad_norm,
+                batch_size: stepped.samples,
+                samples_per_s: seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9),
+            };
+            on_event(&Event::Update {
+                metrics,
+                grads: GradsRef(&stepped.applied.grads),
+            });
+            drop(stepped);
+            if self.over_budget(started) && self.state.epoch_samples < order.len() {
                 self.checkpoint_if_configured()?;
                 return Ok(ControlFlow::Break(Stop::Budget));
             }
         }
         Ok(ControlFlow::Continue(EpochRun {
-            batch_size: micro,
+            batch_size,
             seconds: epoch_start.elapsed().as_secs_f64(),
             samples: self.state.epoch_samples - start_samples,
         }))
     }
 
-    /// The mean cross-entropy of the model on `batch` (converted to `dtype`).
-    fn batch_loss(&self, batch: &Batch, dtype: DType) -> Tensor {
-        let ce = CrossEntropyOptions {
-            reduction: Reduction::Mean,
-            ..Default::default()
-        };
-        cross_entropy(&self.model.forward(&batch.x.to_dtype(dtype)), &batch.y, &ce)
+    /// One parameter update: the step closure's loss on each of `micro_batches`, their
+    /// gradients combined as one batch's (weighted by size), each group's learning rate
+    /// for this iteration (its base rate, scaled for the batch size, then by the
+    /// schedule, so ratios between groups survive), clipping, the optimiser step.
+    ///
+    /// The one training step: [`fit`](Self::fit), `tapegrad batch-sweep` and the
+    /// benchmark workloads all call it.
+    ///
+    /// # Panics
+    /// If `micro_batches` is empty.
+    #[track_caller]
+    pub fn step(&mut self, micro_batches: &[Batch]) -> Result<Stepped, TrainError> {
+        assert!(!micro_batches.is_empty(), "Trainer::step: no micro-batch");
+        let params = self.model.params();
+        let adaptive = self.config.adaptive_batch.is_some();
+        let mut update = Update::new();
+        if adaptive {
+            update = update.with_micro_norms();
+        }
+        let mut losses = Vec::with_capacity(micro_batches.len());
+        for (i, batch) in micro_batches.iter().enumerate() {
+            let loss = (self.loss)(&self.model, batch);
+            let value = update.add(&loss.value, batch.len()).map_err(|value| {
+                TrainError::NonFiniteLoss {
+                    epoch: self.state.epoch + 1,
+                    iteration: self.state.iteration,
+                    batch: self.state.batch_in_epoch + i + 1,
+                    value,
+                    kept: self.kept(),
+                }
+            })?;
+            losses.push(value);
+        }
+        let samples = update.samples();
+        let loss = losses
+            .iter()
+            .zip(micro_batches)
+            .map(|(l, b)| l * b.len() as f64)
+            .sum::<f64>()
+            / samples.max(1) as f64;
+        let applied = self.apply(update, &params)?;
+        if let (Some(config), Some(state)) =
+            (&self.config.adaptive_batch, self.state.adaptive.as_mut())
+        {
+            state.observe(
+                config,
+                loss,
+                samples,
+                applied.grad_norm.powi(2),
+                micro_batches[0].len(),
+                &applied.micro_grad_sq_norms,
+            );
+        }
+        Ok(Stepped {
+            losses,
+            loss,
+            samples,
+            applied,
+        })
     }
 
-    /// One parameter update from the gathered micro-batches: each group's learning rate
-    /// for this iteration (its base rate, scaled by `lr_factor` for the epoch's batch size,
-    /// then by the schedule, so ratios between groups survive), clipping, the optimiser
-    /// step.
-    pub fn step(
-        &mut self,
-        update: Update,
-        params: &[Param],
-        lr_factor: f64,
-    ) -> Result<(), TrainError> {
+    /// Sets each group's learning rate for this iteration and applies `update`.
+    fn apply(&mut self, update: Update, params: &[Param]) -> Result<Applied, TrainError> {
+        let factor = self.lr_factor();
         for (group, &base) in self.state.base_lrs.iter().enumerate() {
-            let base = base * lr_factor;
+            let base = base * factor;
             let lr = match &self.config.schedule {
                 Some(s) => s.lr(base, self.state.iteration),
                 None => base,
             };
             self.optimizer.set_group_lr(group, lr);
         }
-        update
+        let applied = update
             .apply(params, self.optimizer.as_mut(), self.config.clip_grad_norm)
             .map_err(|norm| TrainError::NonFiniteGradient {
                 epoch: self.state.epoch + 1,
@@ -196,39 +393,35 @@ impl<M: Module> Trainer<M> {
                 kept: self.kept(),
             })?;
         self.state.iteration += 1;
-        Ok(())
+        Ok(applied)
     }
 
     /// Evaluates the finished epoch, reports and records its metrics (refusing
     /// non-finite ones), applies early stopping and writes the checkpoint. Returns why
     /// training stops here, if it does.
-    fn end_epoch<D: Dataset + Clone + 'static>(
+    fn end_epoch<S: Samples + ?Sized>(
         &mut self,
         run: EpochRun,
-        val: Option<&D>,
-        test: Option<&D>,
+        val: Option<&S>,
+        test: Option<&S>,
         started: Instant,
-        on_event: &mut impl FnMut(&Event),
+        on_event: &mut impl FnMut(&Event<'_>),
     ) -> Result<Option<Stop>, TrainError> {
         let epoch = self.state.epoch;
-        let (val_loss, val_accuracy) = match val {
-            Some(v) => {
-                let (l, a) = self.evaluate(v);
-                (Some(l), Some(a))
-            }
-            None => (None, None),
-        };
+        let val = val.map(|v| self.evaluate(v));
         let last = epoch + 1 == self.config.epochs;
         let test_accuracy = match (test, last) {
-            (Some(t), true) => Some(self.evaluate(t).1),
+            (Some(t), true) => self.evaluate(t).metric("accuracy"),
             _ => None,
         };
+        let val_loss = val.as_ref().map(|v| v.loss);
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             iteration: self.state.iteration,
             train_loss: self.state.epoch_loss_sum / self.state.epoch_samples.max(1) as f64,
             val_loss,
-            val_accuracy,
+            val_accuracy: val.as_ref().and_then(|v| v.metric("accuracy")),
+            val_metrics: val.map(|v| v.metrics).unwrap_or_default(),
             test_accuracy,
             samples_per_s: run.samples as f64 / run.seconds.max(1e-9),
             lr: self.optimizer.lr(),
@@ -302,33 +495,52 @@ struct EpochRun {
     samples: usize,
 }
 
-/// Mean cross-entropy and accuracy of `model` on `data` (evaluation mode, no tape).
-pub fn evaluate<M: Module, D: Dataset + Clone + 'static>(
+/// The mean loss and metrics of a model over a set (see [`evaluate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per sample.
+    pub loss: f64,
+    /// Each metric's mean per sample, by name.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Evaluation {
+    /// The metric called `name`, if the loss reported one.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics.get(name).copied()
+    }
+}
+
+/// Mean loss and metrics of `model` on `data` with the step closure `loss` (evaluation
+/// mode, no tape), in batches of `batch_size`; each batch weighs by its samples.
+pub fn evaluate<M: Module, S: Samples + ?Sized>(
     model: &mut M,
-    data: &D,
+    loss: &LossFn<M>,
+    data: &S,
     batch_size: usize,
-) -> (f64, f64) {
+) -> Evaluation {
     model.set_training(false);
-    let dtype = model
-        .params()
-        .first()
-        .map_or(tapegrad::DType::F32, |p| p.dtype());
-    let loader = DataLoader::new(data.clone(), batch_size.max(1)).prefetch(0);
-    let ce = CrossEntropyOptions {
-        reduction: Reduction::Sum,
-        ..Default::default()
-    };
-    let (mut loss, mut correct, mut n) = (0.0, 0usize, 0usize);
+    let order: Vec<usize> = (0..data.num_samples()).collect();
+    let (mut total, mut n) = (0.0, 0usize);
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     no_grad(|| {
-        for b in loader.epoch(0) {
-            let logits = model.forward(&b.x.to_dtype(dtype));
-            loss += cross_entropy(&logits, &b.y, &ce).item();
-            correct += accuracy_count(&logits, &b.y);
-            n += b.len();
+        for indices in order.chunks(batch_size.max(1)) {
+            let batch = data.batch(indices);
+            let out = loss(model, &batch);
+            let w = batch.len() as f64;
+            total += out.value.item() * w;
+            for (name, v) in out.metrics {
+                *sums.entry(name.to_string()).or_default() += v * w;
+            }
+            n += batch.len();
         }
     });
     model.set_training(true);
-    (loss / n.max(1) as f64, correct as f64 / n.max(1) as f64)
+    let n = n.max(1) as f64;
+    Evaluation {
+        loss: total / n,
+        metrics: sums.into_iter().map(|(k, v)| (k, v / n)).collect(),
+    }
 }
 
 /// How many rows of `logits` `[N, C]` have their largest entry at the target class.

@@ -569,3 +569,171 @@ fn a_schedule_scales_each_parameter_group_keeping_their_ratio() {
     assert_eq!(t.optimizer.group_lr(1), schedule.lr(0.01, 3));
     assert!(t.optimizer.group_lr(0) < 0.1);
 }
+
+mod any_model {
+    //! The trainer with a user's step closure: regression with MSE on float targets, and
+    //! a model of two inputs of different shapes, both from a `TensorDataset`.
+
+    use super::*;
+    use tapegrad::Tensor;
+    use tapegrad_nn::loss::{mse_loss, Reduction};
+    use tapegrad_nn::Param;
+    use tapegrad_train::{Batch, Field, TensorDataset};
+
+    #[test]
+    fn a_linear_regression_with_mse_recovers_its_weights() {
+        // y = x . [1.5, -2, 0.5] + 0.25 exactly, so the loss can fall to 0.
+        let x = Tensor::randn(&[200, 3], DType::F64, 3);
+        let w = Tensor::from_vec(vec![1.5f64, -2.0, 0.5], &[3, 1]);
+        let y = x.matmul(&w).add_scalar(0.25);
+        let data = TensorDataset::new(vec![Field::Tensor(x), Field::Tensor(y)]);
+        let model = Linear::with_options(3, 1, true, DType::F64, 0);
+        let opt = Box::new(Sgd::new(
+            model.params(),
+            SgdConfig {
+                lr: 0.1,
+                ..SgdConfig::default()
+            },
+        ));
+        let config = TrainConfig {
+            epochs: 30,
+            batch_size: BatchSizeSchedule::new(20),
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::with_loss(model, opt, config, |m: &Linear, b: &Batch| {
+            mse_loss(&m.forward(b.tensor(0)), b.tensor(1), Reduction::Mean)
+        });
+        t.fit(&data, Some(&data), None, |_| {}).unwrap();
+        let first = t.state.history[0].train_loss;
+        let last = t.state.history.last().unwrap();
+        assert!(first > 0.01, "{first}");
+        assert!(last.val_loss.unwrap() < 1e-10, "{last:?}");
+        assert_eq!(last.val_accuracy, None, "no accuracy without classes");
+        let learnt: Vec<f64> = t
+            .model
+            .params()
+            .iter()
+            .flat_map(|p| p.to_vec::<f64>())
+            .collect();
+        for (got, want) in learnt.iter().zip([1.5, -2.0, 0.5, 0.25]) {
+            assert!((got - want).abs() < 1e-5, "{learnt:?}");
+        }
+    }
+
+    /// `out = a(x1) * b(flatten(x2))`: two inputs, `[N, 3]` and `[N, 2, 2]`.
+    struct TwoInputs {
+        a: Linear,
+        b: Linear,
+    }
+
+    impl TwoInputs {
+        fn forward2(&self, x1: &Tensor, x2: &Tensor) -> Tensor {
+            let n = x2.shape()[0] as isize;
+            self.a
+                .forward(x1)
+                .mul(&self.b.forward(&x2.reshape(&[n, 4])))
+        }
+    }
+
+    impl Module for TwoInputs {
+        /// Both inputs side by side, `[N, 3 + 4]`.
+        fn forward(&self, x: &Tensor) -> Tensor {
+            let n = x.shape()[0] as isize;
+            self.forward2(&x.narrow(1, 0, 3), &x.narrow(1, 3, 4).reshape(&[n, 2, 2]))
+        }
+        fn named_params(&self) -> Vec<(String, Param)> {
+            let mut p = self.a.named_params();
+            p.extend(self.b.named_params());
+            p
+        }
+    }
+
+    #[test]
+    fn a_model_of_two_inputs_learns_their_product() {
+        // y = (x1 . u) (x2 . v): exactly what the model can represent.
+        let x1 = Tensor::randn(&[256, 3], DType::F64, 1);
+        let x2 = Tensor::randn(&[256, 2, 2], DType::F64, 2);
+        let u = Tensor::from_vec(vec![1.0f64, -1.0, 0.5], &[3, 1]);
+        let v = Tensor::from_vec(vec![0.5f64, 2.0, -1.0, 1.0], &[4, 1]);
+        let y = x1.matmul(&u).mul(&x2.reshape(&[256, 4]).matmul(&v));
+        let data = TensorDataset::new(vec![Field::Tensor(x1), Field::Tensor(x2), Field::Tensor(y)]);
+        let model = TwoInputs {
+            a: Linear::with_options(3, 1, false, DType::F64, 5),
+            b: Linear::with_options(4, 1, false, DType::F64, 6),
+        };
+        let opt = Box::new(Adam::new(
+            model.params(),
+            AdamConfig {
+                lr: 0.02,
+                ..AdamConfig::default()
+            },
+        ));
+        let config = TrainConfig {
+            epochs: 60,
+            batch_size: BatchSizeSchedule::new(32),
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::with_loss(model, opt, config, |m: &TwoInputs, b: &Batch| {
+            let out = m.forward2(b.tensor(0), b.tensor(1));
+            mse_loss(&out, b.tensor(2), Reduction::Mean)
+        });
+        t.fit(&data, Some(&data), None, |_| {}).unwrap();
+        let first = t.state.history[0].train_loss;
+        let last = t.state.history.last().unwrap().val_loss.unwrap();
+        // The targets' variance is about |u|^2 |v|^2 = 2.25 * 6.25; the product is learnt.
+        assert!(first > 1.0, "{first}");
+        assert!(last < 1e-3, "first epoch {first}, last {last}");
+    }
+}
+
+fn adaptive_config(dir: Option<std::path::PathBuf>, max_iterations: Option<usize>) -> TrainConfig {
+    use tapegrad_train::adaptive::{AdaptiveBatch, LrRule};
+    TrainConfig {
+        adaptive_batch: Some(AdaptiveBatch {
+            measure_every: 1,
+            cooldown: 3,
+            ..AdaptiveBatch::new(8, 128, 32, LrRule::Sqrt)
+        }),
+        ..config(dir, max_iterations)
+    }
+}
+
+#[test]
+fn a_resumed_run_with_an_adaptive_batch_is_bitwise_the_uninterrupted_one() {
+    let (train, val) = small_digits();
+    let m = noisy_model(7);
+    let o = adam(&m);
+    let mut whole = Trainer::new(m, o, adaptive_config(None, None));
+    whole.fit(&train, Some(&val), None, |_| {}).unwrap();
+    let grown = whole.state.adaptive.clone().unwrap();
+    assert!(
+        !grown.growths.is_empty() && grown.batch > 8,
+        "the batch never grew: {grown:?}"
+    );
+    // The learning rate followed the batch (square-root rule from 0.01 at batch 8).
+    let factor = (grown.batch as f64 / 8.0).sqrt();
+    assert!((whole.optimizer.lr() - 0.01 * factor).abs() < 1e-12);
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = noisy_model(7);
+    let o = adam(&m);
+    let mut first = Trainer::new(m, o, adaptive_config(Some(dir.path().into()), Some(25)));
+    assert_eq!(
+        first.fit(&train, Some(&val), None, |_| {}).unwrap(),
+        Stop::Budget
+    );
+    drop(first);
+    let m = noisy_model(99);
+    let o = adam(&m);
+    let mut resumed = Trainer::new(m, o, adaptive_config(Some(dir.path().into()), None));
+    resumed.resume(dir.path()).unwrap();
+    assert!(resumed.state.adaptive.is_some());
+    resumed.fit(&train, Some(&val), None, |_| {}).unwrap();
+    assert_eq!(resumed.state.adaptive, whole.state.adaptive);
+    assert_eq!(resumed.state.iteration, whole.state.iteration);
+    assert_eq!(
+        weights_and_buffers(&resumed.model),
+        weights_and_buffers(&whole.model),
+        "resumed weights or running statistics differ"
+    );
+}
