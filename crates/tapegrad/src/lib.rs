@@ -33,8 +33,8 @@ mod storage;
 mod tensor;
 
 pub use autograd::{
-    custom_op, enable_grad, is_grad_enabled, no_grad, BackwardCtx, BackwardError, BackwardOptions,
-    Grads, IntoGrads, Op,
+    custom_op, enable_grad, grad, is_grad_enabled, no_grad, BackwardCtx, BackwardError,
+    BackwardOptions, GradOptions, Grads, IntoGrads, Op,
 };
 pub use dtype::{DType, Element};
 pub use kernels::fused::{is_fusion_enabled, with_fusion};

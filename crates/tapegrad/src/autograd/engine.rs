@@ -45,6 +45,40 @@ pub enum BackwardError {
         /// Version at backward.
         now: u64,
     },
+    /// `grad`: an input does not require grad, so no gradient can flow to it.
+    #[error("grad: input {index} (shape {shape:?}) does not require grad; make it with .requires_grad() or compute it from one that does")]
+    InputNoGrad {
+        /// Position of the input.
+        index: usize,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// `grad`: the outputs do not depend on an input.
+    #[error("grad: input {index} (shape {shape:?}) is not used to compute the outputs; pass allow_unused: true to get None for it")]
+    Unused {
+        /// Position of the input.
+        index: usize,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// `grad`: as many `grad_outputs` as outputs are needed.
+    #[error("grad: {grad_outputs} grad_outputs for {outputs} outputs; give one per output")]
+    GradOutputCount {
+        /// Number of outputs.
+        outputs: usize,
+        /// Number of seeds given.
+        grad_outputs: usize,
+    },
+    /// `grad`: a seed's shape or dtype differs from its output's.
+    #[error("grad: grad_outputs[{index}] has shape {grad:?}, its output {output:?} (the dtypes must match too)")]
+    GradOutput {
+        /// Position of the output.
+        index: usize,
+        /// Output shape.
+        output: Vec<usize>,
+        /// Seed shape.
+        grad: Vec<usize>,
+    },
     /// A second backward through a graph whose saved tensors the first one freed.
     #[error("backward of `{op}`: its saved tensors were freed by an earlier backward; use backward_retain_graph() for the first pass to run backward twice")]
     SavedFreed {
@@ -97,25 +131,144 @@ pub(crate) fn run_backward(
     if !root.tracks_grad() {
         return Err(BackwardError::NoGraph);
     }
+    run(&[(root, seed)], opts, on_leaf_ready, None)
+}
+
+/// What [`crate::grad`] asks of a backward pass: the gradients of some tensors only. Nodes
+/// that lead to none of them do not run, and only the wanted leaves' gradients are kept.
+pub(crate) struct Targets {
+    /// Sequence numbers of the wanted op outputs: their gradient is captured when their
+    /// node is popped (complete).
+    pub(crate) nodes: HashSet<u64>,
+    /// Ids of the wanted leaves.
+    pub(crate) leaves: HashSet<TensorId>,
+    /// Nodes with a wanted tensor among their ancestors: only their rules run.
+    leads: HashSet<u64>,
+    /// The gradients of the wanted op outputs, by sequence number.
+    captured: SeqMap<Tensor>,
+}
+
+impl Targets {
+    /// The targets `inputs` (each tracks grad) for a pass from `roots`: one walk over the
+    /// nodes reachable from the roots, then one sweep in creation order (parents first)
+    /// marking the nodes that lead to a wanted tensor.
+    pub(crate) fn new(roots: &[&Tensor], inputs: &[&Tensor]) -> Targets {
+        let mut nodes = HashSet::new();
+        let mut leaves = HashSet::new();
+        for t in inputs {
+            match t.node() {
+                Some(n) => nodes.insert(n.seq),
+                None => leaves.insert(t.id()),
+            };
+        }
+        let mut seen: HashSet<u64> = HashSet::new();
+        let mut stack: Vec<&Arc<Node>> = Vec::new();
+        for root in roots {
+            if let Some(n) = root.node() {
+                if seen.insert(n.seq) {
+                    stack.push(n);
+                }
+            }
+        }
+        let mut reachable: Vec<&Arc<Node>> = Vec::new();
+        while let Some(node) = stack.pop() {
+            reachable.push(node);
+            for edge in node.edges.iter() {
+                if let Edge::Node(parent) = edge {
+                    if seen.insert(parent.seq) {
+                        stack.push(parent);
+                    }
+                }
+            }
+        }
+        reachable.sort_by_key(|n| n.seq);
+        let mut leads = HashSet::new();
+        for node in reachable {
+            let leads_to_target = node.edges.iter().any(|edge| match edge {
+                Edge::Leaf { id, .. } => leaves.contains(id),
+                Edge::Node(p) => nodes.contains(&p.seq) || leads.contains(&p.seq),
+                Edge::Skip => false,
+            });
+            if leads_to_target {
+                leads.insert(node.seq);
+            }
+        }
+        Targets {
+            nodes,
+            leaves,
+            leads,
+            captured: SeqMap::default(),
+        }
+    }
+
+    /// The captured gradient of the op output `t` (a wanted one), if backward reached it.
+    pub(crate) fn captured(&self, t: &Tensor) -> Option<&Tensor> {
+        t.node().and_then(|n| self.captured.get(&n.seq))
+    }
+
+    fn wants_node(&self, seq: u64) -> bool {
+        self.leads.contains(&seq) || self.nodes.contains(&seq)
+    }
+}
+
+/// The engine: backward from every `(root, seed)` at once (each root tracks grad and
+/// its seed has its shape and dtype). With `targets`, only what leads to them runs and
+/// their gradients are captured in it; otherwise every leaf's gradient is returned.
+#[track_caller]
+pub(crate) fn run(
+    roots: &[(&Tensor, Tensor)],
+    opts: BackwardOptions,
+    on_leaf_ready: Option<LeafReady<'_>>,
+    mut targets: Option<&mut Targets>,
+) -> Result<Grads, BackwardError> {
     // Without create_graph the rules' ops must record nothing; with it they record
     // exactly when their inputs require grad.
     let _mode = GradModeGuard::set(opts.create_graph);
     let retain = opts.retain_graph || opts.create_graph;
     let mut grads = Grads::new();
-    let Some(root_node) = root.node() else {
-        grads.accumulate(root.id(), seed);
-        if let (Some(hook), Some(g)) = (on_leaf_ready, grads.get_id(root.id())) {
-            hook(root.id(), g);
-        }
-        return Ok(grads);
-    };
-    let mut watch = on_leaf_ready.map(|hook| LeafWatch::new(root_node, hook));
-    // Nodes are borrowed from the root's graph (the edges of a node never change while
+    // Nodes are borrowed from the roots' graphs (the edges of a node never change while
     // anyone can reach it), so the queue holds no reference counts of its own.
     let mut queue = Queue::default();
-    queue.add(root_node, seed);
+    for (root, seed) in roots {
+        match root.node() {
+            Some(node) => {
+                if targets.as_ref().is_none_or(|t| t.wants_node(node.seq)) {
+                    queue.add(node, seed.clone());
+                }
+            }
+            None => {
+                if targets
+                    .as_ref()
+                    .is_none_or(|t| t.leaves.contains(&root.id()))
+                {
+                    grads.accumulate(root.id(), seed.clone());
+                }
+            }
+        }
+    }
+    let mut watch = match (on_leaf_ready, roots) {
+        (Some(hook), [(root, _)]) => match root.node() {
+            Some(node) => Some(LeafWatch::new(node, hook)),
+            None => {
+                if let Some(g) = grads.get_id(root.id()) {
+                    hook(root.id(), g);
+                }
+                None
+            }
+        },
+        (Some(_), _) => unreachable!("the leaf-ready hook is for a pass from one root"),
+        (None, _) => None,
+    };
 
     while let Some((node, grad)) = queue.pop() {
+        if let Some(t) = targets.as_deref_mut() {
+            if t.nodes.contains(&node.seq) {
+                t.captured.insert(node.seq, grad.clone());
+            }
+            if !t.leads.contains(&node.seq) {
+                continue;
+            }
+        }
         let (saved, output) = take_saved(node, retain)?;
         let ctx = BackwardCtx {
             node,
@@ -143,11 +296,15 @@ pub(crate) fn run_backward(
                 Edge::Skip => {}
                 Edge::Leaf { id, shape } => {
                     check_grad(node.op, shape, None, &g);
-                    grads.accumulate(*id, g);
+                    if targets.as_ref().is_none_or(|t| t.leaves.contains(id)) {
+                        grads.accumulate(*id, g);
+                    }
                 }
                 Edge::Node(parent) => {
                     check_grad(node.op, &parent.out_shape, Some(parent.out_dtype), &g);
-                    queue.add(parent, g);
+                    if targets.as_ref().is_none_or(|t| t.wants_node(parent.seq)) {
+                        queue.add(parent, g);
+                    }
                 }
             }
         }
@@ -160,6 +317,11 @@ pub(crate) fn run_backward(
     }
     // Gradients come back computed: a deferred one would hold on to the whole graph.
     grads.force_all();
+    if let Some(t) = targets {
+        for g in t.captured.values() {
+            g.force();
+        }
+    }
     Ok(grads)
 }
 

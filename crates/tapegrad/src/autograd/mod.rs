@@ -3,11 +3,13 @@
 //! See `docs/architecture.md` for how the tape is built and walked.
 
 pub(crate) mod engine;
+pub(crate) mod grad;
 pub(crate) mod grads;
 pub(crate) mod mode;
 pub(crate) mod node;
 
 pub use engine::{BackwardError, BackwardOptions};
+pub use grad::{grad, GradOptions};
 pub use grads::Grads;
 pub use mode::{enable_grad, is_grad_enabled, no_grad};
 pub use node::{custom_op, BackwardCtx, GradList, IntoGrads, Op};

@@ -1,0 +1,259 @@
+//! The autograd tools: `grad` for any tensors (leaves or intermediates), tensor hooks,
+//! anomaly mode and the `func` transforms, against known values and central differences.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tapegrad::{custom_op, grad, no_grad, BackwardError, DType, GradOptions, Tensor};
+
+fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+}
+
+#[track_caller]
+fn assert_close(got: &[f64], want: &[f64], tol: f64) {
+    assert!(close(got, want, tol), "got {got:?}\nwant {want:?}");
+}
+
+fn leaf(v: &[f64], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), shape).requires_grad()
+}
+
+/// Central differences of a scalar function of a flat f64 vector, step 1e-6.
+fn central_diff(f: impl Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
+    let h = 1e-6;
+    (0..x.len())
+        .map(|i| {
+            let mut p = x.to_vec();
+            let mut m = x.to_vec();
+            p[i] += h;
+            m[i] -= h;
+            (f(&p) - f(&m)) / (2.0 * h)
+        })
+        .collect()
+}
+
+fn opts() -> GradOptions {
+    GradOptions::default()
+}
+
+fn some(g: &Option<Tensor>) -> Vec<f64> {
+    g.as_ref().expect("a gradient").to_vec::<f64>()
+}
+
+// ------------------------------------------------------------------------ grad
+
+/// The head of a small network: `sum(sin(h) * w)` of an activation `h`.
+fn head(h: &Tensor, w: &Tensor) -> Tensor {
+    h.sin().mul(w).sum()
+}
+
+#[test]
+fn grad_of_an_intermediate_matches_central_differences() {
+    let x = leaf(&[0.3, -1.2, 0.8, 2.0, -0.4, 1.1], &[2, 3]);
+    let w = Tensor::from_vec(vec![0.5f64, -1.5, 2.0, 1.0, 0.25, -0.75], &[2, 3]);
+    let h = x.exp().mul_scalar(0.5); // the activation
+    let loss = head(&h, &w);
+    let g = grad(&[&loss], &[&h], None, opts()).unwrap();
+    let at_h = |hv: &[f64]| head(&Tensor::from_vec(hv.to_vec(), &[2, 3]), &w).item();
+    assert_close(&some(&g[0]), &central_diff(at_h, &h.to_vec::<f64>()), 1e-7);
+}
+
+#[test]
+fn grad_of_leaves_and_intermediates_together_is_what_backward_gives() {
+    let x = leaf(&[0.3, -1.2, 0.8], &[3]);
+    let w = leaf(&[1.0, 2.0, -0.5], &[3]);
+    let h = x.tanh();
+    let loss = h.mul(&w).square().sum();
+    let g = grad(
+        &[&loss],
+        &[&w, &h, &x],
+        None,
+        GradOptions {
+            retain_graph: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let full = loss.backward();
+    assert_close(&some(&g[0]), &full[&w].to_vec::<f64>(), 1e-15);
+    assert_close(&some(&g[2]), &full[&x].to_vec::<f64>(), 1e-15);
+    // d loss / d h = 2 (h w) w
+    let (hv, wv) = (h.to_vec::<f64>(), w.to_vec::<f64>());
+    let want: Vec<f64> = hv.iter().zip(&wv).map(|(h, w)| 2.0 * h * w * w).collect();
+    assert_close(&some(&g[1]), &want, 1e-15);
+}
+
+#[test]
+fn grad_sums_over_outputs_weighted_by_grad_outputs() {
+    let x = leaf(&[0.5, -0.25, 1.5], &[3]);
+    let a = x.exp(); // [3]
+    let b = x.square().sum(); // scalar
+    let va = Tensor::from_vec(vec![1.0f64, -2.0, 0.5], &[3]);
+    let vb = Tensor::scalar(3.0f64);
+    let g = grad(&[&a, &b], &[&x], Some(&[&va, &vb]), opts()).unwrap();
+    let f = |xv: &[f64]| {
+        let a: f64 = xv
+            .iter()
+            .zip([1.0, -2.0, 0.5])
+            .map(|(x, v)| x.exp() * v)
+            .sum();
+        let b: f64 = xv.iter().map(|x| x * x).sum();
+        a + 3.0 * b
+    };
+    assert_close(&some(&g[0]), &central_diff(f, &x.to_vec::<f64>()), 1e-7);
+}
+
+#[test]
+fn grad_needs_scalar_outputs_or_seeds_of_their_shape() {
+    let x = leaf(&[1.0, 2.0], &[2]);
+    let y = x.mul_scalar(3.0);
+    assert!(matches!(
+        grad(&[&y], &[&x], None, opts()),
+        Err(BackwardError::NotScalar { .. })
+    ));
+    let bad = Tensor::ones(&[3], DType::F64);
+    let err = grad(&[&y], &[&x], Some(&[&bad]), opts()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "grad: grad_outputs[0] has shape [3], its output [2] (the dtypes must match too)"
+    );
+    assert!(matches!(
+        grad(&[&y], &[&x], Some(&[]), opts()),
+        Err(BackwardError::GradOutputCount {
+            outputs: 1,
+            grad_outputs: 0
+        })
+    ));
+}
+
+#[test]
+fn unused_inputs_are_errors_naming_them_unless_allowed() {
+    let x = leaf(&[1.0, 2.0], &[2]);
+    let unused = leaf(&[3.0], &[1]);
+    let y = x.square().sum();
+    let err = grad(&[&y], &[&x, &unused], None, opts()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "grad: input 1 (shape [1]) is not used to compute the outputs; pass allow_unused: true to get None for it"
+    );
+    let y = x.square().sum();
+    let g = grad(
+        &[&y],
+        &[&x, &unused],
+        None,
+        GradOptions {
+            allow_unused: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(some(&g[0]), vec![2.0, 4.0]);
+    assert!(g[1].is_none());
+    let constant = Tensor::ones(&[2], DType::F64);
+    assert!(matches!(
+        grad(&[&y], &[&constant], None, opts()),
+        Err(BackwardError::InputNoGrad { index: 0, .. })
+    ));
+    let no_graph = constant.sum();
+    assert!(matches!(
+        grad(&[&no_graph], &[&x], None, opts()),
+        Err(BackwardError::NoGraph)
+    ));
+}
+
+#[test]
+fn grad_frees_the_graph_unless_retained() {
+    let x = leaf(&[0.5, 1.5], &[2]);
+    let y = x.exp().sum();
+    let first = grad(&[&y], &[&x], None, opts()).unwrap();
+    assert_close(&some(&first[0]), &[0.5f64.exp(), 1.5f64.exp()], 1e-15);
+    assert!(matches!(
+        grad(&[&y], &[&x], None, opts()),
+        Err(BackwardError::SavedFreed { op: "exp" })
+    ));
+    let y = x.exp().sum();
+    let keep = GradOptions {
+        retain_graph: true,
+        ..opts()
+    };
+    let a = grad(&[&y], &[&x], None, keep).unwrap();
+    let b = grad(&[&y], &[&x], None, keep).unwrap();
+    assert_eq!(some(&a[0]), some(&b[0]));
+}
+
+#[test]
+fn grad_runs_only_the_part_of_the_graph_below_the_outputs_and_above_the_inputs() {
+    // A custom op below the activation counts its rule's runs: asking for the
+    // activation's gradient must not run it.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let x = leaf(&[1.0, 2.0], &[2]);
+    let below = custom_op(
+        "counted",
+        &[&x],
+        no_grad(|| x.mul_scalar(2.0)),
+        &[],
+        false,
+        move |_, g| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            vec![Some(g.mul_scalar(2.0))]
+        },
+    );
+    let h = below.tanh();
+    let loss = h.sum();
+    let g = grad(&[&loss], &[&h], None, opts()).unwrap();
+    assert_eq!(some(&g[0]), vec![1.0, 1.0]);
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    loss.backward();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn grad_with_create_graph_differentiates_again() {
+    // y = sum(x^3 * z): dy/dx = 3 x^2 z, d/dx sum(dy/dx) = 6 x z, d/dz sum(dy/dx) = 3 x^2.
+    let x = leaf(&[0.5, -1.0, 2.0], &[3]);
+    let z = leaf(&[1.5, 2.0, -0.5], &[3]);
+    let y = x.powf(3.0).mul(&z).sum();
+    let dx = grad(
+        &[&y],
+        &[&x],
+        None,
+        GradOptions {
+            create_graph: true,
+            ..opts()
+        },
+    )
+    .unwrap()
+    .remove(0)
+    .unwrap();
+    assert!(dx.tracks_grad());
+    let second = grad(&[&dx.sum()], &[&x, &z], None, opts()).unwrap();
+    let (xv, zv) = (x.to_vec::<f64>(), z.to_vec::<f64>());
+    let want_x: Vec<f64> = xv.iter().zip(&zv).map(|(x, z)| 6.0 * x * z).collect();
+    let want_z: Vec<f64> = xv.iter().map(|x| 3.0 * x * x).collect();
+    assert_close(&some(&second[0]), &want_x, 1e-14);
+    assert_close(&some(&second[1]), &want_z, 1e-14);
+    // And against central differences of the first derivative.
+    let first = |xv: &[f64]| -> f64 {
+        xv.iter()
+            .zip([1.5, 2.0, -0.5])
+            .map(|(x, z)| 3.0 * x * x * z)
+            .sum()
+    };
+    assert_close(&some(&second[0]), &central_diff(first, &xv), 1e-7);
+}
+
+#[test]
+fn grad_of_an_output_with_respect_to_itself_is_its_seed() {
+    let x = leaf(&[1.0, 2.0], &[2]);
+    let y = x.exp();
+    let seed = Tensor::from_vec(vec![3.0f64, -1.0], &[2]);
+    let g = grad(&[&y], &[&y], Some(&[&seed]), opts()).unwrap();
+    assert_eq!(some(&g[0]), vec![3.0, -1.0]);
+    let g = grad(&[&x], &[&x], Some(&[&seed]), opts()).unwrap();
+    assert_eq!(some(&g[0]), vec![3.0, -1.0]);
+}
