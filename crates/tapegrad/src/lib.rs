@@ -34,7 +34,7 @@ mod tensor;
 
 pub use autograd::{
     custom_op, enable_grad, grad, is_grad_enabled, no_grad, BackwardCtx, BackwardError,
-    BackwardOptions, GradOptions, Grads, IntoGrads, Op,
+    BackwardOptions, GradOptions, Grads, HookHandle, HookResult, IntoGrads, Op,
 };
 pub use dtype::{DType, Element};
 pub use kernels::fused::{is_fusion_enabled, with_fusion};

@@ -257,3 +257,151 @@ fn grad_of_an_output_with_respect_to_itself_is_its_seed() {
     let g = grad(&[&x], &[&x], Some(&[&seed]), opts()).unwrap();
     assert_eq!(some(&g[0]), vec![3.0, -1.0]);
 }
+
+// ------------------------------------------------------------------------ hooks
+
+#[test]
+fn a_hook_on_a_leaf_changes_its_gradient() {
+    let x = leaf(&[1.0, -2.0], &[2]);
+    let _handle = x.register_hook(|g| g.mul_scalar(2.0));
+    let g = x.square().sum().backward();
+    assert_eq!(g[&x].to_vec::<f64>(), vec![4.0, -8.0]);
+}
+
+#[test]
+fn a_hook_on_an_intermediate_sees_its_complete_gradient_once_and_changes_what_flows_on() {
+    let x = leaf(&[0.5, 1.5], &[2]);
+    let h = x.square();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (c, s) = (calls.clone(), seen.clone());
+    let _handle = h.register_hook(move |g| {
+        c.fetch_add(1, Ordering::SeqCst);
+        *s.lock().unwrap() = g.to_vec::<f64>();
+        g.mul_scalar(-1.0)
+    });
+    // h is used twice: d/dh (3 sum(h) + sum(h^2)) = 3 + 2h.
+    let y = h.mul_scalar(3.0).sum().add(&h.square().sum());
+    let g = y.backward();
+    let hv = h.to_vec::<f64>();
+    let want_h: Vec<f64> = hv.iter().map(|h| 3.0 + 2.0 * h).collect();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_close(&seen.lock().unwrap(), &want_h, 1e-15);
+    // The negated gradient flows on to x through dh/dx = 2x.
+    let want_x: Vec<f64> = [0.5f64, 1.5]
+        .iter()
+        .zip(&want_h)
+        .map(|(x, gh)| -gh * 2.0 * x)
+        .collect();
+    assert_close(&g[&x].to_vec::<f64>(), &want_x, 1e-15);
+}
+
+#[test]
+fn removing_a_hook_restores_the_plain_gradient_and_dropping_the_handle_does_not() {
+    let x = leaf(&[1.0, 2.0], &[2]);
+    let doubled = x.register_hook(|g| g.mul_scalar(2.0));
+    let _ = x.register_hook(|g| g.add_scalar(1.0)); // kept: dropping the handle keeps it
+    let y = x.mul_scalar(3.0).sum();
+    // Hooks run in registration order: (3 * 2) + 1.
+    assert_eq!(
+        y.backward_retain_graph()[&x].to_vec::<f64>(),
+        vec![7.0, 7.0]
+    );
+    assert!(doubled.remove());
+    assert_eq!(y.backward()[&x].to_vec::<f64>(), vec![4.0, 4.0]);
+    // A hook whose tensor is gone is removed with it.
+    let gone = leaf(&[1.0], &[1]);
+    let handle = gone.register_hook(|g| g.clone());
+    drop(gone);
+    let other = leaf(&[1.0], &[1]);
+    let _keep = other.register_hook(|_g: &Tensor| ()); // registering sweeps dead hooks
+    assert!(!handle.remove());
+}
+
+#[test]
+fn a_hook_that_only_looks_or_returns_none_keeps_the_gradient() {
+    let x = leaf(&[1.0, 2.0], &[2]);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let _a = x.register_hook(move |g: &Tensor| s.lock().unwrap().push(g.to_vec::<f64>()));
+    let _b = x.register_hook(|_g: &Tensor| -> Option<Tensor> { None });
+    let g = x.square().sum().backward();
+    assert_eq!(g[&x].to_vec::<f64>(), vec![2.0, 4.0]);
+    assert_eq!(*seen.lock().unwrap(), vec![vec![2.0, 4.0]]);
+}
+
+#[test]
+fn hooks_are_recorded_and_differentiated_in_higher_order_graphs() {
+    // h = x^3 with a hook g -> g * h: the first derivative of sum(h) becomes
+    // h * 3x^2 = 3x^5, whose derivative is 15 x^4.
+    let x = leaf(&[0.5, -1.5, 2.0], &[3]);
+    let h = x.powf(3.0);
+    let hh = h.clone();
+    let handle = h.register_hook(move |g| g.mul(&hh));
+    let y = h.sum();
+    let dx = y.backward_with_graph()[&x].clone();
+    let xv = x.to_vec::<f64>();
+    assert_close(
+        &dx.to_vec::<f64>(),
+        &xv.iter().map(|x| 3.0 * x.powi(5)).collect::<Vec<_>>(),
+        1e-14,
+    );
+    // Differentiating dx = 3x^2 * h again sends a gradient 3x^2 through h, where the
+    // hook (still registered, as in PyTorch) multiplies it by h once more:
+    // 6x * h + 3x^2 * h * 3x^2 = 6x^4 + 9x^7.
+    let total = dx.sum();
+    let d2 = total.backward_retain_graph()[&x].to_vec::<f64>();
+    let want: Vec<f64> = xv
+        .iter()
+        .map(|x| 6.0 * x.powi(4) + 9.0 * x.powi(7))
+        .collect();
+    assert_close(&d2, &want, 1e-13);
+    // Without the hook in the second pass: 6x^4 + 9x^4.
+    assert!(handle.remove());
+    let d2 = total.backward()[&x].to_vec::<f64>();
+    assert_close(
+        &d2,
+        &xv.iter().map(|x| 15.0 * x.powi(4)).collect::<Vec<_>>(),
+        1e-13,
+    );
+}
+
+#[test]
+fn grad_reads_an_intermediate_gradient_after_its_hooks() {
+    let x = leaf(&[1.0, 2.0], &[2]);
+    let h = x.exp();
+    let _handle = h.register_hook(|g| g.mul_scalar(5.0));
+    let y = h.sum();
+    let g = grad(&[&y], &[&h, &x], None, opts()).unwrap();
+    assert_eq!(some(&g[0]), vec![5.0, 5.0]);
+    let want: Vec<f64> = [1.0f64, 2.0].iter().map(|x| 5.0 * x.exp()).collect();
+    assert_close(&some(&g[1]), &want, 1e-15);
+}
+
+#[test]
+fn the_leaf_ready_callback_reports_gradients_after_the_leaf_hooks() {
+    let w1 = leaf(&[2.0], &[1]);
+    let w2 = leaf(&[3.0], &[1]);
+    let _handle = w1.register_hook(|g| g.mul_scalar(10.0));
+    let y = w1.square().mul(&w2).sum();
+    let mut ready = Vec::new();
+    let grads = y
+        .try_backward_with_hook(&mut |id, g| ready.push((id, g.item())))
+        .unwrap();
+    assert_eq!(ready, vec![(w2.id(), 4.0), (w1.id(), 120.0)]);
+    assert_eq!(grads[&w1].item(), 120.0);
+}
+
+#[test]
+#[should_panic(expected = "returned a f64 gradient of shape [1] for a f64 gradient of shape [2]")]
+fn a_hook_returning_the_wrong_shape_is_named() {
+    let x = leaf(&[1.0, 2.0], &[2]);
+    let _handle = x.register_hook(|g| g.sum().reshape(&[1]));
+    x.square().sum().backward();
+}
+
+#[test]
+#[should_panic(expected = "register_hook: the tensor (shape [2]) does not require grad")]
+fn hooks_need_a_tensor_that_tracks_grad() {
+    let _ = Tensor::ones(&[2], DType::F64).register_hook(|g| g.clone());
+}

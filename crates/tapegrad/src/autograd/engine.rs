@@ -6,6 +6,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::grads::Grads;
+use super::hooks;
 use super::mode::GradModeGuard;
 use super::node::{BackwardCtx, Edge, Node};
 use crate::tensor::{Tensor, TensorId};
@@ -225,6 +226,7 @@ pub(crate) fn run(
     // exactly when their inputs require grad.
     let _mode = GradModeGuard::set(opts.create_graph);
     let retain = opts.retain_graph || opts.create_graph;
+    let hooks = hooks::any();
     let mut grads = Grads::new();
     // Nodes are borrowed from the roots' graphs (the edges of a node never change while
     // anyone can reach it), so the queue holds no reference counts of its own.
@@ -246,10 +248,15 @@ pub(crate) fn run(
             }
         }
     }
+    // With a leaf-ready hook, the leaves' own hooks run as each leaf becomes final.
+    let reporting = on_leaf_ready.is_some();
     let mut watch = match (on_leaf_ready, roots) {
         (Some(hook), [(root, _)]) => match root.node() {
-            Some(node) => Some(LeafWatch::new(node, hook)),
+            Some(node) => Some(LeafWatch::new(node, hook, hooks)),
             None => {
+                if hooks {
+                    grads.run_leaf_hooks(root.id());
+                }
                 if let Some(g) = grads.get_id(root.id()) {
                     hook(root.id(), g);
                 }
@@ -261,6 +268,12 @@ pub(crate) fn run(
     };
 
     while let Some((node, grad)) = queue.pop() {
+        // The node's gradient is complete: the hooks on its output see it first.
+        let grad = if hooks {
+            hooks::apply(node.out_id, grad)
+        } else {
+            grad
+        };
         if let Some(t) = targets.as_deref_mut() {
             if t.nodes.contains(&node.seq) {
                 t.captured.insert(node.seq, grad.clone());
@@ -309,11 +322,13 @@ pub(crate) fn run(
             }
         }
         if let Some(watch) = watch.as_mut() {
-            watch.node_ran(node, &grads);
+            watch.node_ran(node, &mut grads);
         }
     }
-    if let Some(watch) = watch {
-        watch.finish(&grads);
+    match watch {
+        Some(watch) => watch.finish(&mut grads),
+        None if hooks && !reporting => grads.run_all_leaf_hooks(),
+        None => {}
     }
     // Gradients come back computed: a deferred one would hold on to the whole graph.
     grads.force_all();
@@ -332,10 +347,12 @@ pub(crate) fn run(
 struct LeafWatch<'h> {
     waiting: HashMap<TensorId, usize>,
     hook: LeafReady<'h>,
+    /// Whether tensor hooks are registered: a leaf's run before it is reported.
+    leaf_hooks: bool,
 }
 
 impl<'h> LeafWatch<'h> {
-    fn new(root: &Arc<Node>, hook: LeafReady<'h>) -> Self {
+    fn new(root: &Arc<Node>, hook: LeafReady<'h>, leaf_hooks: bool) -> Self {
         let mut waiting: HashMap<TensorId, usize> = HashMap::new();
         let mut seen: HashSet<u64> = HashSet::from([root.seq]);
         let mut stack: Vec<&Arc<Node>> = vec![root];
@@ -348,10 +365,15 @@ impl<'h> LeafWatch<'h> {
                 }
             }
         }
-        LeafWatch { waiting, hook }
+        LeafWatch {
+            waiting,
+            hook,
+            leaf_hooks,
+        }
     }
 
-    fn node_ran(&mut self, node: &Node, grads: &Grads) {
+    #[track_caller]
+    fn node_ran(&mut self, node: &Node, grads: &mut Grads) {
         for edge in node.edges.iter() {
             let Edge::Leaf { id, .. } = edge else {
                 continue;
@@ -363,6 +385,9 @@ impl<'h> LeafWatch<'h> {
             *left -= 1;
             if *left == 0 {
                 self.waiting.remove(id);
+                if self.leaf_hooks {
+                    grads.run_leaf_hooks(*id);
+                }
                 if let Some(g) = grads.get_id(*id) {
                     g.force();
                     (self.hook)(*id, g);
@@ -371,10 +396,14 @@ impl<'h> LeafWatch<'h> {
         }
     }
 
-    fn finish(self, grads: &Grads) {
+    #[track_caller]
+    fn finish(self, grads: &mut Grads) {
         let mut rest: Vec<TensorId> = self.waiting.into_keys().collect();
         rest.sort_by_key(|id| id.as_u64());
         for id in rest {
+            if self.leaf_hooks {
+                grads.run_leaf_hooks(id);
+            }
             if let Some(g) = grads.get_id(id) {
                 g.force();
                 (self.hook)(id, g);
