@@ -33,8 +33,9 @@ mod storage;
 mod tensor;
 
 pub use autograd::{
-    custom_op, enable_grad, grad, is_grad_enabled, no_grad, BackwardCtx, BackwardError,
-    BackwardOptions, GradOptions, Grads, HookHandle, HookResult, IntoGrads, Op,
+    custom_op, detect_anomaly, enable_grad, grad, is_anomaly_enabled, is_grad_enabled, no_grad,
+    BackwardCtx, BackwardError, BackwardOptions, GradOptions, Grads, HookHandle, HookResult,
+    IntoGrads, Op,
 };
 pub use dtype::{DType, Element};
 pub use kernels::fused::{is_fusion_enabled, with_fusion};

@@ -4,7 +4,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tapegrad::{custom_op, grad, no_grad, BackwardError, DType, GradOptions, Tensor};
+use tapegrad::{
+    custom_op, detect_anomaly, grad, is_anomaly_enabled, no_grad, BackwardError, DType,
+    GradOptions, Tensor,
+};
 
 fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
     a.len() == b.len()
@@ -404,4 +407,151 @@ fn a_hook_returning_the_wrong_shape_is_named() {
 #[should_panic(expected = "register_hook: the tensor (shape [2]) does not require grad")]
 fn hooks_need_a_tensor_that_tracks_grad() {
     let _ = Tensor::ones(&[2], DType::F64).register_hook(|g| g.clone());
+}
+
+// ------------------------------------------------------------------------ anomaly mode
+
+/// Runs `f`, which must panic, and returns the panic message.
+fn panic_message(f: impl FnOnce()) -> String {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .expect_err("the call should have panicked");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn anomaly_mode_names_the_forward_op_and_the_callers_line() {
+    let x = leaf(&[1.0, -1.0], &[2]);
+    let line = line!() + 1;
+    let message = panic_message(|| drop(detect_anomaly(|| x.mul_scalar(2.0).log())));
+    assert!(
+        message.starts_with(&format!(
+            "anomaly in forward: `log` called at {}:{line}:",
+            file!()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("produced NaN (output shape [2]); its inputs were finite"),
+        "{message}"
+    );
+    // Operators, composed ops and ops that record nothing point at the caller too.
+    let big = Tensor::from_vec(vec![1e300f64, 1.0], &[2]);
+    let line = line!() + 1;
+    let message = panic_message(|| drop(detect_anomaly(|| &big * &big)));
+    assert!(
+        message.starts_with(&format!(
+            "anomaly in forward: `mul` called at {}:{line}:",
+            file!()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("produced inf"), "{message}");
+    let nan = Tensor::from_vec(vec![f64::NAN, 1.0], &[2]);
+    let line = line!() + 1;
+    let message = panic_message(|| drop(detect_anomaly(|| nan.softmax(0))));
+    assert!(
+        message.contains(&format!("called at {}:{line}:", file!())),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("its input 0 already held NaN"),
+        "{message}"
+    );
+}
+
+#[test]
+fn outside_anomaly_mode_nothing_is_checked() {
+    assert!(!is_anomaly_enabled());
+    let y = Tensor::from_vec(vec![-1.0f64], &[1]).log();
+    assert!(y.item().is_nan());
+    assert!(detect_anomaly(is_anomaly_enabled));
+    assert!(!is_anomaly_enabled());
+}
+
+#[test]
+fn anomaly_mode_names_the_op_whose_rule_returned_an_infinite_or_nan_gradient() {
+    // sqrt at 0: the value is 0, the gradient 1 / (2 sqrt 0) = inf.
+    let x = leaf(&[4.0, 0.0], &[2]);
+    let line = line!() + 1;
+    let y = detect_anomaly(|| x.sqrt().mul_scalar(3.0).sum());
+    let err = detect_anomaly(|| y.try_backward()).unwrap_err().to_string();
+    let at = format!("(called at {}:{line}:", file!());
+    assert!(
+        err.starts_with(&format!("anomaly in backward: the rule of `sqrt` {at}"))
+            && err.ends_with(") returned a gradient holding inf for its input 0"),
+        "{err}"
+    );
+    // 0 * sqrt(0): the gradient reaching sqrt is 0, and 0 / (2 sqrt 0) is NaN.
+    let line = line!() + 1;
+    let y = detect_anomaly(|| x.sqrt().mul_scalar(0.0).sum());
+    let message = panic_message(|| drop(detect_anomaly(|| y.backward())));
+    assert!(
+        message.starts_with(&format!(
+            "anomaly in backward: the rule of `sqrt` (called at {}:{line}:",
+            file!()
+        )) && message.ends_with("returned a gradient holding NaN for its input 0"),
+        "{message}"
+    );
+    // grad returns the same error; a graph recorded outside anomaly mode has no site.
+    let y = x.sqrt().sum();
+    let err = detect_anomaly(|| grad(&[&y], &[&x], None, opts())).unwrap_err();
+    assert!(matches!(
+        &err,
+        BackwardError::Anomaly {
+            op: "sqrt",
+            input: 0,
+            kind: "inf",
+            ..
+        }
+    ));
+    assert!(
+        err.to_string().contains("recorded outside anomaly mode"),
+        "{err}"
+    );
+    // Finite gradients pass, with the same values as without anomaly mode.
+    let x = leaf(&[4.0, 1.0], &[2]);
+    let g = detect_anomaly(|| x.sqrt().sum().backward());
+    assert_eq!(g[&x].to_vec::<f64>(), vec![0.25, 0.5]);
+}
+
+/// Anomaly mode names the user's line only if every public op is `#[track_caller]`
+/// (a location is passed down through such calls): each `pub fn` of an `impl Tensor`
+/// block in `src/ops/` must carry the attribute.
+#[test]
+fn every_public_op_is_track_caller() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ops");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = src.lines().collect();
+        let mut in_impl = false;
+        for (i, line) in lines.iter().enumerate() {
+            if line.starts_with("impl Tensor {") {
+                in_impl = true;
+            } else if in_impl && line.starts_with('}') {
+                in_impl = false;
+            } else if in_impl && line.trim_start().starts_with("pub fn ") {
+                let attributes = lines[..i].iter().rev().take_while(|l| {
+                    l.trim_start().starts_with("#[") || l.trim_start().starts_with("///")
+                });
+                if !attributes
+                    .into_iter()
+                    .any(|l| l.contains("#[track_caller]"))
+                {
+                    let file = path.file_name().unwrap().to_string_lossy();
+                    missing.push(format!("{file}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "public ops without #[track_caller] (anomaly mode would name a line inside tapegrad):\n  {}",
+        missing.join("\n  ")
+    );
 }

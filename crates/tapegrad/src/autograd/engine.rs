@@ -5,6 +5,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use super::anomaly;
 use super::grads::Grads;
 use super::hooks;
 use super::mode::GradModeGuard;
@@ -79,6 +80,18 @@ pub enum BackwardError {
         output: Vec<usize>,
         /// Seed shape.
         grad: Vec<usize>,
+    },
+    /// Anomaly mode: a rule returned a gradient holding NaN or an infinity.
+    #[error("anomaly in backward: the rule of `{op}` ({site}) returned a gradient holding {kind} for its input {input}")]
+    Anomaly {
+        /// The op whose rule returned it.
+        op: &'static str,
+        /// Where that op was called in the forward pass.
+        site: String,
+        /// Which input's gradient.
+        input: usize,
+        /// `"NaN"` or `"inf"`.
+        kind: &'static str,
     },
     /// A second backward through a graph whose saved tensors the first one freed.
     #[error("backward of `{op}`: its saved tensors were freed by an earlier backward; use backward_retain_graph() for the first pass to run backward twice")]
@@ -227,6 +240,7 @@ pub(crate) fn run(
     let _mode = GradModeGuard::set(opts.create_graph);
     let retain = opts.retain_graph || opts.create_graph;
     let hooks = hooks::any();
+    let anomaly = anomaly::enter_backward();
     let mut grads = Grads::new();
     // Nodes are borrowed from the roots' graphs (the edges of a node never change while
     // anyone can reach it), so the queue holds no reference counts of its own.
@@ -303,8 +317,11 @@ pub(crate) fn run(
             input_grads.len(),
             node.edges.len()
         );
-        for (edge, g) in node.edges.iter().zip(input_grads) {
+        for (input, (edge, g)) in node.edges.iter().zip(input_grads).enumerate() {
             let Some(g) = g else { continue };
+            if anomaly.is_some() && !matches!(edge, Edge::Skip) {
+                check_finite(node, input, &g)?;
+            }
             match edge {
                 Edge::Skip => {}
                 Edge::Leaf { id, shape } => {
@@ -463,6 +480,20 @@ impl<'g> Queue<'g> {
                 self.pending.insert(seq, (node, g));
             }
         }
+    }
+}
+
+/// Anomaly mode: the gradient `g` a node's rule returned for its input `input` must be
+/// finite.
+fn check_finite(node: &Node, input: usize, g: &Tensor) -> Result<(), BackwardError> {
+    match anomaly::non_finite(g) {
+        None => Ok(()),
+        Some(kind) => Err(BackwardError::Anomaly {
+            op: node.op,
+            site: anomaly::describe_site(node.site),
+            input,
+            kind,
+        }),
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! See `docs/architecture.md` for how the tape is built and walked.
 
+pub(crate) mod anomaly;
 pub(crate) mod engine;
 pub(crate) mod grad;
 pub(crate) mod grads;
@@ -9,6 +10,7 @@ pub(crate) mod hooks;
 pub(crate) mod mode;
 pub(crate) mod node;
 
+pub use anomaly::{detect_anomaly, is_anomaly_enabled};
 pub use engine::{BackwardError, BackwardOptions};
 pub use grad::{grad, GradOptions};
 pub use grads::Grads;
