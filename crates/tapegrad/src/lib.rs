@@ -26,6 +26,7 @@
 pub mod autograd;
 mod display;
 pub mod dtype;
+pub mod func;
 mod kernels;
 pub mod ops;
 pub mod shape;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tapegrad::{
-    custom_op, detect_anomaly, grad, is_anomaly_enabled, no_grad, BackwardError, DType,
+    custom_op, detect_anomaly, func, grad, is_anomaly_enabled, no_grad, BackwardError, DType,
     GradOptions, Tensor,
 };
 
@@ -554,4 +554,133 @@ fn every_public_op_is_track_caller() {
         "public ops without #[track_caller] (anomaly mode would name a line inside tapegrad):\n  {}",
         missing.join("\n  ")
     );
+}
+
+// ------------------------------------------------------------------------ func
+
+fn matrix_a() -> Tensor {
+    Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 3.0, 0.0, 4.0], &[2, 3])
+}
+
+fn times_a(x: &Tensor) -> Tensor {
+    matrix_a().matmul(&x.reshape(&[3, 1])).reshape(&[2])
+}
+
+#[test]
+fn the_jacobian_of_a_linear_map_is_its_matrix_and_vjp_jvp_are_products_with_it() {
+    let x = Tensor::from_vec(vec![0.3f64, -1.0, 2.0], &[3]);
+    let j = func::jacobian(times_a, &x);
+    assert_eq!(j.shape(), &[2, 3]);
+    assert_eq!(j.to_vec::<f64>(), matrix_a().to_vec::<f64>());
+    // v^T A and A u.
+    let v = Tensor::from_vec(vec![2.0f64, -1.0], &[2]);
+    let (y, vj) = func::vjp(times_a, &x, &v);
+    assert_close(&y.to_vec::<f64>(), &times_a(&x).to_vec::<f64>(), 1e-15);
+    assert_close(&vj.to_vec::<f64>(), &[2.0 - 3.0, -4.0, 1.0 - 4.0], 1e-15);
+    let u = Tensor::from_vec(vec![1.0f64, 1.0, -1.0], &[3]);
+    let (_, ju) = func::jvp(times_a, &x, &u);
+    assert_close(&ju.to_vec::<f64>(), &[1.0 - 2.0 - 0.5, 3.0 - 4.0], 1e-15);
+    assert!(!vj.tracks_grad() && !ju.tracks_grad() && !j.tracks_grad());
+}
+
+#[test]
+fn the_hessian_of_a_sum_of_cubes_is_diagonal() {
+    let xv = [0.5, -1.5, 2.0];
+    let x = Tensor::from_vec(xv.to_vec(), &[3]);
+    let cubes = |x: &Tensor| x.powf(3.0).sum();
+    let h = func::hessian(cubes, &x);
+    assert_eq!(h.shape(), &[3, 3]);
+    let mut want = vec![0.0; 9];
+    for i in 0..3 {
+        want[i * 4] = 6.0 * xv[i];
+    }
+    assert_close(&h.to_vec::<f64>(), &want, 1e-14);
+    let v = Tensor::from_vec(vec![1.0f64, 2.0, -1.0], &[3]);
+    let (y, hv) = func::hvp(cubes, &x, &v);
+    assert_close(&[y.item()], &[0.125 - 3.375 + 8.0], 1e-15);
+    assert_close(&hv.to_vec::<f64>(), &[3.0, -18.0, -12.0], 1e-14);
+    // The gradient, as a vjp with seed 1.
+    let (_, g) = func::vjp(cubes, &x, &Tensor::scalar(1.0f64));
+    assert_close(&g.to_vec::<f64>(), &[0.75, 6.75, 12.0], 1e-14);
+}
+
+#[test]
+fn the_jacobian_of_softmax_is_diag_s_minus_s_s_transposed() {
+    let x = Tensor::from_vec(vec![0.2f64, -1.0, 1.5, 0.3], &[4]);
+    let s = x.softmax(0).to_vec::<f64>();
+    let j = func::jacobian(|x| x.softmax(0), &x);
+    let want: Vec<f64> = (0..16)
+        .map(|k| {
+            let (i, j) = (k / 4, k % 4);
+            (if i == j { s[i] } else { 0.0 }) - s[i] * s[j]
+        })
+        .collect();
+    assert_close(&j.to_vec::<f64>(), &want, 1e-15);
+}
+
+#[test]
+fn the_hessian_of_rosenbrock_is_known() {
+    // f(a, b) = (1 - a)^2 + 100 (b - a^2)^2
+    let rosenbrock = |x: &Tensor| {
+        let (a, b) = (x.narrow(0, 0, 1), x.narrow(0, 1, 1));
+        let first = a.rsub_scalar(1.0).square();
+        let second = b.sub(&a.square()).square().mul_scalar(100.0);
+        first.add(&second).sum()
+    };
+    let (a, b) = (-0.7f64, 1.3f64);
+    let x = Tensor::from_vec(vec![a, b], &[2]);
+    let h = func::hessian(rosenbrock, &x);
+    let want = [
+        2.0 - 400.0 * (b - a * a) + 800.0 * a * a,
+        -400.0 * a,
+        -400.0 * a,
+        200.0,
+    ];
+    assert_close(&h.to_vec::<f64>(), &want, 1e-12);
+}
+
+#[test]
+fn jvp_matches_central_differences_of_a_nonlinear_map() {
+    let f = |x: &Tensor| times_a(x).tanh();
+    let xv = [0.3, -0.2, 0.4];
+    let uv = [1.0, -0.5, 2.0];
+    let x = Tensor::from_vec(xv.to_vec(), &[3]);
+    let (_, ju) = func::jvp(f, &x, &Tensor::from_vec(uv.to_vec(), &[3]));
+    let h = 1e-6;
+    let at = |s: f64| {
+        let p: Vec<f64> = xv.iter().zip(uv).map(|(x, u)| x + s * u).collect();
+        f(&Tensor::from_vec(p, &[3])).to_vec::<f64>()
+    };
+    let (plus, minus) = (at(h), at(-h));
+    let want: Vec<f64> = plus
+        .iter()
+        .zip(&minus)
+        .map(|(p, m)| (p - m) / (2.0 * h))
+        .collect();
+    assert_close(&ju.to_vec::<f64>(), &want, 1e-8);
+    // And the Jacobian's columns are the jvps with the unit vectors.
+    let j = func::jacobian(f, &x).to_vec::<f64>();
+    let col0 = func::jvp(f, &x, &Tensor::from_vec(vec![1.0f64, 0.0, 0.0], &[3])).1;
+    assert_close(&col0.to_vec::<f64>(), &[j[0], j[3]], 1e-14);
+}
+
+#[test]
+fn transforms_of_functions_that_ignore_x_are_zero_and_misuse_is_named() {
+    let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    let constant = |_: &Tensor| Tensor::from_vec(vec![5.0f64], &[1]);
+    assert_eq!(func::jacobian(constant, &x).to_vec::<f64>(), vec![0.0, 0.0]);
+    assert_eq!(func::hessian(|x| x.sum(), &x).to_vec::<f64>(), vec![0.0; 4]);
+    let message = panic_message(|| drop(func::hessian(|x| x.square(), &x)));
+    assert_eq!(
+        message,
+        "hessian: f(x) has shape [2]; hessian needs a scalar function (one element)"
+    );
+    let message = panic_message(|| drop(func::jvp(|x| x.square(), &x, &Tensor::scalar(1.0f64))));
+    assert_eq!(
+        message,
+        "jvp: u is a f64 tensor of shape [], but x is a f64 tensor of shape [2]; they must match"
+    );
+    // Inside no_grad the transforms still differentiate.
+    let (_, g) = no_grad(|| func::vjp(|x| x.square(), &x, &x));
+    assert_eq!(g.to_vec::<f64>(), vec![2.0, 8.0]);
 }
