@@ -684,3 +684,38 @@ fn transforms_of_functions_that_ignore_x_are_zero_and_misuse_is_named() {
     let (_, g) = no_grad(|| func::vjp(|x| x.square(), &x, &x));
     assert_eq!(g.to_vec::<f64>(), vec![2.0, 8.0]);
 }
+
+// ------------------------------------------------------------------------ the guide
+
+/// The code of the "Looking inside backward" section of docs/guide.md.
+#[test]
+fn guide_looking_inside_backward() -> Result<(), BackwardError> {
+    let x = Tensor::randn(&[4, 3], DType::F64, 0).requires_grad();
+    let w = Tensor::randn(&[3, 2], DType::F64, 1).requires_grad();
+    let h = x.matmul(&w).tanh(); // an activation
+    let loss = h.square().mean();
+    let g = grad(&[&loss], &[&h, &w], None, GradOptions::default())?;
+    let dloss_dh = g[0].as_ref().unwrap(); // [4, 2]: how the loss sees each activation
+    assert_eq!(dloss_dh.shape(), &[4, 2]);
+    let want: Vec<f64> = h.to_vec::<f64>().iter().map(|h| 2.0 * h / 8.0).collect();
+    assert_close(&dloss_dh.to_vec::<f64>(), &want, 1e-15);
+
+    let h = x.matmul(&w).tanh();
+    let handle = h.register_hook(|g| g.clamp(-0.1, 0.1)); // what flows on to x and w
+    let grads = h.square().mean().backward();
+    handle.remove(); // hooks stay until removed
+                     // The clipped gradient 2h/8 reaches w through tanh and matmul: x^T (g (1 - h^2)).
+    let clipped = no_grad(|| h.mul_scalar(0.25).clamp(-0.1, 0.1));
+    let want = no_grad(|| x.t().matmul(&clipped.mul(&h.square().rsub_scalar(1.0))));
+    assert_close(&grads[&w].to_vec::<f64>(), &want.to_vec::<f64>(), 1e-14);
+
+    let x = Tensor::from_vec(vec![4.0f64, 0.0], &[2]).requires_grad();
+    let err = detect_anomaly(|| x.sqrt().sum().try_backward()).unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("anomaly in backward: the rule of `sqrt` (called at"));
+    assert!(err
+        .to_string()
+        .ends_with("returned a gradient holding inf for its input 0"));
+    Ok(())
+}
