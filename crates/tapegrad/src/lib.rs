@@ -26,6 +26,7 @@
 pub mod autograd;
 mod display;
 pub mod dtype;
+pub mod func;
 mod kernels;
 pub mod ops;
 pub mod shape;
@@ -33,8 +34,9 @@ mod storage;
 mod tensor;
 
 pub use autograd::{
-    custom_op, enable_grad, is_grad_enabled, no_grad, BackwardCtx, BackwardError, BackwardOptions,
-    Grads, IntoGrads, Op,
+    custom_op, detect_anomaly, enable_grad, grad, is_anomaly_enabled, is_grad_enabled, no_grad,
+    BackwardCtx, BackwardError, BackwardOptions, GradOptions, Grads, HookHandle, HookResult,
+    IntoGrads, Op,
 };
 pub use dtype::{DType, Element};
 pub use kernels::fused::{is_fusion_enabled, with_fusion};

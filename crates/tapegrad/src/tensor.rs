@@ -511,6 +511,7 @@ impl Tensor {
     }
 
     /// Converts to another dtype. Differentiable: the gradient is converted back.
+    #[track_caller]
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         if dtype == self.dtype() {
             return self.clone();

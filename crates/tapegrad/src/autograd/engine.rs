@@ -5,7 +5,9 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use super::anomaly;
 use super::grads::Grads;
+use super::hooks;
 use super::mode::GradModeGuard;
 use super::node::{BackwardCtx, Edge, Node};
 use crate::tensor::{Tensor, TensorId};
@@ -44,6 +46,52 @@ pub enum BackwardError {
         saved: u64,
         /// Version at backward.
         now: u64,
+    },
+    /// `grad`: an input does not require grad, so no gradient can flow to it.
+    #[error("grad: input {index} (shape {shape:?}) does not require grad; make it with .requires_grad() or compute it from one that does")]
+    InputNoGrad {
+        /// Position of the input.
+        index: usize,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// `grad`: the outputs do not depend on an input.
+    #[error("grad: input {index} (shape {shape:?}) is not used to compute the outputs; pass allow_unused: true to get None for it")]
+    Unused {
+        /// Position of the input.
+        index: usize,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// `grad`: as many `grad_outputs` as outputs are needed.
+    #[error("grad: {grad_outputs} grad_outputs for {outputs} outputs; give one per output")]
+    GradOutputCount {
+        /// Number of outputs.
+        outputs: usize,
+        /// Number of seeds given.
+        grad_outputs: usize,
+    },
+    /// `grad`: a seed's shape or dtype differs from its output's.
+    #[error("grad: grad_outputs[{index}] has shape {grad:?}, its output {output:?} (the dtypes must match too)")]
+    GradOutput {
+        /// Position of the output.
+        index: usize,
+        /// Output shape.
+        output: Vec<usize>,
+        /// Seed shape.
+        grad: Vec<usize>,
+    },
+    /// Anomaly mode: a rule returned a gradient holding NaN or an infinity.
+    #[error("anomaly in backward: the rule of `{op}` ({site}) returned a gradient holding {kind} for its input {input}")]
+    Anomaly {
+        /// The op whose rule returned it.
+        op: &'static str,
+        /// Where that op was called in the forward pass.
+        site: String,
+        /// Which input's gradient.
+        input: usize,
+        /// `"NaN"` or `"inf"`.
+        kind: &'static str,
     },
     /// A second backward through a graph whose saved tensors the first one freed.
     #[error("backward of `{op}`: its saved tensors were freed by an earlier backward; use backward_retain_graph() for the first pass to run backward twice")]
@@ -97,25 +145,157 @@ pub(crate) fn run_backward(
     if !root.tracks_grad() {
         return Err(BackwardError::NoGraph);
     }
+    run(&[(root, seed)], opts, on_leaf_ready, None)
+}
+
+/// What [`crate::grad`] asks of a backward pass: the gradients of some tensors only. Nodes
+/// that lead to none of them do not run, and only the wanted leaves' gradients are kept.
+pub(crate) struct Targets {
+    /// Sequence numbers of the wanted op outputs: their gradient is captured when their
+    /// node is popped (complete).
+    pub(crate) nodes: HashSet<u64>,
+    /// Ids of the wanted leaves.
+    pub(crate) leaves: HashSet<TensorId>,
+    /// Nodes with a wanted tensor among their ancestors: only their rules run.
+    leads: HashSet<u64>,
+    /// The gradients of the wanted op outputs, by sequence number.
+    captured: SeqMap<Tensor>,
+}
+
+impl Targets {
+    /// The targets `inputs` (each tracks grad) for a pass from `roots`: one walk over the
+    /// nodes reachable from the roots, then one sweep in creation order (parents first)
+    /// marking the nodes that lead to a wanted tensor.
+    pub(crate) fn new(roots: &[&Tensor], inputs: &[&Tensor]) -> Targets {
+        let mut nodes = HashSet::new();
+        let mut leaves = HashSet::new();
+        for t in inputs {
+            match t.node() {
+                Some(n) => nodes.insert(n.seq),
+                None => leaves.insert(t.id()),
+            };
+        }
+        let mut seen: HashSet<u64> = HashSet::new();
+        let mut stack: Vec<&Arc<Node>> = Vec::new();
+        for root in roots {
+            if let Some(n) = root.node() {
+                if seen.insert(n.seq) {
+                    stack.push(n);
+                }
+            }
+        }
+        let mut reachable: Vec<&Arc<Node>> = Vec::new();
+        while let Some(node) = stack.pop() {
+            reachable.push(node);
+            for edge in node.edges.iter() {
+                if let Edge::Node(parent) = edge {
+                    if seen.insert(parent.seq) {
+                        stack.push(parent);
+                    }
+                }
+            }
+        }
+        reachable.sort_by_key(|n| n.seq);
+        let mut leads = HashSet::new();
+        for node in reachable {
+            let leads_to_target = node.edges.iter().any(|edge| match edge {
+                Edge::Leaf { id, .. } => leaves.contains(id),
+                Edge::Node(p) => nodes.contains(&p.seq) || leads.contains(&p.seq),
+                Edge::Skip => false,
+            });
+            if leads_to_target {
+                leads.insert(node.seq);
+            }
+        }
+        Targets {
+            nodes,
+            leaves,
+            leads,
+            captured: SeqMap::default(),
+        }
+    }
+
+    /// The captured gradient of the op output `t` (a wanted one), if backward reached it.
+    pub(crate) fn captured(&self, t: &Tensor) -> Option<&Tensor> {
+        t.node().and_then(|n| self.captured.get(&n.seq))
+    }
+
+    fn wants_node(&self, seq: u64) -> bool {
+        self.leads.contains(&seq) || self.nodes.contains(&seq)
+    }
+}
+
+/// The engine: backward from every `(root, seed)` at once (each root tracks grad and
+/// its seed has its shape and dtype). With `targets`, only what leads to them runs and
+/// their gradients are captured in it; otherwise every leaf's gradient is returned.
+#[track_caller]
+pub(crate) fn run(
+    roots: &[(&Tensor, Tensor)],
+    opts: BackwardOptions,
+    on_leaf_ready: Option<LeafReady<'_>>,
+    mut targets: Option<&mut Targets>,
+) -> Result<Grads, BackwardError> {
     // Without create_graph the rules' ops must record nothing; with it they record
     // exactly when their inputs require grad.
     let _mode = GradModeGuard::set(opts.create_graph);
     let retain = opts.retain_graph || opts.create_graph;
+    let hooks = hooks::any();
+    let anomaly = anomaly::enter_backward();
     let mut grads = Grads::new();
-    let Some(root_node) = root.node() else {
-        grads.accumulate(root.id(), seed);
-        if let (Some(hook), Some(g)) = (on_leaf_ready, grads.get_id(root.id())) {
-            hook(root.id(), g);
-        }
-        return Ok(grads);
-    };
-    let mut watch = on_leaf_ready.map(|hook| LeafWatch::new(root_node, hook));
-    // Nodes are borrowed from the root's graph (the edges of a node never change while
+    // Nodes are borrowed from the roots' graphs (the edges of a node never change while
     // anyone can reach it), so the queue holds no reference counts of its own.
     let mut queue = Queue::default();
-    queue.add(root_node, seed);
+    for (root, seed) in roots {
+        match root.node() {
+            Some(node) => {
+                if targets.as_ref().is_none_or(|t| t.wants_node(node.seq)) {
+                    queue.add(node, seed.clone());
+                }
+            }
+            None => {
+                if targets
+                    .as_ref()
+                    .is_none_or(|t| t.leaves.contains(&root.id()))
+                {
+                    grads.accumulate(root.id(), seed.clone());
+                }
+            }
+        }
+    }
+    // With a leaf-ready hook, the leaves' own hooks run as each leaf becomes final.
+    let reporting = on_leaf_ready.is_some();
+    let mut watch = match (on_leaf_ready, roots) {
+        (Some(hook), [(root, _)]) => match root.node() {
+            Some(node) => Some(LeafWatch::new(node, hook, hooks)),
+            None => {
+                if hooks {
+                    grads.run_leaf_hooks(root.id());
+                }
+                if let Some(g) = grads.get_id(root.id()) {
+                    hook(root.id(), g);
+                }
+                None
+            }
+        },
+        (Some(_), _) => unreachable!("the leaf-ready hook is for a pass from one root"),
+        (None, _) => None,
+    };
 
     while let Some((node, grad)) = queue.pop() {
+        // The node's gradient is complete: the hooks on its output see it first.
+        let grad = if hooks {
+            hooks::apply(node.out_id, grad)
+        } else {
+            grad
+        };
+        if let Some(t) = targets.as_deref_mut() {
+            if t.nodes.contains(&node.seq) {
+                t.captured.insert(node.seq, grad.clone());
+            }
+            if !t.leads.contains(&node.seq) {
+                continue;
+            }
+        }
         let (saved, output) = take_saved(node, retain)?;
         let ctx = BackwardCtx {
             node,
@@ -137,29 +317,43 @@ pub(crate) fn run_backward(
             input_grads.len(),
             node.edges.len()
         );
-        for (edge, g) in node.edges.iter().zip(input_grads) {
+        for (input, (edge, g)) in node.edges.iter().zip(input_grads).enumerate() {
             let Some(g) = g else { continue };
+            if anomaly.is_some() && !matches!(edge, Edge::Skip) {
+                check_finite(node, input, &g)?;
+            }
             match edge {
                 Edge::Skip => {}
                 Edge::Leaf { id, shape } => {
                     check_grad(node.op, shape, None, &g);
-                    grads.accumulate(*id, g);
+                    if targets.as_ref().is_none_or(|t| t.leaves.contains(id)) {
+                        grads.accumulate(*id, g);
+                    }
                 }
                 Edge::Node(parent) => {
                     check_grad(node.op, &parent.out_shape, Some(parent.out_dtype), &g);
-                    queue.add(parent, g);
+                    if targets.as_ref().is_none_or(|t| t.wants_node(parent.seq)) {
+                        queue.add(parent, g);
+                    }
                 }
             }
         }
         if let Some(watch) = watch.as_mut() {
-            watch.node_ran(node, &grads);
+            watch.node_ran(node, &mut grads);
         }
     }
-    if let Some(watch) = watch {
-        watch.finish(&grads);
+    match watch {
+        Some(watch) => watch.finish(&mut grads),
+        None if hooks && !reporting => grads.run_all_leaf_hooks(),
+        None => {}
     }
     // Gradients come back computed: a deferred one would hold on to the whole graph.
     grads.force_all();
+    if let Some(t) = targets {
+        for g in t.captured.values() {
+            g.force();
+        }
+    }
     Ok(grads)
 }
 
@@ -170,10 +364,12 @@ pub(crate) fn run_backward(
 struct LeafWatch<'h> {
     waiting: HashMap<TensorId, usize>,
     hook: LeafReady<'h>,
+    /// Whether tensor hooks are registered: a leaf's run before it is reported.
+    leaf_hooks: bool,
 }
 
 impl<'h> LeafWatch<'h> {
-    fn new(root: &Arc<Node>, hook: LeafReady<'h>) -> Self {
+    fn new(root: &Arc<Node>, hook: LeafReady<'h>, leaf_hooks: bool) -> Self {
         let mut waiting: HashMap<TensorId, usize> = HashMap::new();
         let mut seen: HashSet<u64> = HashSet::from([root.seq]);
         let mut stack: Vec<&Arc<Node>> = vec![root];
@@ -186,10 +382,15 @@ impl<'h> LeafWatch<'h> {
                 }
             }
         }
-        LeafWatch { waiting, hook }
+        LeafWatch {
+            waiting,
+            hook,
+            leaf_hooks,
+        }
     }
 
-    fn node_ran(&mut self, node: &Node, grads: &Grads) {
+    #[track_caller]
+    fn node_ran(&mut self, node: &Node, grads: &mut Grads) {
         for edge in node.edges.iter() {
             let Edge::Leaf { id, .. } = edge else {
                 continue;
@@ -201,6 +402,9 @@ impl<'h> LeafWatch<'h> {
             *left -= 1;
             if *left == 0 {
                 self.waiting.remove(id);
+                if self.leaf_hooks {
+                    grads.run_leaf_hooks(*id);
+                }
                 if let Some(g) = grads.get_id(*id) {
                     g.force();
                     (self.hook)(*id, g);
@@ -209,10 +413,14 @@ impl<'h> LeafWatch<'h> {
         }
     }
 
-    fn finish(self, grads: &Grads) {
+    #[track_caller]
+    fn finish(self, grads: &mut Grads) {
         let mut rest: Vec<TensorId> = self.waiting.into_keys().collect();
         rest.sort_by_key(|id| id.as_u64());
         for id in rest {
+            if self.leaf_hooks {
+                grads.run_leaf_hooks(id);
+            }
             if let Some(g) = grads.get_id(id) {
                 g.force();
                 (self.hook)(id, g);
@@ -272,6 +480,20 @@ impl<'g> Queue<'g> {
                 self.pending.insert(seq, (node, g));
             }
         }
+    }
+}
+
+/// Anomaly mode: the gradient `g` a node's rule returned for its input `input` must be
+/// finite.
+fn check_finite(node: &Node, input: usize, g: &Tensor) -> Result<(), BackwardError> {
+    match anomaly::non_finite(g) {
+        None => Ok(()),
+        Some(kind) => Err(BackwardError::Anomaly {
+            op: node.op,
+            site: anomaly::describe_site(node.site),
+            input,
+            kind,
+        }),
     }
 }
 

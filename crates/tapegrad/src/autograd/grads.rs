@@ -66,6 +66,23 @@ impl Grads {
         }
     }
 
+    /// Runs the hooks registered on leaf `id` on its gradient, if it has one.
+    #[track_caller]
+    pub(crate) fn run_leaf_hooks(&mut self, id: TensorId) {
+        if let Some(g) = self.map.remove(&id) {
+            self.map.insert(id, super::hooks::apply(id, g));
+        }
+    }
+
+    /// Runs the hooks of every leaf held (each leaf's gradient is final).
+    #[track_caller]
+    pub(crate) fn run_all_leaf_hooks(&mut self) {
+        let ids: Vec<TensorId> = self.map.keys().copied().collect();
+        for id in ids {
+            self.run_leaf_hooks(id);
+        }
+    }
+
     /// Computes every deferred gradient (fused elementwise chains) now.
     pub(crate) fn force_all(&self) {
         for g in self.map.values() {

@@ -2,10 +2,12 @@
 //! saved and the rule itself), how a rule sees them (`BackwardCtx`), and the iterative
 //! `Drop` that frees a chain of any length without recursion.
 
+use std::panic::Location;
 use std::sync::{Arc, Mutex};
 
 use smallvec::SmallVec;
 
+use super::anomaly;
 use super::mode::is_grad_enabled;
 use crate::dtype::DType;
 use crate::shape::Shape;
@@ -55,6 +57,8 @@ pub(crate) struct Node<R: ?Sized = Rule> {
     /// Whether the op saved any tensor or its output: backward locks `saved` only then.
     pub(crate) has_saved: bool,
     pub(crate) saved: Mutex<SavedState>,
+    /// Where the op was called, recorded in anomaly mode only (for its error messages).
+    pub(crate) site: Option<&'static Location<'static>>,
     pub(crate) rule: R,
 }
 
@@ -218,14 +222,27 @@ pub struct Op {
     recording: bool,
     saved: SmallVec<[(Option<Tensor>, u64); 2]>,
     save_output: bool,
+    site: Option<&'static Location<'static>>,
 }
 
 impl Op {
     /// The op `name` over `inputs`, whose output is `value` (computed by the caller,
     /// without recording: under [`no_grad`](crate::no_grad), with raw arrays, or by a
-    /// kernel).
+    /// kernel). In [anomaly mode](crate::detect_anomaly) the value is checked for NaN and
+    /// infinities, and the caller's location is kept for error messages: put
+    /// `#[track_caller]` on the function that calls this, so it is the user's line.
+    ///
+    /// # Panics
+    /// In anomaly mode, if the value holds a NaN or an infinity.
     #[inline]
+    #[track_caller]
     pub fn new(name: &'static str, inputs: &[&Tensor], value: impl Into<Tensor>) -> Op {
+        let value = value.into();
+        let site = if anomaly::recording_sites() {
+            Some(anomaly::forward_site(name, inputs, &value))
+        } else {
+            None
+        };
         let recording = is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad());
         let edges = if recording {
             inputs.iter().map(|t| t.edge()).collect()
@@ -234,11 +251,12 @@ impl Op {
         };
         Op {
             name,
-            value: value.into(),
+            value,
             edges,
             recording,
             saved: SmallVec::new(),
             save_output: false,
+            site,
         }
     }
 
@@ -307,6 +325,7 @@ impl Op {
             recording,
             saved,
             save_output,
+            site,
         } = self;
         if !recording {
             // A user's value may be on a tape of its own: the output never is.
@@ -349,6 +368,7 @@ impl Op {
                 output: saved_output,
                 freed: false,
             }),
+            site,
             rule: move |ctx: &BackwardCtx<'_>, g: &Tensor| rule(ctx, g).into_grads(),
         });
         // The value tensor is usually fresh from the op's kernel and held only here: it

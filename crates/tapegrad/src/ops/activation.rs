@@ -11,6 +11,7 @@ use num_traits::{One, Zero};
 impl Tensor {
     /// Elementwise `max(x, 0)`. Gradient: `g` where `x > 0`, else 0, so `relu'(0) = 0`
     /// (as in PyTorch). The rule reads the saved output (`out > 0` iff `x > 0`).
+    #[track_caller]
     pub fn relu(&self) -> Tensor {
         // `x < 0` is false for NaN, so a NaN propagates (as in PyTorch) instead of vanishing.
         unary!(self, "relu", Cost::Cheap, |x| if x < E::zero() {
@@ -31,16 +32,19 @@ impl Tensor {
 
     /// `x` for `x > 0`, `slope * x` otherwise (PyTorch default slope 0.01). At 0 the
     /// gradient is `slope`.
+    #[track_caller]
     pub fn leaky_relu(&self, slope: f64) -> Tensor {
         Tensor::where_(&self.gt_scalar(0.0), self, &self.mul_scalar(slope))
     }
 
     /// `x` for `x > 0`, `alpha * (e^x - 1)` otherwise (PyTorch default alpha 1).
+    #[track_caller]
     pub fn elu(&self, alpha: f64) -> Tensor {
         Tensor::where_(&self.gt_scalar(0.0), self, &self.expm1().mul_scalar(alpha))
     }
 
     /// GELU, exact form `x * Phi(x) = x/2 * (1 + erf(x / sqrt 2))`.
+    #[track_caller]
     pub fn gelu(&self) -> Tensor {
         self.mul(
             &self
@@ -53,6 +57,7 @@ impl Tensor {
 
     /// GELU, tanh approximation `x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`
     /// (PyTorch's `approximate="tanh"`).
+    #[track_caller]
     pub fn gelu_tanh(&self) -> Tensor {
         let c = (2.0 / std::f64::consts::PI).sqrt();
         let inner = self.add(&self.powf(3.0).mul_scalar(0.044715)).mul_scalar(c);
@@ -60,11 +65,13 @@ impl Tensor {
     }
 
     /// SiLU / swish: `x * sigmoid(x)`.
+    #[track_caller]
     pub fn silu(&self) -> Tensor {
         self.mul(&self.sigmoid())
     }
 
     /// Softsign: `x / (1 + |x|)`.
+    #[track_caller]
     pub fn softsign(&self) -> Tensor {
         self.div(&self.abs().add_scalar(1.0))
     }

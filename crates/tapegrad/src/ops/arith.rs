@@ -128,17 +128,20 @@ impl Tensor {
     }
 
     /// Elementwise `-self`. Gradient: `-g`.
+    #[track_caller]
     pub fn neg(&self) -> Tensor {
         unary!(self, "neg", Cost::Cheap, |x| -x).rule(|_, g| g.neg())
     }
 
     /// `self + c` for a scalar `c`. Gradient: `g`.
+    #[track_caller]
     pub fn add_scalar(&self, c: f64) -> Tensor {
         let value = dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| x + c)));
         Op::new("add_scalar", &[self], value).rule(|_, g| g.clone())
     }
 
     /// `self - c` for a scalar `c`.
+    #[track_caller]
     pub fn sub_scalar(&self, c: f64) -> Tensor {
         self.add_scalar(-c)
     }
@@ -147,23 +150,27 @@ impl Tensor {
     ///
     /// One op (not `neg` then `add_scalar`): rules such as `tanh`'s use it on every
     /// backward pass. Gradient: `-g`.
+    #[track_caller]
     pub fn rsub_scalar(&self, c: f64) -> Tensor {
         let value = dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| c - x)));
         Op::new("rsub_scalar", &[self], value).rule(|_, g| g.neg())
     }
 
     /// `self * c` for a scalar `c`. Gradient: `g * c`.
+    #[track_caller]
     pub fn mul_scalar(&self, c: f64) -> Tensor {
         let value = dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| x * c)));
         Op::new("mul_scalar", &[self], value).rule(move |_, g| g.mul_scalar(c))
     }
 
     /// `self / c` for a scalar `c`.
+    #[track_caller]
     pub fn div_scalar(&self, c: f64) -> Tensor {
         self.mul_scalar(1.0 / c)
     }
 
     /// `c / self` for a scalar `c`.
+    #[track_caller]
     pub fn rdiv_scalar(&self, c: f64) -> Tensor {
         self.recip().mul_scalar(c)
     }
@@ -207,6 +214,7 @@ impl Tensor {
 
     /// Elementwise `self ^ p` for a scalar `p`. Gradient: `g * p * x^(p-1)`, and 0 for
     /// `p = 0` (as in PyTorch; the formula would give `0 * inf = NaN` at `x = 0`).
+    #[track_caller]
     pub fn powf(&self, p: f64) -> Tensor {
         let value = dispatch!(self.data(), |a| Data::from(
             map_c_costly(a, p, |x, p| x.powf(p))
@@ -222,6 +230,7 @@ impl Tensor {
     }
 
     /// Elementwise `self^2`. Gradient: `2 x g`.
+    #[track_caller]
     pub fn square(&self) -> Tensor {
         unary!(self, "square", Cost::Cheap, |x| x * x)
             .save(&[self])
@@ -230,6 +239,7 @@ impl Tensor {
 
     /// Elementwise square root. Gradient: `g / (2 sqrt x)`; at `x = 0` that is `inf`
     /// (as in PyTorch); for `x < 0` the value is NaN.
+    #[track_caller]
     pub fn sqrt(&self) -> Tensor {
         unary!(self, "sqrt", Cost::Cheap, |x| x.sqrt())
             .save_output()
@@ -237,6 +247,7 @@ impl Tensor {
     }
 
     /// Elementwise `1 / sqrt(x)`. Gradient: `-g * out^3 / 2`.
+    #[track_caller]
     pub fn rsqrt(&self) -> Tensor {
         unary!(self, "rsqrt", Cost::Cheap, |x| x.sqrt().recip())
             .save_output()
@@ -247,6 +258,7 @@ impl Tensor {
     }
 
     /// Elementwise `1 / x`. Gradient: `-g * out^2`. `1/0 = inf`.
+    #[track_caller]
     pub fn recip(&self) -> Tensor {
         unary!(self, "recip", Cost::Cheap, |x| x.recip())
             .save_output()
@@ -254,6 +266,7 @@ impl Tensor {
     }
 
     /// Elementwise `|x|`. Gradient: `g * sign(x)`, so `abs'(0) = 0` (as in PyTorch).
+    #[track_caller]
     pub fn abs(&self) -> Tensor {
         unary!(self, "abs", Cost::Cheap, |x| x.abs())
             .save(&[self])
@@ -262,6 +275,7 @@ impl Tensor {
 
     /// Elementwise sign: -1, 0 or 1 (NaN stays NaN). Not differentiable: its gradient is
     /// zero almost everywhere, so nothing is recorded.
+    #[track_caller]
     pub fn sign(&self) -> Tensor {
         let value = dispatch!(self.data(), |a| Data::from(map(a, sign_scalar)));
         Tensor::from_data(value)
@@ -354,11 +368,13 @@ impl Tensor {
     }
 
     /// `clamp(min, +inf)`.
+    #[track_caller]
     pub fn clamp_min(&self, min: f64) -> Tensor {
         self.clamp(min, f64::INFINITY)
     }
 
     /// `clamp(-inf, max)`.
+    #[track_caller]
     pub fn clamp_max(&self, max: f64) -> Tensor {
         self.clamp(f64::NEG_INFINITY, max)
     }
@@ -498,6 +514,7 @@ binary_operator!(Div, div, div, div_scalar);
 
 impl std::ops::Neg for &Tensor {
     type Output = Tensor;
+    #[track_caller]
     fn neg(self) -> Tensor {
         Tensor::neg(self)
     }
@@ -505,6 +522,7 @@ impl std::ops::Neg for &Tensor {
 
 impl std::ops::Neg for Tensor {
     type Output = Tensor;
+    #[track_caller]
     fn neg(self) -> Tensor {
         Tensor::neg(&self)
     }

@@ -46,6 +46,7 @@ impl Tensor {
 
     /// Zeros of `full` with `self`'s slices added at `idx` along `axis`: the gradient of
     /// `index_select`, whose own gradient is `index_select` again.
+    #[track_caller]
     fn index_add_zeros(&self, full: &[usize], axis: usize, idx: Arc<[usize]>) -> Tensor {
         let value = dispatch!(self.data(), |a| {
             let a = a.force().into_owned();

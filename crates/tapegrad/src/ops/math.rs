@@ -17,6 +17,7 @@ impl Tensor {
     /// let x = tapegrad::Tensor::from_vec(vec![0.0f64, 1.0], &[2]);
     /// assert_eq!(x.exp().to_vec::<f64>(), vec![1.0, std::f64::consts::E]);
     /// ```
+    #[track_caller]
     pub fn exp(&self) -> Tensor {
         // The vectorised kernel, not `unary!`'s per-element map.
         let value = dispatch!(self.data(), |a| Data::from(elementwise::exp(a)));
@@ -27,6 +28,7 @@ impl Tensor {
     }
 
     /// Elementwise natural log. Gradient: `g / x`. `log(0) = -inf`, `log(x < 0) = NaN`.
+    #[track_caller]
     pub fn log(&self) -> Tensor {
         unary!(self, "log", Cost::Costly, |x| x.ln())
             .save(&[self])
@@ -34,6 +36,7 @@ impl Tensor {
     }
 
     /// Elementwise `ln(1 + x)`, accurate for small `x`. Gradient: `g / (1 + x)`.
+    #[track_caller]
     pub fn log1p(&self) -> Tensor {
         unary!(self, "log1p", Cost::Costly, |x| x.ln_1p())
             .save(&[self])
@@ -41,6 +44,7 @@ impl Tensor {
     }
 
     /// Elementwise `e^x - 1`, accurate for small `x`. Gradient: `g * (out + 1)`.
+    #[track_caller]
     pub fn expm1(&self) -> Tensor {
         unary!(self, "expm1", Cost::Costly, |x| x.exp_m1())
             .save_output()
@@ -48,6 +52,7 @@ impl Tensor {
     }
 
     /// Elementwise sine. Gradient: `g * cos x`.
+    #[track_caller]
     pub fn sin(&self) -> Tensor {
         unary!(self, "sin", Cost::Costly, |x| x.sin())
             .save(&[self])
@@ -55,6 +60,7 @@ impl Tensor {
     }
 
     /// Elementwise cosine. Gradient: `-g * sin x`.
+    #[track_caller]
     pub fn cos(&self) -> Tensor {
         unary!(self, "cos", Cost::Costly, |x| x.cos())
             .save(&[self])
@@ -72,6 +78,7 @@ impl Tensor {
     /// let g = y.sum().backward();
     /// assert!((g[&x].to_vec::<f64>()[1] - 2.0).abs() < 1e-14); // 1 + tan(pi/4)^2
     /// ```
+    #[track_caller]
     pub fn tan(&self) -> Tensor {
         unary!(self, "tan", Cost::Costly, |x| x.tan())
             .save_output()
@@ -79,6 +86,7 @@ impl Tensor {
     }
 
     /// Elementwise hyperbolic tangent. Gradient: `g * (1 - out^2)`.
+    #[track_caller]
     pub fn tanh(&self) -> Tensor {
         unary!(self, "tanh", Cost::Costly, |x| x.tanh())
             .save_output()
@@ -90,6 +98,7 @@ impl Tensor {
 
     /// Elementwise logistic `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
     /// Gradient: `g * out * (1 - out)`.
+    #[track_caller]
     pub fn sigmoid(&self) -> Tensor {
         unary!(self, "sigmoid", Cost::Costly, |x| sigmoid_scalar(x))
             .save_output()
@@ -102,6 +111,7 @@ impl Tensor {
 
     /// Elementwise `ln(1 + e^x)`, computed as `max(x, 0) + ln(1 + e^-|x|)` so it neither
     /// overflows nor loses the small tail. Gradient: `g * sigmoid(x)`.
+    #[track_caller]
     pub fn softplus(&self) -> Tensor {
         unary!(self, "softplus", Cost::Costly, |x| x.max(E::zero())
             + (-x.abs()).exp().ln_1p())
@@ -110,6 +120,7 @@ impl Tensor {
     }
 
     /// Elementwise error function. Gradient: `g * 2/sqrt(pi) * e^(-x^2)`.
+    #[track_caller]
     pub fn erf(&self) -> Tensor {
         unary!(self, "erf", Cost::Costly, |x| Element::erf(x))
             .save(&[self])

@@ -98,6 +98,7 @@ impl Tensor {
 
     /// `conv2d` on a checked geometry, the bias added inside the kernel. Saves each of
     /// `x`, `w` only if the other one needs a gradient.
+    #[track_caller]
     fn conv2d_raw(&self, weight: &Tensor, bias: Option<&Tensor>, g: ConvGeom) -> Tensor {
         let bias_data = bias.map(|b| b.force());
         let value = dispatch!((self.data(), weight.data()), |x, w| {
@@ -135,6 +136,7 @@ impl Tensor {
 
     /// `out[c] = sum of self[:, c, ...]`: the bias gradient of `conv2d`. Its own
     /// gradient broadcasts back over the other axes.
+    #[track_caller]
     fn channel_sum(&self) -> Tensor {
         let shape = Shape::from_slice(self.shape());
         let value = dispatch!(self.data(), |a| {
@@ -151,6 +153,7 @@ impl Tensor {
     /// `self` is the output gradient `gy`; returns the input gradient `Ix(gy, w)`.
     /// Bilinear; for an upstream `h` (input-shaped): `d/dgy = conv2d(h, w)`,
     /// `d/dw = Iw(h, gy)`.
+    #[track_caller]
     fn conv2d_input_grad(&self, weight: &Tensor, g: ConvGeom) -> Tensor {
         let value = dispatch!((self.data(), weight.data()), |gy, w| {
             let (gy, w) = (gy.force(), w.force());
@@ -171,6 +174,7 @@ impl Tensor {
 
     /// `self` is the input `x`; returns the weight gradient `Iw(x, gy)`. Bilinear; for an
     /// upstream `h` (weight-shaped): `d/dx = Ix(gy, h)`, `d/dgy = conv2d(x, h)`.
+    #[track_caller]
     fn conv2d_weight_grad(&self, gy: &Tensor, g: ConvGeom) -> Tensor {
         let value = dispatch!((self.data(), gy.data()), |x, gy| {
             let (x, gy) = (x.force(), gy.force());
@@ -235,6 +239,7 @@ impl Tensor {
         self.record_argmax_gather(value, at)
     }
 
+    #[track_caller]
     fn record_argmax_gather(&self, value: Data, at: Arc<Argmax>) -> Tensor {
         Op::new("max_pool2d", &[self], value).rule(move |_, g| g.argmax_scatter(at.clone()))
     }
@@ -251,6 +256,7 @@ impl Tensor {
 
     /// The gradient of max pooling: `g` added at the saved arg-max indices. Linear in
     /// `g`, with the gather as its own gradient.
+    #[track_caller]
     fn argmax_scatter(&self, at: Arc<Argmax>) -> Tensor {
         let (il, ol) = (at.input[2] * at.input[3], at.output[2] * at.output[3]);
         let value = dispatch!(self.data(), |a| {
@@ -355,6 +361,7 @@ impl Tensor {
         self.window_avg(Arc::new(win))
     }
 
+    #[track_caller]
     fn window_avg(&self, win: Arc<Windows>) -> Tensor {
         let [n, c, h, w] = win.input;
         let out = [n, c, win.rows.len(), win.cols.len()];
@@ -367,6 +374,7 @@ impl Tensor {
 
     /// The gradient of a window average: its transpose, whose own gradient is the
     /// average again.
+    #[track_caller]
     fn window_avg_transpose(&self, win: Arc<Windows>) -> Tensor {
         let [_, _, h, w] = win.input;
         let value = dispatch!(self.data(), |a| {

@@ -15,11 +15,13 @@ use crate::tensor::Tensor;
 
 impl Tensor {
     /// Sum of all elements, as a rank-0 tensor. Gradient: `g` broadcast to the input.
+    #[track_caller]
     pub fn sum(&self) -> Tensor {
         self.sum_dim(&[], false)
     }
 
     /// Mean of all elements (NaN for an empty tensor).
+    #[track_caller]
     pub fn mean(&self) -> Tensor {
         self.sum().mul_scalar(1.0 / self.numel() as f64)
     }
@@ -309,6 +311,7 @@ impl Tensor {
 
     /// The L2 norm of all elements, `sqrt(sum(x^2))`. Gradient: `g * x / norm`, and 0 at
     /// the zero vector (PyTorch's subgradient choice) instead of `0/0`.
+    #[track_caller]
     pub fn norm(&self) -> Tensor {
         let value = dispatch!(self.data(), |a| {
             let a = a.force().into_owned();

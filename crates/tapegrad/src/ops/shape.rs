@@ -139,6 +139,7 @@ impl Tensor {
     }
 
     /// Removes every axis of size 1.
+    #[track_caller]
     pub fn squeeze_all(&self) -> Tensor {
         let shape: Vec<usize> = self.shape().iter().copied().filter(|&d| d != 1).collect();
         self.reshape_to(&shape)
@@ -209,6 +210,7 @@ impl Tensor {
 
     /// The gradient of `slice`: zeros of `full`, with `self` at `start, start+step, ...`
     /// along `axis`. Its own gradient is the slice again.
+    #[track_caller]
     fn unslice(&self, full: &[usize], axis: usize, start: usize, step: usize) -> Tensor {
         if self.shape()[axis] == 0 {
             // An empty slice took nothing: its gradient is all zeros and nothing flows back.
