@@ -8,6 +8,7 @@
 pub(crate) mod activation;
 pub(crate) mod arith;
 pub(crate) mod index;
+pub(crate) mod layout;
 pub(crate) mod linalg;
 pub(crate) mod math;
 pub(crate) mod nn;

@@ -174,6 +174,7 @@ pub fn all_ops() -> Vec<&'static OpSpec> {
         super::shape::ROWS,
         super::index::ROWS,
         super::nn::ROWS,
+        super::layout::ROWS,
     ]
     .into_iter()
     .flatten()
