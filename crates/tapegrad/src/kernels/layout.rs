@@ -1,4 +1,5 @@
-//! Layout kernels: triangle masks, diagonal extraction and placement, flips.
+//! Layout kernels: triangle masks, diagonal extraction and placement, flips, and the
+//! taps of a 1-D resampling along one axis (interpolation) with its transpose.
 
 use ndarray::{ArcArray, ArrayD, ArrayViewD, Axis, IxDyn};
 
@@ -116,4 +117,48 @@ pub(crate) fn flip<T: Element>(a: &ArrayViewD<'_, T>, axes: &[usize]) -> ArcArra
         v.invert_axis(Axis(ax));
     }
     v.as_standard_layout().into_owned().into_shared()
+}
+
+/// One output position of a resampling: the input positions it reads and their weights.
+pub(crate) type Taps = Vec<(usize, f64)>;
+
+/// `out[.., j, ..] = sum over (i, w) in taps[j] of w * a[.., i, ..]` along `axis`.
+pub(crate) fn resample<T: Element>(
+    a: &ArrayViewD<'_, T>,
+    axis: usize,
+    taps: &[Taps],
+) -> ArcArray<T, IxDyn> {
+    let mut shape = a.shape().to_vec();
+    shape[axis] = taps.len();
+    let mut out = ArrayD::<T>::zeros(IxDyn(&shape));
+    for (j, t) in taps.iter().enumerate() {
+        let mut dst = out.index_axis_mut(Axis(axis), j);
+        for &(i, w) in t {
+            let w = T::of(w);
+            dst.zip_mut_with(&a.index_axis(Axis(axis), i), |d, &s| *d += w * s);
+        }
+    }
+    out.into_shared()
+}
+
+/// The transpose of [`resample`]: `out[.., i, ..] += w * g[.., j, ..]` for every tap
+/// `(i, w)` of output position `j`; `out` has `size` positions along `axis`.
+pub(crate) fn resample_transpose<T: Element>(
+    g: &ArrayViewD<'_, T>,
+    axis: usize,
+    taps: &[Taps],
+    size: usize,
+) -> ArcArray<T, IxDyn> {
+    let mut shape = g.shape().to_vec();
+    shape[axis] = size;
+    let mut out = ArrayD::<T>::zeros(IxDyn(&shape));
+    for (j, t) in taps.iter().enumerate() {
+        let src = g.index_axis(Axis(axis), j);
+        for &(i, w) in t {
+            let w = T::of(w);
+            out.index_axis_mut(Axis(axis), i)
+                .zip_mut_with(&src, |d, &s| *d += w * s);
+        }
+    }
+    out.into_shared()
 }
