@@ -469,6 +469,7 @@ fn upsample_gradcheck() {
             "Upsample x[1, 2, 3], 3-D",
             Upsample {
                 target: UpsampleTarget::ScaleFactor(vec![1.0, 2.0, 3.0]),
+                ..Upsample::scale_factor(1.0)
             },
             vec![1, 1, 2, 2, 2],
         ),
