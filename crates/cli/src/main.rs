@@ -14,6 +14,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 mod bench;
 mod datasets;
 mod gradcheck;
+mod lm;
 mod models;
 mod plot;
 mod setup;
