@@ -13,6 +13,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
 mod datasets;
+mod distributed;
 mod gradcheck;
 mod models;
 mod plot;
