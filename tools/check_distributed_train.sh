@@ -47,6 +47,21 @@ elif ! python3 -c "import sys; s, d = float('$single'), float('$dist'); sys.exit
 else
     echo "np = 2 test accuracy $dist (one process: $single) ... ok"
 fi
+# The ranks together see one process's samples in its order, so the losses are one
+# process's (f32: up to the order of the sums).
+if python3 - "$work/single/metrics.jsonl" "$work/run/metrics.jsonl" <<'EOF_PY'
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+assert len(a) == len(b) == 2, (len(a), len(b))
+for x, y in zip(a, b):
+    for k in ("train_loss", "val_loss", "val_accuracy", "iteration"):
+        assert abs(x[k] - y[k]) <= 1e-4 * max(1.0, abs(x[k])), (k, x[k], y[k])
+EOF_PY
+then
+    echo "np = 2 losses equal one process's ... ok"
+else
+    fail "np = 2 losses differ from one process's"
+fi
 # Rank 0 alone prints and writes: one set of lines, one TensorBoard event file (its
 # name holds the writer's process id), the checkpoint of iteration 82 (41 per epoch).
 lines=$(grep -c '^epoch ' "$work/np2.log" || true)

@@ -432,7 +432,9 @@ impl<M: Module> Trainer<M> {
     /// schedule, so ratios between groups survive), clipping, the optimiser step.
     ///
     /// The one training step: [`fit`](Self::fit), `tapegrad batch-sweep` and the
-    /// benchmark workloads all call it.
+    /// benchmark workloads all call it. It is local to this process: with
+    /// [`TrainConfig::data_parallel`] set, `fit` takes each rank's share of the batches
+    /// and sums the gradients over the ranks instead.
     ///
     /// # Panics
     /// If `micro_batches` is empty.
