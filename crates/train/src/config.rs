@@ -158,7 +158,7 @@ impl std::fmt::Debug for GradsRef<'_> {
     }
 }
 
-/// Why [`Trainer::fit`] returned.
+/// Why [`Trainer::fit`](crate::Trainer::fit) returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
     /// All epochs done.
