@@ -77,8 +77,9 @@ pub struct Args {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run saved in this folder with its saved settings. Only --epochs (to
-    /// extend it), --quiet and --data-dir (if the files moved) may be given with it; any
-    /// other flag that differs from the run is refused.
+    /// extend it), --quiet, --data-dir (if the files moved) and --distributed (with any
+    /// number of ranks) may be given with it; any other flag that differs from the run is
+    /// refused.
     #[arg(long)]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
