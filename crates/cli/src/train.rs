@@ -258,6 +258,7 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         Some(dir) => resumed_args(cli, dir, explicit)?,
         None => cli.clone(),
     };
+    args.common.fill_model_defaults();
     if args.epochs() == 0 {
         println!("--epochs 0: nothing to train");
         return Ok(());
