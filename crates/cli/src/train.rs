@@ -269,6 +269,7 @@ fn train(cli: &Args, explicit: &[String], ranks: &Distributed) -> Result<(), Str
         None => cli.clone(),
     };
     args.distributed = cli.distributed;
+    args.common.fill_model_defaults();
     // A resumed run's saved settings are checked too.
     distributed::check(&args)?;
     if args.epochs() == 0 {
