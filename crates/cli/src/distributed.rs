@@ -4,9 +4,8 @@
 //! Every rank runs the same `train` with the same options and data. The Trainer gets the
 //! ranks' collectives as its [`DataParallel`] hook (`TrainConfig::data_parallel`): the
 //! batch size is the global batch, each rank trains on its shard of every batch, the
-//! gradients are summed over the ranks (in buckets of `DdpOptions`'s default size, on a
-//! `tapegrad-dist` [`Comm`](tapegrad_dist::Comm) whose collectives time out), evaluation
-//! is sharded and summed, and rank 0 alone writes checkpoints. Here, rank 0 alone prints
+//! gradients are summed over the ranks (`tapegrad_dist::TrainerComm`, whose collectives
+//! time out), evaluation is sharded and summed, and rank 0 alone writes checkpoints. Here, rank 0 alone prints
 //! (the others' standard output goes to /dev/null) and writes the run folder's other
 //! files (`args.json`, `metrics.jsonl`, the plot, TensorBoard events).
 //!
@@ -99,7 +98,7 @@ impl Distributed {
         if let Some(m) = &self.mpi {
             if m.hook.failed() {
                 m.hook
-                    .comm
+                    .comm()
                     .abort(1, "a collective failed (the error above says which)");
             }
         }
@@ -109,17 +108,13 @@ impl Distributed {
 
 #[cfg(feature = "mpi")]
 mod mpi_ranks {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    use tapegrad::{DType, Grads, Tensor};
-    use tapegrad_dist::{Comm, DdpOptions, Dist, DistError, Pending, Reducible};
-    use tapegrad_nn::Param;
-    use tapegrad_train::DataParallel;
+    use tapegrad_dist::{Dist, TrainerComm};
 
-    /// MPI, and the hook over its world communicator.
+    /// MPI, and the Trainer's hook over its world communicator.
     pub struct Ranks {
-        pub hook: Arc<MpiHook>,
+        pub hook: Arc<TrainerComm>,
         /// Finalises MPI when dropped, at the end of `train`.
         _dist: Dist,
     }
@@ -127,7 +122,7 @@ mod mpi_ranks {
     impl Ranks {
         pub fn start() -> Result<Ranks, String> {
             let dist = Dist::init().map_err(|e| format!("--distributed: {e}"))?;
-            let comm = dist.world().clone();
+            let comm = dist.world();
             if comm.rank() != 0 {
                 silence_stdout();
             }
@@ -138,11 +133,7 @@ mod mpi_ranks {
                 comm.timeout().as_secs_f64()
             );
             Ok(Ranks {
-                hook: Arc::new(MpiHook {
-                    comm,
-                    failed: AtomicBool::new(false),
-                    bucket_bytes: DdpOptions::default().bucket_bytes,
-                }),
+                hook: Arc::new(TrainerComm::new(comm)),
                 _dist: dist,
             })
         }
@@ -158,107 +149,6 @@ mod mpi_ranks {
                 libc::dup2(null, 1);
                 libc::close(null);
             }
-        }
-    }
-
-    /// [`DataParallel`] over a `tapegrad-dist` communicator.
-    pub struct MpiHook {
-        pub comm: Comm,
-        failed: AtomicBool,
-        bucket_bytes: usize,
-    }
-
-    impl MpiHook {
-        /// Whether a collective failed (the job must then be aborted).
-        pub fn failed(&self) -> bool {
-            self.failed.load(Ordering::SeqCst)
-        }
-
-        fn note<T>(&self, r: Result<T, DistError>) -> Result<T, String> {
-            r.map_err(|e| {
-                self.failed.store(true, Ordering::SeqCst);
-                e.to_string()
-            })
-        }
-
-        /// Sums `flat` over the ranks in buckets of at most `bucket_bytes`, all started
-        /// before the first is waited for.
-        fn reduce_flat<T: Reducible>(&self, flat: Vec<T>) -> Result<Vec<T>, DistError> {
-            let per = (self.bucket_bytes / std::mem::size_of::<T>()).max(1);
-            let pending: Vec<Pending<T>> = flat
-                .chunks(per)
-                .enumerate()
-                .map(|(i, c)| {
-                    self.comm.start_all_reduce_sum(
-                        c.to_vec(),
-                        &format!("all-reduce of gradient bucket {i}"),
-                    )
-                })
-                .collect::<Result<_, _>>()?;
-            let mut out = Vec::with_capacity(flat.len());
-            for p in pending {
-                out.extend(p.wait()?);
-            }
-            Ok(out)
-        }
-
-        /// Sums the gradients of `params` (f32 ones in f32, others in f64) over the ranks.
-        fn reduce_grads<T: Reducible>(
-            &self,
-            grads: &mut Grads,
-            params: &[&Param],
-        ) -> Result<(), DistError> {
-            if params.is_empty() {
-                return Ok(());
-            }
-            let mut flat: Vec<T> = Vec::new();
-            for p in params {
-                match grads.get(p) {
-                    Some(g) => flat.extend(g.to_vec::<T>()),
-                    None => flat.extend(std::iter::repeat_n(T::default(), p.numel())),
-                }
-            }
-            let flat = self.reduce_flat(flat)?;
-            let mut at = 0;
-            for p in params {
-                let g = Tensor::from_vec(flat[at..at + p.numel()].to_vec(), p.shape());
-                grads.insert(p, g.to_dtype(p.dtype()));
-                at += p.numel();
-            }
-            Ok(())
-        }
-    }
-
-    impl DataParallel for MpiHook {
-        fn rank(&self) -> usize {
-            self.comm.rank()
-        }
-
-        fn world_size(&self) -> usize {
-            self.comm.size()
-        }
-
-        fn all_reduce_sum(&self, values: &mut [f64], what: &str) -> Result<(), String> {
-            self.note(self.comm.all_reduce_sum(values, what))
-        }
-
-        fn all_reduce_grads(&self, grads: &mut Grads, params: &[Param]) -> Result<(), String> {
-            let (f32s, others): (Vec<&Param>, Vec<&Param>) =
-                params.iter().partition(|p| p.dtype() == DType::F32);
-            self.note(self.reduce_grads::<f32>(grads, &f32s))?;
-            self.note(self.reduce_grads::<f64>(grads, &others))
-        }
-
-        fn broadcast(&self, tensors: &[Tensor]) -> Result<(), String> {
-            for t in tensors {
-                let mut v = t.to_vec::<f64>();
-                self.note(
-                    self.comm
-                        .broadcast(&mut v, 0, "broadcast of rank 0's weights"),
-                )?;
-                t.assign_(&Tensor::from_vec(v, t.shape()).to_dtype(t.dtype()));
-            }
-            Ok(())
         }
     }
 }
