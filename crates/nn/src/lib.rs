@@ -66,7 +66,8 @@ mod transformer_encoder_layer;
 mod upsample;
 
 pub use activation::{
-    Elu, Gelu, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus, Softsign, Tanh,
+    Celu, Elu, Gelu, Glu, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, LogSigmoid, LogSoftmax,
+    Mish, Prelu, Relu, Relu6, Selu, Sigmoid, Silu, Softmax, Softmin, Softplus, Softsign, Tanh,
 };
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
 pub use attention::{AttnDropout, AttnMask};
