@@ -18,6 +18,16 @@ pub enum AttnMask {
     Additive(Tensor),
 }
 
+/// The dtype of an additive mask made from flags of `t`'s dtype: `t`'s own if it is a
+/// float tensor, else `f32`.
+fn float_of(t: &Tensor) -> DType {
+    if t.dtype().is_float() {
+        t.dtype()
+    } else {
+        DType::F32
+    }
+}
+
 impl AttnMask {
     /// The additive mask for a 0/1 "keep" tensor (PyTorch's boolean `attn_mask`, where
     /// `true` means "may attend"): `0` where `keep` is nonzero, `-inf` elsewhere.
@@ -29,16 +39,21 @@ impl AttnMask {
     /// assert_eq!(m.to_vec::<f32>(), vec![0.0, f32::NEG_INFINITY]);
     /// ```
     pub fn additive_from_keep(keep: &Tensor) -> AttnMask {
-        let zero = keep.zeros_like();
-        let minus_inf = keep.full_like(f64::NEG_INFINITY);
-        AttnMask::Additive(Tensor::where_(&keep.detach(), &zero, &minus_inf))
+        AttnMask::additive(&keep.detach().to_dtype(DType::Bool), float_of(keep))
+    }
+
+    /// `0` where `keep` (a `Bool` tensor) is true, `-inf` elsewhere, of `dtype`.
+    fn additive(keep: &Tensor, dtype: DType) -> AttnMask {
+        let zero = Tensor::zeros(&[], dtype);
+        let minus_inf = Tensor::full(&[], f64::NEG_INFINITY, dtype);
+        AttnMask::Additive(Tensor::where_(keep, &zero, &minus_inf).broadcast_to(keep.shape()))
     }
 
     /// The additive mask for a 0/1 "ignore" tensor (PyTorch's boolean
     /// `key_padding_mask`, where `true` means "padding, do not attend"): `-inf` where
     /// `ignore` is nonzero, `0` elsewhere.
     pub fn additive_from_ignore(ignore: &Tensor) -> AttnMask {
-        AttnMask::additive_from_keep(&ignore.detach().eq_scalar(0.0))
+        AttnMask::additive(&ignore.detach().eq_scalar(0.0), float_of(ignore))
     }
 
     /// The causal mask of `L` queries over `S` keys, aligned top-left as PyTorch's

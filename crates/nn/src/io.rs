@@ -383,6 +383,8 @@ fn tensor_from_bytes(
     let (dtype, size) = match dtype {
         Dtype::F32 => (DType::F32, 4),
         Dtype::F64 => (DType::F64, 8),
+        Dtype::I64 => (DType::I64, 8),
+        Dtype::BOOL => (DType::Bool, 1),
         other => {
             return Err(FormatError::UnsupportedDType {
                 name: name.to_string(),
@@ -413,6 +415,28 @@ fn tensor_from_bytes(
                 .collect();
             Tensor::from_vec(v, shape)
         }
+        DType::I64 => {
+            let v: Vec<i64> = data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect();
+            Tensor::from_vec(v, shape)
+        }
+        DType::Bool => {
+            let mut v = Vec::with_capacity(data.len());
+            for &b in data {
+                v.push(match b {
+                    0 => false,
+                    1 => true,
+                    other => {
+                        return Err(FormatError::Corrupt(format!(
+                            "tensor `{name}` is BOOL but holds the byte {other} (only 0 and 1 are valid)"
+                        )))
+                    }
+                });
+            }
+            Tensor::from_vec(v, shape)
+        }
     })
 }
 
@@ -440,6 +464,8 @@ fn st_dtype(d: DType) -> Dtype {
     match d {
         DType::F32 => Dtype::F32,
         DType::F64 => Dtype::F64,
+        DType::I64 => Dtype::I64,
+        DType::Bool => Dtype::BOOL,
     }
 }
 
@@ -455,6 +481,12 @@ fn le_bytes(t: &Tensor) -> Vec<u8> {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect(),
+        DType::I64 => t
+            .to_vec::<i64>()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::Bool => t.to_vec::<bool>().iter().map(|&b| u8::from(b)).collect(),
     }
 }
 

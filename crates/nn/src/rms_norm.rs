@@ -7,10 +7,7 @@ use crate::{Module, Param};
 
 /// The epsilon PyTorch uses when none is given: the machine epsilon of the dtype.
 fn default_eps(dtype: DType) -> f64 {
-    match dtype {
-        DType::F32 => f64::from(f32::EPSILON),
-        DType::F64 => f64::EPSILON,
-    }
+    dtype.epsilon()
 }
 
 /// RMS normalisation over the last `normalized_shape.len()` axes:

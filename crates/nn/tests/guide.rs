@@ -119,7 +119,7 @@ fn custom_loss_is_right_to_second_order() {
 fn train_step_and_weights_on_disk() {
     let model = SkipMlp::new(4, 8, 1, DType::F32, 0);
     let x = Tensor::randn(&[16, 4], DType::F32, 3);
-    let y = x.narrow(1, 0, 1).gt_scalar(0.0); // label: is the first feature positive?
+    let y = x.narrow(1, 0, 1).gt_scalar(0.0).to_dtype(DType::F32); // label: is the first feature positive?
     let before = focal_loss(&model.forward(&x), &y, 2.0).item();
     for _ in 0..50 {
         let loss = focal_loss(&model.forward(&x), &y, 2.0);

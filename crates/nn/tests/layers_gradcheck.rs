@@ -28,6 +28,7 @@ fn away_from_zero(shape: &[usize], seed: u64) -> Tensor {
     let u = Tensor::rand_uniform(shape, 0.2, 2.0, DType::F64, seed);
     let s = Tensor::rand_uniform(shape, -1.0, 1.0, DType::F64, seed + 1)
         .gt_scalar(0.0)
+        .to_dtype(DType::F64)
         .mul_scalar(2.0)
         .sub_scalar(1.0);
     u.mul(&s)

@@ -70,6 +70,7 @@ pub fn grad_norm<P: TensorRef>(
         let n = match g.dtype() {
             DType::F32 => tensor_norm::<f32>(g, norm_type),
             DType::F64 => tensor_norm::<f64>(g, norm_type),
+            other => panic!("clip_grad_norm: gradients are f32 or f64, not {other}"),
         };
         if norm_type.is_infinite() {
             // max, propagating NaN as PyTorch does
@@ -172,6 +173,7 @@ pub fn clip_grad_norm<P: TensorRef>(
             match g.dtype() {
                 DType::F32 => g.update_::<f32, _>(|mut a| a.mapv_inplace(|x| x * coef as f32)),
                 DType::F64 => g.update_::<f64, _>(|mut a| a.mapv_inplace(|x| x * coef)),
+                other => panic!("clip_grad_norm: gradients are f32 or f64, not {other}"),
             }
         }
     }
@@ -208,6 +210,7 @@ pub fn clip_grad_value<P: TensorRef>(
             match g.dtype() {
                 DType::F32 => clamp_in_place::<f32>(g, clip_value),
                 DType::F64 => clamp_in_place::<f64>(g, clip_value),
+                other => panic!("clip_grad_value: gradients are f32 or f64, not {other}"),
             }
         }
     }

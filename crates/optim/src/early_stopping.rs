@@ -152,6 +152,8 @@ impl EarlyStopping<Vec<Tensor>> {
             .map(|p| match p.dtype() {
                 DType::F32 => Tensor::from_array(p.to_array::<f32>()),
                 DType::F64 => Tensor::from_array(p.to_array::<f64>()),
+                DType::I64 => Tensor::from_array(p.to_array::<i64>()),
+                DType::Bool => Tensor::from_array(p.to_array::<bool>()),
             })
             .collect()
     }

@@ -69,6 +69,7 @@ macro_rules! with_dtype {
                 type $T = f64;
                 $body
             }
+            other => panic!("optimiser: parameters are f32 or f64, not {other}"),
         }
     };
 }

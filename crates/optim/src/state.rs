@@ -32,6 +32,7 @@ impl Buf {
         match dtype {
             DType::F32 => Buf::F32(ArrayD::from_elem(IxDyn(shape), value as f32)),
             DType::F64 => Buf::F64(ArrayD::from_elem(IxDyn(shape), value)),
+            other => panic!("optimiser state: buffers are f32 or f64, not {other}"),
         }
     }
 
@@ -70,6 +71,7 @@ impl Buf {
         match t.dtype() {
             DType::F32 => Buf::F32(t.to_array::<f32>()),
             DType::F64 => Buf::F64(t.to_array::<f64>()),
+            other => panic!("optimiser state: buffers are f32 or f64, not {other}"),
         }
     }
 }

@@ -104,11 +104,21 @@ fn write_nested(
 
 impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let values = self.to_vec::<f64>();
         let shape = self.shape().to_vec();
-        let summarise = values.len() > SUMMARY_THRESHOLD;
-        let style = choose_style(&values);
-        let mut cells: Vec<String> = values.iter().map(|&v| format_value(v, &style)).collect();
+        let mut cells: Vec<String> = match self.dtype() {
+            DType::Bool => self
+                .to_vec::<bool>()
+                .iter()
+                .map(|&b| if b { "True" } else { "False" }.to_string())
+                .collect(),
+            DType::I64 => self.to_vec::<i64>().iter().map(|v| v.to_string()).collect(),
+            DType::F32 | DType::F64 => {
+                let values = self.to_vec::<f64>();
+                let style = choose_style(&values);
+                values.iter().map(|&v| format_value(v, &style)).collect()
+            }
+        };
+        let summarise = cells.len() > SUMMARY_THRESHOLD;
         let width = cells.iter().map(|c| c.len()).max().unwrap_or(0);
         for c in cells.iter_mut() {
             *c = format!("{c:>width$}");
@@ -119,7 +129,7 @@ impl fmt::Display for Tensor {
         }
         let prefix = "tensor(";
         let mut body = String::new();
-        if values.is_empty() {
+        if cells.is_empty() {
             body.push_str("[]");
         } else {
             write_nested(
@@ -133,7 +143,7 @@ impl fmt::Display for Tensor {
             );
         }
         let mut extras = Vec::new();
-        if values.is_empty() {
+        if cells.is_empty() {
             extras.push(format!("size={shape:?}"));
         }
         if self.dtype() == DType::F64 {
@@ -188,6 +198,19 @@ mod tests {
             Tensor::zeros(&[0], DType::F32).to_string(),
             "tensor([], size=[0])"
         );
+    }
+
+    #[test]
+    fn prints_integers_and_bools_like_pytorch() {
+        let t = Tensor::from_vec(vec![1i64, 0, 3], &[3]);
+        assert_eq!(t.to_string(), "tensor([1, 0, 3])");
+        let t = Tensor::from_vec(vec![10i64, -2, 3, 4], &[2, 2]);
+        assert_eq!(t.to_string(), "tensor([[10, -2],\n        [ 3,  4]])");
+        let b = Tensor::from_vec(vec![true, false], &[2]);
+        assert_eq!(b.to_string(), "tensor([ True, False])");
+        assert_eq!(Tensor::scalar(true).to_string(), "tensor(True)");
+        let debug = format!("{:?}", Tensor::scalar(5i64));
+        assert!(debug.ends_with("dtype: i64, data: tensor(5) }"), "{debug}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rand_distr::Distribution;
 use crate::autograd::engine::{run_backward, BackwardError, BackwardOptions};
 use crate::autograd::node::{Node, Op};
 use crate::autograd::Grads;
-use crate::dtype::{DType, Element};
+use crate::dtype::{DType, Element, Scalar};
 use crate::kernels::buffers;
 use crate::kernels::elementwise::add_assign;
 use crate::kernels::fused::{add_assign_pending, Values};
@@ -90,14 +90,14 @@ impl Drop for Inner {
         // Node's own Drop unlinks the chain behind it iteratively.
         drop(self.node.take());
         // A large buffer goes back to the buffer cache (if no other tensor shares it).
-        if numel(&self.shape) * self.dtype.size_in_bytes() >= buffers::MIN_BYTES {
+        if self.dtype.is_float()
+            && numel(&self.shape) * self.dtype.size_in_bytes() >= buffers::MIN_BYTES
+        {
             let empty = match self.dtype {
                 DType::F32 => {
                     Data::from(ArcArray::<f32, ndarray::Ix1>::from_vec(Vec::new()).into_dyn())
                 }
-                DType::F64 => {
-                    Data::from(ArcArray::<f64, ndarray::Ix1>::from_vec(Vec::new()).into_dyn())
-                }
+                _ => Data::from(ArcArray::<f64, ndarray::Ix1>::from_vec(Vec::new()).into_dyn()),
             };
             let data = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
             std::mem::replace(data, empty).recycle();
@@ -128,7 +128,7 @@ impl Tensor {
         Tensor::from_parts(TensorId::fresh(), data.into(), false, None)
     }
 
-    pub(crate) fn from_arc<T: Element>(a: ArcArray<T, IxDyn>) -> Tensor {
+    pub(crate) fn from_arc<T: Scalar>(a: ArcArray<T, IxDyn>) -> Tensor {
         Tensor::from_data(Data::from_array(a))
     }
 
@@ -210,17 +210,23 @@ impl Tensor {
 
     // ---------------------------------------------------------------- creation
 
-    /// A tensor from a flat vector in row-major order.
+    /// A tensor from a flat vector in row-major order; its dtype is the element type's
+    /// (`f32`, `f64`, `i64` or `bool`).
     ///
     /// # Panics
     /// If `data.len()` differs from the product of `shape`.
     ///
     /// ```
-    /// let t = tapegrad::Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// use tapegrad::{DType, Tensor};
+    /// let t = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
     /// assert_eq!(t.shape(), &[3]);
+    /// let targets = Tensor::from_vec(vec![2i64, 0, 1], &[3]);
+    /// assert_eq!(targets.dtype(), DType::I64);
+    /// let mask = Tensor::from_vec(vec![true, false], &[2]);
+    /// assert_eq!(mask.to_string(), "tensor([ True, False])");
     /// ```
     #[track_caller]
-    pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Tensor {
+    pub fn from_vec<T: Scalar>(data: Vec<T>, shape: &[usize]) -> Tensor {
         assert!(
             data.len() == numel(shape),
             "from_vec: {} values cannot fill shape {shape:?} ({} elements)",
@@ -238,12 +244,12 @@ impl Tensor {
     /// let t = tapegrad::Tensor::from_array(a);
     /// assert_eq!(t.shape(), &[2, 2]);
     /// ```
-    pub fn from_array<T: Element, D: Dimension>(a: ndarray::Array<T, D>) -> Tensor {
+    pub fn from_array<T: Scalar, D: Dimension>(a: ndarray::Array<T, D>) -> Tensor {
         Tensor::from_arc(a.into_dyn().into_shared())
     }
 
     /// A rank-0 tensor holding `v`.
-    pub fn scalar<T: Element>(v: T) -> Tensor {
+    pub fn scalar<T: Scalar>(v: T) -> Tensor {
         Tensor::from_arc(ArrayD::from_elem(IxDyn(&[]), v).into_shared())
     }
 
@@ -252,13 +258,20 @@ impl Tensor {
         Tensor::full(&[], v, dtype)
     }
 
-    /// A tensor of the given shape with every element `value`.
+    /// A tensor of the given shape with every element `value` (converted to `dtype` as
+    /// [`to_dtype`](Self::to_dtype) converts: truncated for `I64`, non-zero for `Bool`).
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
         match dtype {
             DType::F32 => {
                 Tensor::from_arc(ArrayD::from_elem(IxDyn(shape), value as f32).into_shared())
             }
             DType::F64 => Tensor::from_arc(ArrayD::from_elem(IxDyn(shape), value).into_shared()),
+            DType::I64 => {
+                Tensor::from_arc(ArrayD::from_elem(IxDyn(shape), value as i64).into_shared())
+            }
+            DType::Bool => {
+                Tensor::from_arc(ArrayD::from_elem(IxDyn(shape), value != 0.0).into_shared())
+            }
         }
     }
 
@@ -287,14 +300,18 @@ impl Tensor {
         Tensor::full(self.shape(), value, self.dtype())
     }
 
-    /// `start, start + step, ...` up to but excluding `end` (PyTorch's `arange`).
+    /// `start, start + step, ...` up to but excluding `end` (PyTorch's `arange`), in
+    /// any dtype (`I64` for integer positions and indices).
     ///
     /// # Panics
-    /// If `step` is zero or has the wrong sign to reach `end`.
+    /// If `step` is zero or has the wrong sign to reach `end`, or `dtype` is `Bool`.
     ///
     /// ```
-    /// let t = tapegrad::Tensor::arange(0.0, 1.0, 0.25, tapegrad::DType::F64);
+    /// use tapegrad::{DType, Tensor};
+    /// let t = Tensor::arange(0.0, 1.0, 0.25, DType::F64);
     /// assert_eq!(t.to_vec::<f64>(), vec![0.0, 0.25, 0.5, 0.75]);
+    /// let i = Tensor::arange(0.0, 4.0, 1.0, DType::I64);
+    /// assert_eq!(i.to_vec::<i64>(), vec![0, 1, 2, 3]);
     /// ```
     #[track_caller]
     pub fn arange(start: f64, end: f64, step: f64, dtype: DType) -> Tensor {
@@ -302,6 +319,7 @@ impl Tensor {
             step != 0.0 && ((end - start) * step >= 0.0),
             "arange: step {step} cannot go from {start} to {end}"
         );
+        assert!(dtype != DType::Bool, "arange: dtype bool is not supported");
         let n = ((end - start) / step).ceil().max(0.0) as usize;
         let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
         Tensor::from_vec(v, &[n]).to_dtype(dtype)
@@ -326,6 +344,10 @@ impl Tensor {
     }
 
     /// Standard normal samples from a seeded generator (same seed, same tensor).
+    ///
+    /// # Panics
+    /// If `dtype` is not a float dtype.
+    #[track_caller]
     pub fn randn(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let n = numel(shape);
@@ -342,6 +364,7 @@ impl Tensor {
                     .collect();
                 Tensor::from_vec(v, shape)
             }
+            DType::I64 | DType::Bool => panic!("randn: needs a float dtype, got {dtype}"),
         }
     }
 
@@ -406,7 +429,17 @@ impl Tensor {
 
     /// A leaf sharing this tensor's data that requires grad: ops on it are recorded and
     /// backward returns its gradient. (The new leaf has a new id.)
+    ///
+    /// # Panics
+    /// If the tensor is `I64` or `Bool`: only float tensors have gradients.
+    #[track_caller]
     pub fn requires_grad(self) -> Tensor {
+        if !self.dtype().is_float() {
+            panic!(
+                "requires_grad: a {} tensor cannot require grad (only f32 and f64 tensors are differentiable)",
+                self.dtype()
+            );
+        }
         Tensor::from_parts(TensorId::fresh(), self.data(), true, None)
     }
 
@@ -415,37 +448,54 @@ impl Tensor {
         Tensor::from_data(self.data())
     }
 
-    /// The elements in row-major order, converted to `T`.
-    pub fn to_vec<T: Element>(&self) -> Vec<T> {
-        dispatch!(self.data(), |a| a
-            .force()
-            .iter()
-            .map(|&x| T::of(x.as_f64()))
-            .collect())
+    /// The elements in row-major order, converted to `T` as
+    /// [`to_dtype`](Self::to_dtype) converts.
+    ///
+    /// ```
+    /// let t = tapegrad::Tensor::from_vec(vec![1.5f32, -2.5, 0.0], &[3]);
+    /// assert_eq!(t.to_vec::<i64>(), vec![1, -2, 0]);
+    /// assert_eq!(t.to_vec::<bool>(), vec![true, true, false]);
+    /// ```
+    pub fn to_vec<T: Scalar>(&self) -> Vec<T> {
+        self.to_array::<T>().into_iter().collect()
     }
 
-    /// The data as an owned `ndarray` array of element type `T` (converted if needed).
-    pub fn to_array<T: Element>(&self) -> ArrayD<T> {
-        dispatch!(self.data(), |a| a.force().map(|&x| T::of(x.as_f64())))
+    /// The data as an owned `ndarray` array of element type `T` (converted as
+    /// [`to_dtype`](Self::to_dtype) converts).
+    pub fn to_array<T: Scalar>(&self) -> ArrayD<T> {
+        let data = self.force().convert(T::DTYPE);
+        data.array::<T>().expect("converted to T above").to_owned()
     }
 
-    /// The single value of a one-element tensor, as `f64`.
+    /// The single value of a one-element tensor, as `f64` (a `Bool` gives 0 or 1).
     ///
     /// # Panics
     /// If the tensor has more than one element.
     #[track_caller]
     pub fn item(&self) -> f64 {
+        self.item_as::<f64>()
+    }
+
+    /// The single value of a one-element tensor, converted to `T` as
+    /// [`to_dtype`](Self::to_dtype) converts.
+    ///
+    /// # Panics
+    /// If the tensor has more than one element.
+    ///
+    /// ```
+    /// let t = tapegrad::Tensor::from_vec(vec![7i64], &[1]);
+    /// assert_eq!(t.item_as::<i64>(), 7);
+    /// ```
+    #[track_caller]
+    pub fn item_as<T: Scalar>(&self) -> T {
         assert!(
             self.numel() == 1,
             "item: the tensor has shape {:?}; item() needs exactly one element",
             self.shape()
         );
-        dispatch!(self.data(), |a| a
-            .force()
-            .iter()
-            .next()
-            .expect("one element")
-            .as_f64())
+        let data = self.force().convert(T::DTYPE);
+        let a = data.array::<T>().expect("converted to T above");
+        *a.iter().next().expect("one element")
     }
 
     /// Runs `f` on a view of the data without copying.
@@ -453,7 +503,7 @@ impl Tensor {
     /// # Panics
     /// If `T` is not the tensor's dtype.
     #[track_caller]
-    pub fn with_view<T: Element, R>(&self, f: impl FnOnce(ArrayViewD<'_, T>) -> R) -> R {
+    pub fn with_view<T: Scalar, R>(&self, f: impl FnOnce(ArrayViewD<'_, T>) -> R) -> R {
         self.force();
         let guard = self.0.data.read().unwrap_or_else(|e| e.into_inner());
         match guard.array::<T>() {
@@ -480,7 +530,7 @@ impl Tensor {
     /// assert_eq!(w.to_vec::<f32>(), vec![10.0, 20.0]);
     /// ```
     #[track_caller]
-    pub fn update_<T: Element, R>(&self, f: impl FnOnce(ArrayViewMutD<'_, T>) -> R) -> R {
+    pub fn update_<T: Scalar, R>(&self, f: impl FnOnce(ArrayViewMutD<'_, T>) -> R) -> R {
         self.force();
         let mut guard = self.0.data.write().unwrap_or_else(|e| e.into_inner());
         let dtype = guard.dtype();
@@ -506,22 +556,30 @@ impl Tensor {
             self.shape(),
             self.dtype()
         );
-        dispatch!(src.data(), |a| self
-            .update_(|mut d: ArrayViewMutD<E>| d.assign(&*a.force())))
+        dispatch!(any src.data(), |a| self
+            .update_(|mut d: ArrayViewMutD<E>| d.assign(&a)))
     }
 
-    /// Converts to another dtype. Differentiable: the gradient is converted back.
+    /// Converts to another dtype, PyTorch's way: `Bool` to a number gives 0/1, a number
+    /// to `Bool` is "non-zero", a float to `I64` truncates toward zero. Differentiable
+    /// between float dtypes (the gradient is converted back); the result of a conversion
+    /// to `I64` or `Bool` is not on the tape.
+    ///
+    /// ```
+    /// use tapegrad::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![-1.7f32, 0.0, 2.9], &[3]);
+    /// assert_eq!(x.to_dtype(DType::I64).to_vec::<i64>(), vec![-1, 0, 2]);
+    /// let m = x.to_dtype(DType::Bool);
+    /// assert_eq!(m.to_vec::<bool>(), vec![true, false, true]);
+    /// assert_eq!(m.to_dtype(DType::F64).to_vec::<f64>(), vec![1.0, 0.0, 1.0]);
+    /// ```
     #[track_caller]
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         if dtype == self.dtype() {
             return self.clone();
         }
         let from = self.dtype();
-        let value = match (self.data(), dtype) {
-            (Data::F32(a), DType::F64) => Data::from(a.force().mapv(|x| x as f64).into_shared()),
-            (Data::F64(a), DType::F32) => Data::from(a.force().mapv(|x| x as f32).into_shared()),
-            (d, _) => d,
-        };
+        let value = self.data().convert(dtype);
         Op::new("to_dtype", &[self], value)
             .rule(move |_, g| smallvec::smallvec![Some(g.to_dtype(from))])
     }

@@ -87,7 +87,7 @@ fn broadcasting_scalars_comparisons_and_reductions_match() {
         let z = y
             .mul(&s)
             .add(&w)
-            .mul(&y.gt_scalar(0.0))
+            .mul(&y.gt_scalar(0.0).to_dtype(DType::F32))
             .maximum(&w.mul_scalar(-1.0));
         let row = z.sum_dim(&[1], true);
         let loss = z.mul(&row).sum().add(&z.mean_dim(&[0], false).sum());

@@ -18,6 +18,15 @@ const EXEMPT: &[(&str, &str)] = &[
         "to_dtype",
         "an f32 round trip is below the checker's f64 tolerance; its gradient (the cast back) is tested in tests/autograd.rs",
     ),
+    ("logical_and", "returns a Bool tensor: not differentiable"),
+    ("logical_or", "returns a Bool tensor: not differentiable"),
+    ("logical_xor", "returns a Bool tensor: not differentiable"),
+    ("logical_not", "returns a Bool tensor: not differentiable"),
+    ("any", "returns a Bool tensor: not differentiable"),
+    ("all", "returns a Bool tensor: not differentiable"),
+    ("any_dim", "returns a Bool tensor: not differentiable"),
+    ("all_dim", "returns a Bool tensor: not differentiable"),
+    ("count_nonzero", "returns an I64 tensor: not differentiable"),
 ];
 
 /// `(name, signature)` of each `pub fn` inside the `impl Tensor` blocks of `src`.

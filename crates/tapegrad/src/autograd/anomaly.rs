@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::panic::Location;
 
-use crate::dtype::Element;
+use crate::dtype::Scalar;
 use crate::storage::dispatch;
 use crate::tensor::Tensor;
 
@@ -123,6 +123,9 @@ pub(crate) fn enter_backward() -> Option<impl Drop> {
 
 /// `Some("NaN")` or `Some("inf")` if `t` holds such a value (NaN first).
 pub(crate) fn non_finite(t: &Tensor) -> Option<&'static str> {
+    if !t.dtype().is_float() {
+        return None;
+    }
     let (nan, inf) = dispatch!(t.force(), |a| a.force().iter().fold(
         (false, false),
         |(nan, inf), x| {

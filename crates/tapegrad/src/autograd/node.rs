@@ -243,7 +243,9 @@ impl Op {
         } else {
             None
         };
-        let recording = is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad());
+        // An integer or bool output (a conversion, an argmax, ...) is never on the tape.
+        let recording =
+            is_grad_enabled() && value.dtype().is_float() && inputs.iter().any(|t| t.tracks_grad());
         let edges = if recording {
             inputs.iter().map(|t| t.edge()).collect()
         } else {

@@ -121,46 +121,6 @@ fn zip_same<T: Element>(
     }
 }
 
-/// `f(c, a, b)` over the broadcast of three arrays (for `where_`).
-pub(crate) fn zip3<T: Element>(
-    c: &ArrayViewD<'_, T>,
-    a: &ArrayViewD<'_, T>,
-    b: &ArrayViewD<'_, T>,
-    f: impl Fn(T, T, T) -> T + Sync + Send,
-) -> ArcArray<T, IxDyn> {
-    let s1 = broadcast_shapes(c.shape(), a.shape()).expect("shapes checked by the op");
-    let shape = broadcast_shapes(&s1, b.shape()).expect("shapes checked by the op");
-    let cv = c.broadcast(IxDyn(&shape)).expect("broadcastable");
-    let av = a.broadcast(IxDyn(&shape)).expect("broadcastable");
-    let bv = b.broadcast(IxDyn(&shape)).expect("broadcastable");
-    if let (Some(cs), Some(xs), Some(ys)) = (cv.as_slice(), av.as_slice(), bv.as_slice()) {
-        let v = build_vec(cs.len(), |off, dst| {
-            for (((d, &k), &x), &y) in dst
-                .iter_mut()
-                .zip(&cs[off..])
-                .zip(&xs[off..])
-                .zip(&ys[off..])
-            {
-                d.write(f(k, x, y));
-            }
-        });
-        return with_shape(&shape, v);
-    }
-    if cv.len() >= PAR_THRESHOLD {
-        Zip::from(&cv)
-            .and(&av)
-            .and(&bv)
-            .par_map_collect(|&c, &x, &y| f(c, x, y))
-            .into_shared()
-    } else {
-        Zip::from(&cv)
-            .and(&av)
-            .and(&bv)
-            .map_collect(|&c, &x, &y| f(c, x, y))
-            .into_shared()
-    }
-}
-
 // ------------------------------------------------------------------ ops' entry points
 //
 // Ops call these with their operands' values; large operands defer into a fused

@@ -6,7 +6,7 @@ use ndarray::{ArcArray, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use crate::dtype::Element;
 
 /// `out[p] = a[p with axis replaced by index[p]]`; `out` has `index`'s shape.
-pub(crate) fn gather<T: Element>(
+pub(crate) fn gather<T: Clone>(
     a: &ArrayViewD<'_, T>,
     axis: usize,
     index: &ArrayViewD<'_, usize>,
@@ -17,7 +17,7 @@ pub(crate) fn gather<T: Element>(
             *slot = p[d];
         }
         pos[axis] = index[&p];
-        a[IxDyn(&pos)]
+        a[IxDyn(&pos)].clone()
     })
     .into_shared()
 }

@@ -31,7 +31,7 @@ impl Tensor {
             } else {
                 E::zero()
             });
-            g.mul(&ctx.output().gt_scalar(0.0))
+            g.mul(&ctx.output().gt_scalar(0.0).to_dtype(g.dtype()))
         })
     }
 

@@ -4,11 +4,12 @@
 use smallvec::smallvec;
 
 use super::table::{Domain, Inputs, OpSpec};
-use super::{check_binary, unary};
+use super::{check_binary, check_broadcast, check_same_dtype, unary};
 use crate::autograd::node::Op;
-use crate::dtype::Element;
-use crate::kernels::elementwise::{map_c, map_c2, map_c_costly, zip, zip3, zip_costly, Cost};
-use crate::shape::Shape;
+use crate::dtype::{DType, Element};
+use crate::kernels::elementwise::{map_c, map_c2, map_c_costly, zip, zip_costly, Cost};
+use crate::kernels::logic::{select, zip_broadcast};
+use crate::shape::{broadcast_shapes, Shape};
 use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
 
@@ -205,7 +206,7 @@ impl Tensor {
                     }),
                     ctx.needs_grad(1).then(|| {
                         let de = g.mul(&ctx.output()).mul(&x.log());
-                        Tensor::where_(&x.eq_scalar(0.0).mul(&e.ge_scalar(0.0)), &zero, &de)
+                        Tensor::where_(&x.eq_scalar(0.0).logical_and(&e.ge_scalar(0.0)), &zero, &de)
                             .sum_to(&sb)
                     })
                 ]
@@ -332,7 +333,9 @@ impl Tensor {
                 let (a, b) = (ctx.saved(0), ctx.saved(1));
                 // Weight of `a`: 1 where it wins, 1/2 on ties, 0 where it loses. A constant.
                 let wins = if largest { a.gt(b) } else { a.lt(b) };
-                let w = wins.add(&a.eq(b).mul_scalar(0.5));
+                let w = wins
+                    .to_dtype(g.dtype())
+                    .add(&a.eq(b).to_dtype(g.dtype()).mul_scalar(0.5));
                 smallvec![
                     ctx.needs_grad(0).then(|| g.mul(&w).sum_to(&sa)),
                     ctx.needs_grad(1)
@@ -368,8 +371,8 @@ impl Tensor {
             .save(&[self])
             .rule(move |ctx, g| {
                 let x = ctx.saved(0);
-                let inside = x.ge_scalar(min).mul(&x.le_scalar(max));
-                smallvec![Some(g.mul(&inside))]
+                let inside = x.ge_scalar(min).logical_and(&x.le_scalar(max));
+                smallvec![Some(g.mul(&inside.to_dtype(g.dtype())))]
             })
     }
 
@@ -385,12 +388,12 @@ impl Tensor {
         self.clamp(f64::NEG_INFINITY, max)
     }
 
-    /// Picks `on_true` where `cond` is non-zero and `on_false` elsewhere, broadcasting all
-    /// three (PyTorch's `torch.where`). `cond` is a 0/1 mask such as a comparison returns;
-    /// it gets no gradient. Gradient: `g` masked to each branch.
+    /// Picks `on_true` where `cond` is true and `on_false` elsewhere, broadcasting all
+    /// three (PyTorch's `torch.where`). `cond` is a `Bool` tensor such as a comparison
+    /// returns; it gets no gradient. Gradient: `g` masked to each branch.
     ///
     /// # Panics
-    /// If dtypes differ or the shapes do not broadcast.
+    /// If `cond` is not `Bool`, the branches' dtypes differ or the shapes do not broadcast.
     ///
     /// ```
     /// use tapegrad::Tensor;
@@ -400,20 +403,30 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn where_(cond: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
-        check_binary("where_", on_true, on_false);
-        check_binary("where_", cond, on_true);
-        check_binary("where_", cond, on_false);
+        check_same_dtype("where_", on_true, on_false);
+        if cond.dtype() != DType::Bool {
+            panic!(
+                "where_: the condition must be a bool tensor, got {} {:?} (compare, or convert with to_dtype(DType::Bool))",
+                cond.dtype(),
+                cond.shape()
+            );
+        }
+        let shape = check_broadcast("where_", on_true, on_false);
+        let shape = match broadcast_shapes(cond.shape(), &shape) {
+            Some(s) => s,
+            None => panic!(
+                "where_: condition shape {:?} does not broadcast with the branches' shape {shape:?}",
+                cond.shape()
+            ),
+        };
         let (sa, sb) = (
             Shape::from_slice(on_true.shape()),
             Shape::from_slice(on_false.shape()),
         );
-        let value = dispatch!((cond.data(), on_true.data(), on_false.data()), |c, a, b| {
-            Data::from(zip3(
-                &c.force().view(),
-                &a.force().view(),
-                &b.force().view(),
-                |c, x, y| if c != 0.0 { x } else { y },
-            ))
+        let c = cond.force();
+        let c = c.array::<bool>().expect("checked bool");
+        let value = dispatch!(any(on_true.data(), on_false.data()), |a, b| {
+            Data::from(select(&c.view(), &a.view(), &b.view(), &shape))
         });
         Op::new("where_", &[on_true, on_false], value)
             .save(&[&cond.detach()])
@@ -434,23 +447,36 @@ macro_rules! comparisons {
     ($( $name:ident, $sname:ident, $op:tt, $doc:literal; )*) => {
         impl Tensor {
             $(
-                #[doc = concat!("Elementwise `self ", $doc, " other` as a 0/1 mask of the same dtype, broadcasting. Not differentiable (nothing is recorded).")]
+                #[doc = concat!("Elementwise `self ", $doc, " other` as a `Bool` tensor, broadcasting (any dtype, both the same). Not differentiable (nothing is recorded).")]
                 ///
                 /// # Panics
                 /// If dtypes differ or shapes do not broadcast.
+                ///
+                /// ```
+                /// use tapegrad::Tensor;
+                /// let a = Tensor::from_vec(vec![1i64, 5, 3], &[3]);
+                /// let b = Tensor::from_vec(vec![3i64], &[1]);
+                #[doc = concat!("let m = a.", stringify!($name), "(&b);")]
+                /// assert_eq!(m.dtype(), tapegrad::DType::Bool);
+                #[doc = concat!("assert_eq!(m.to_vec::<bool>(), vec![1 ", $doc, " 3, 5 ", $doc, " 3, 3 ", $doc, " 3]);")]
+                /// ```
                 #[track_caller]
                 pub fn $name(&self, other: &Tensor) -> Tensor {
-                    check_binary(stringify!($name), self, other);
-                    Tensor::from_data(dispatch!((self.data(), other.data()), |a, b| Data::from(zip(a, b, |x, y| {
-                        if x $op y { num_traits::One::one() } else { num_traits::Zero::zero() }
-                    }))))
+                    check_same_dtype(stringify!($name), self, other);
+                    let shape = check_broadcast(stringify!($name), self, other);
+                    Tensor::from_data(dispatch!(any (self.data(), other.data()), |a, b| {
+                        Data::from(zip_broadcast(&a.view(), &b.view(), &shape, |x: E, y: E| x $op y))
+                    }))
                 }
 
-                #[doc = concat!("Elementwise `self ", $doc, " c` for a scalar `c`, as a 0/1 mask. Not differentiable.")]
+                #[doc = concat!("Elementwise `self ", $doc, " c` for a scalar `c`, as a `Bool` tensor. A float tensor compares in its own precision (`c` rounded to it); an `I64` or `Bool` one (as 0/1) compares in `f64`. Not differentiable.")]
+                #[track_caller]
                 pub fn $sname(&self, c: f64) -> Tensor {
-                    Tensor::from_data(dispatch!(self.data(), |a| Data::from(map_c(a, c, |x, c| {
-                        if x $op c { num_traits::One::one() } else { num_traits::Zero::zero() }
-                    }))))
+                    if self.dtype().is_float() {
+                        self.$name(&Tensor::scalar_of(c, self.dtype()))
+                    } else {
+                        self.to_dtype(DType::F64).$name(&Tensor::scalar(c))
+                    }
                 }
             )*
         }

@@ -36,8 +36,7 @@ impl Tensor {
         }
         let idx: Arc<[usize]> = indices.into();
         let full = Shape::from_slice(self.shape());
-        let value = dispatch!(self.data(), |a| {
-            let a = a.force().into_owned();
+        let value = dispatch!(any self.data(), |a| {
             Data::from(a.select(Axis(axis), &idx).into_shared())
         });
         Op::new("index_select", &[self], value)
@@ -74,8 +73,7 @@ impl Tensor {
         check_index("gather", self.shape(), axis, index, self.shape());
         let idx = Arc::new(index.clone());
         let full = Shape::from_slice(self.shape());
-        let value = dispatch!(self.data(), |a| {
-            let a = a.force().into_owned();
+        let value = dispatch!(any self.data(), |a| {
             Data::from(gather(&a.view(), axis, &idx.view()))
         });
         Op::new("gather", &[self], value).rule(move |_, g| {

@@ -153,8 +153,7 @@ impl Tensor {
             inverse[p] = i;
         }
         let axes = perm.to_vec();
-        let value = dispatch!(self.data(), |a| {
-            let a = a.force().into_owned();
+        let value = dispatch!(any self.data(), |a| {
             Data::from(a.permuted_axes(axes.clone()))
         });
         Op::new("permute", &[self], value).rule(move |_, g| g.permute(&inverse))

@@ -11,6 +11,7 @@ pub(crate) mod functional;
 pub(crate) mod index;
 pub(crate) mod layout;
 pub(crate) mod linalg;
+pub(crate) mod logic;
 pub(crate) mod math;
 pub(crate) mod nn;
 pub(crate) mod products;
@@ -35,10 +36,30 @@ pub(crate) fn check_same_dtype(op: &str, a: &Tensor, b: &Tensor) {
     }
 }
 
-/// Panics unless `a` and `b` share a dtype and broadcast; returns the broadcast shape.
+/// Panics unless `t` is a float tensor (`f32` or `f64`), naming the op and the dtype.
+#[track_caller]
+pub(crate) fn check_float(op: &str, t: &Tensor) {
+    if !t.dtype().is_float() {
+        panic!(
+            "{op}: needs a float tensor (f32 or f64), got {} {:?}; convert with to_dtype",
+            t.dtype(),
+            t.shape()
+        );
+    }
+}
+
+/// Panics unless `a` and `b` share a float dtype and broadcast; returns the broadcast
+/// shape.
 #[track_caller]
 pub(crate) fn check_binary(op: &str, a: &Tensor, b: &Tensor) -> Shape {
     check_same_dtype(op, a, b);
+    check_float(op, a);
+    check_broadcast(op, a, b)
+}
+
+/// Panics unless `a` and `b` broadcast (any dtypes); returns the broadcast shape.
+#[track_caller]
+pub(crate) fn check_broadcast(op: &str, a: &Tensor, b: &Tensor) -> Shape {
     match broadcast_shapes(a.shape(), b.shape()) {
         Some(s) => s,
         None => panic!(
@@ -65,6 +86,7 @@ pub(crate) fn check_binary(op: &str, a: &Tensor, b: &Tensor) -> Shape {
 macro_rules! unary {
     ($x:expr, $name:expr, $cost:expr, |$v:ident| $kernel:expr) => {{
         let x: &$crate::tensor::Tensor = $x;
+        $crate::ops::check_float($name, x);
         let value = $crate::storage::dispatch!(x.data(), |a| {
             $crate::storage::Data::from($crate::kernels::elementwise::map_cost(
                 a,

@@ -416,6 +416,7 @@ impl Tensor {
         let mask = match self.dtype() {
             DType::F32 => Data::from(dropout_mask::<f32>(self.shape(), p, seed)),
             DType::F64 => Data::from(dropout_mask::<f64>(self.shape(), p, seed)),
+            other => panic!("dropout: needs a float tensor, got {other}"),
         };
         self.mul(&Tensor::from_data(mask))
     }

@@ -6,7 +6,7 @@ use smallvec::smallvec;
 
 use super::table::{random_shape, random_tensor, Domain, Inputs, OpSpec};
 use crate::autograd::node::Op;
-use crate::dtype::{DType, Element};
+use crate::dtype::{DType, Element, Scalar};
 use crate::kernels::fused::Values;
 use crate::kernels::reduce::{arg_extreme, sum_values};
 use crate::shape::{broadcast_shapes, norm_axes, norm_axis, Shape};
@@ -107,9 +107,18 @@ impl Tensor {
             );
         }
         let in_shape = Shape::from_slice(self.shape());
-        let value = dispatch!(self.data(), |a| Data::from(
-            crate::kernels::elementwise::broadcast(a, shape)
-        ));
+        let value = if self.dtype().is_float() {
+            dispatch!(self.data(), |a| Data::from(
+                crate::kernels::elementwise::broadcast(a, shape)
+            ))
+        } else {
+            dispatch!(any self.data(), |a| Data::from(
+                a.broadcast(IxDyn(shape))
+                    .expect("shapes checked above")
+                    .to_owned()
+                    .into_shared()
+            ))
+        };
         Op::new("broadcast_to", &[self], value).rule(move |_, g| g.sum_to(&in_shape))
     }
 

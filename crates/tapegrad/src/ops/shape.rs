@@ -77,8 +77,7 @@ impl Tensor {
         }
         let in_shape = Shape::from_slice(self.shape());
         let target = IxDyn(shape);
-        let value = dispatch!(self.data(), |a| {
-            let a = a.force().into_owned();
+        let value = dispatch!(any self.data(), |a| {
             Data::from({
                 if a.is_standard_layout() {
                     a.into_shape_with_order(target.clone())
@@ -194,8 +193,7 @@ impl Tensor {
             return self.clone();
         }
         let full = Shape::from_slice(self.shape());
-        let value = dispatch!(self.data(), |a| {
-            let a = a.force().into_owned();
+        let value = dispatch!(any self.data(), |a| {
             Data::from({
                 let mut v = a;
                 v.slice_axis_inplace(
@@ -267,7 +265,7 @@ impl Tensor {
         }
         let lengths: Vec<usize> = tensors.iter().map(|t| t.shape()[axis]).collect();
         let forced: Vec<Data> = tensors.iter().map(|t| t.force()).collect();
-        let value = dispatch!(first.data(), |_first| {
+        let value = dispatch!(any first.data(), |_first| {
             let views: Vec<_> = forced
                 .iter()
                 .map(|d| d.array::<E>().expect("dtypes checked").view())

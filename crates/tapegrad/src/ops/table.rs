@@ -188,6 +188,7 @@ pub fn all_ops() -> Vec<&'static OpSpec> {
         super::linalg::ROWS,
         super::shape::ROWS,
         super::index::ROWS,
+        super::logic::ROWS,
         super::nn::ROWS,
         super::layout::ROWS,
         super::products::ROWS,
