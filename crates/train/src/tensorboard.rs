@@ -52,7 +52,9 @@ pub enum TensorBoardError {
 ///
 /// [`create`](Self::create) makes
 /// `events.out.tfevents.<unix time>.<hostname>.<pid>.<counter>` (the counter keeps two
-/// writers of one process apart) and writes the file-version record. Records are
+/// writers of one process apart; the time is moved past that of any event file already
+/// in the directory, so a resumed run's file sorts after the first one's, as TensorBoard
+/// reads them in name order) and writes the file-version record. Records are
 /// buffered: [`flush`](Self::flush) writes them out and reports errors; dropping the
 /// writer flushes too, silently. Scalars are stored as `f32`, as TensorBoard keeps them.
 ///
@@ -89,7 +91,10 @@ impl EventWriter {
             action: "creating the run directory",
             source,
         })?;
-        let seconds = wall_time() as u64;
+        // TensorBoard reads a directory's event files in the order of their names, so a
+        // new file (a resumed run) must sort after every file already there, even when
+        // it is created within the same second by a process with a smaller-sorting pid.
+        let seconds = (wall_time() as u64).max(latest_event_file_seconds(dir).map_or(0, |s| s + 1));
         let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!(
             "events.out.tfevents.{seconds:010}.{}.{}.{counter}",
@@ -356,6 +361,18 @@ fn wall_time() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The largest `<unix time>` among the `events.out.tfevents.<unix time>.*` files in `dir`.
+fn latest_event_file_seconds(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let rest = name.strip_prefix("events.out.tfevents.")?;
+            rest.split('.').next()?.parse::<u64>().ok()
+        })
+        .max()
+}
+
 /// The machine's name for the file name (dots and path separators would confuse
 /// readers that split the name, so they become `_`).
 fn hostname() -> String {
@@ -542,6 +559,29 @@ mod proto {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_event_file_sorts_after_the_files_already_in_the_directory() {
+        let run = tempfile::tempdir().unwrap();
+        // A file from "the future" (a resumed run's first part written within the same
+        // second, by a process whose pid sorts after ours): the next file must sort
+        // after it, as TensorBoard reads files in name order.
+        let future = format!(
+            "events.out.tfevents.{:010}.host.99999.0",
+            wall_time() as u64 + 5
+        );
+        std::fs::write(run.path().join(&future), b"").unwrap();
+        let first = EventWriter::create(run.path()).unwrap();
+        let second = EventWriter::create(run.path()).unwrap();
+        let name = |w: &EventWriter| w.path().file_name().unwrap().to_str().unwrap().to_string();
+        assert!(future < name(&first), "{future} !< {}", name(&first));
+        assert!(
+            name(&first) < name(&second),
+            "{} !< {}",
+            name(&first),
+            name(&second)
+        );
+    }
 
     #[test]
     fn bucket_limits_are_tensorflows_and_increasing() {
