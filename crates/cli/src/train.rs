@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tapegrad_data::{
     counting_enabled, format_bytes, largest_batch_that_fits, parse_bytes, stop_counting,
-    BatchSizeSchedule, Dataset,
+    BatchSizeSchedule,
 };
 use tapegrad_nn::Module;
 use tapegrad_train::adaptive::{AdaptiveBatch, LrRule};
@@ -18,6 +18,7 @@ use tapegrad_train::tensorboard::{EventWriter, TrainingLog};
 use tapegrad_train::{write_atomic, Event, Stop, TrainConfig, Trainer};
 
 use crate::datasets;
+use crate::lm;
 use crate::plot;
 use crate::setup::{positive_usize, CommonArgs, OptimizerName};
 use crate::sweep::step_peak;
@@ -273,7 +274,7 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
     // Everything that can fail on the user's input is checked before the run folder is
     // touched: the data, the model for its shape, and a checkpoint being resumed.
     let started = Instant::now();
-    let data = datasets::load(args.common.dataset, args.common.data_dir.as_ref())?;
+    let data = datasets::load(&args.common)?;
     let common = &args.common.clone();
     let model = common.build_model(data.train.sample_shape(), data.train.num_classes())?;
     let optimizer = common.build_optimizer(model.params(), common.lr());
@@ -338,7 +339,7 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         checkpoint_dir: Some(out.clone()),
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::new(model, optimizer, config);
+    let mut trainer = Trainer::with_loss(model, optimizer, config, common.loss());
     if cli.resume.is_some() {
         trainer.resume(&out).map_err(|e| e.to_string())?;
         if trainer.state.epoch >= args.epochs() && trainer.state.batch_in_epoch == 0 {
@@ -374,6 +375,7 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
             trainer.state.epoch, trainer.state.iteration
         );
     }
+    let baseline = lm::baseline(&data);
 
     let events = EventWriter::create(&out).map_err(|e| e.to_string())?;
     let mut log = TrainingLog::new(events, trainer.model.named_params(), args.histograms);
@@ -411,18 +413,19 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
                 b.finish_and_clear();
             }
             println!(
-                "epoch {:>3}/{epochs}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}{}  {:.0} samples/s  lr {:.2e}  batch {}",
+                "epoch {:>3}/{epochs}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}{}{}  {:.0} samples/s  lr {:.2e}  batch {}",
                 m.epoch,
                 m.train_loss,
                 m.val_loss.unwrap_or(f64::NAN),
                 m.val_accuracy.unwrap_or(f64::NAN),
+                lm::other_val_metrics(&m.val_metrics),
                 m.test_accuracy.map(|a| format!("  test_acc {a:.4}")).unwrap_or_default(),
                 m.samples_per_s,
                 m.lr,
                 m.batch_size,
             );
             history.push(m.clone());
-            let lines: String = history.iter().map(|h| serde_json::to_string(h).expect("serialisable") + "\n").collect();
+            let lines: String = history.iter().map(|h| lm::metrics_line(h) + "\n").collect();
             if let Err(e) = write_atomic(&metrics_path, lines.as_bytes()) {
                 eprintln!("warning: {e}");
             }
@@ -458,6 +461,9 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
             );
         }
         _ => println!("stopped at epoch {} ({secs:.1} s)", trainer.state.epoch),
+    }
+    if let Some(b) = &baseline {
+        b.report_end(&mut trainer, &data.test);
     }
     if let Some(a) = &trainer.state.adaptive {
         let growths: Vec<String> = a

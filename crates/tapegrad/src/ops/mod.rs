@@ -7,11 +7,14 @@
 
 pub(crate) mod activation;
 pub(crate) mod arith;
+pub(crate) mod functional;
 pub(crate) mod index;
+pub(crate) mod layout;
 pub(crate) mod linalg;
 pub(crate) mod logic;
 pub(crate) mod math;
 pub(crate) mod nn;
+pub(crate) mod products;
 pub(crate) mod reduce;
 pub(crate) mod shape;
 pub mod table;

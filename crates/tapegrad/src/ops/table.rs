@@ -175,6 +175,9 @@ pub fn all_ops() -> Vec<&'static OpSpec> {
         super::index::ROWS,
         super::logic::ROWS,
         super::nn::ROWS,
+        super::layout::ROWS,
+        super::products::ROWS,
+        super::functional::ROWS,
     ]
     .into_iter()
     .flatten()
