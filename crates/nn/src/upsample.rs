@@ -120,10 +120,10 @@ impl Module for Upsample {
             if output == input {
                 continue;
             }
-            let index: Vec<usize> = (0..output)
-                .map(|i| nearest_source(i, input, output, factor))
+            let index: Vec<i64> = (0..output)
+                .map(|i| nearest_source(i, input, output, factor) as i64)
                 .collect();
-            y = y.index_select((axis + 2) as isize, &index);
+            y = y.index_select((axis + 2) as isize, &Tensor::from_vec(index, &[output]));
         }
         y
     }
