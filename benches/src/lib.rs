@@ -14,8 +14,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod sequence;
 mod training;
 
+pub use sequence::{LstmTrain, TransformerTrain};
 pub use training::TrainStep;
 
 use std::time::Instant;

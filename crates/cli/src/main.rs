@@ -15,6 +15,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
 mod datasets;
+mod distributed;
 mod gradcheck;
 mod lm;
 mod models;

@@ -99,6 +99,16 @@ impl CommonArgs {
         }
     }
 
+    /// Writes the model's default sizes into the unset size flags (--d-model and --layers
+    /// of a language model), so `args.json` says what was built and `--resume` accepts
+    /// them given explicitly.
+    pub fn fill_model_defaults(&mut self) {
+        if let Some(kind) = self.model.language_model() {
+            self.lm.d_model = Some(self.lm.d_model(kind));
+            self.lm.layers = Some(self.lm.layers(kind));
+        }
+    }
+
     /// The step closure: next-character cross-entropy for text
     /// ([`lm_loss`](crate::lm::lm_loss)), classification otherwise.
     pub fn loss(&self) -> LossFn {

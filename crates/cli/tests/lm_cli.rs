@@ -152,6 +152,22 @@ fn lstm_with_a_tied_head_trains_and_samples() {
     let stdout = train("lstm", &data, &out, &["--tied"]);
     let bits = value_after(&stdout, "val_bits_per_char ");
     assert!(bits.is_finite() && bits > 0.0 && bits < 8.0, "{stdout}");
+    // The default depth is saved, so giving it when resuming is no contradiction.
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("args.json")).unwrap()).unwrap();
+    assert_eq!(
+        (saved["layers"].as_u64(), saved["d_model"].as_u64()),
+        (Some(1), Some(16))
+    );
+    let (ok, stdout, stderr) = run(tapegrad()
+        .args([
+            "train", "--epochs", "2", "--layers", "1", "--quiet", "--resume",
+        ])
+        .arg(&out));
+    assert!(
+        ok && stdout.contains("resumed at epoch 1"),
+        "{stdout}\n{stderr}"
+    );
     let (ok, text, stderr) = sample(
         &out,
         &["--prompt", "Mr. ", "--length", "10", "--top-k", "1"],

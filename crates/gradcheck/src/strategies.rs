@@ -96,6 +96,8 @@ pub fn domain_value(domain: Domain) -> BoxedStrategy<f64> {
         Domain::AwayFromHalf => {
             prop_oneof![domain_value(Domain::Inner), domain_value(Domain::Outer)].boxed()
         }
+        Domain::AboveOne => (1.2..3.0).boxed(),
+        Domain::AwayFromThree => prop_oneof![signed(0.1, 2.8), signed(3.2, 5.0)].boxed(),
     }
 }
 
@@ -117,6 +119,8 @@ pub fn in_domain(domain: Domain, v: f64) -> bool {
         Domain::Inner => (-0.45..=0.45).contains(&v),
         Domain::Outer => (0.55..=2.0).contains(&a),
         Domain::AwayFromHalf => in_domain(Domain::Inner, v) || in_domain(Domain::Outer, v),
+        Domain::AboveOne => (1.2..=3.0).contains(&v),
+        Domain::AwayFromThree => (0.1..=2.8).contains(&a) || (3.2..=5.0).contains(&a),
     }
 }
 
@@ -175,7 +179,7 @@ mod tests {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
 
-    const DOMAINS: [Domain; 7] = [
+    const DOMAINS: [Domain; 9] = [
         Domain::Real,
         Domain::Positive,
         Domain::AwayFromZero,
@@ -183,6 +187,8 @@ mod tests {
         Domain::Inner,
         Domain::Outer,
         Domain::AwayFromHalf,
+        Domain::AboveOne,
+        Domain::AwayFromThree,
     ];
 
     #[test]
@@ -201,7 +207,8 @@ mod tests {
                 pos |= v > 0.0;
             }
             // Both signs show up wherever the domain has both.
-            assert_eq!((neg, pos), (d != Domain::Positive, true), "{d:?}");
+            let one_signed = matches!(d, Domain::Positive | Domain::AboveOne);
+            assert_eq!((neg, pos), (!one_signed, true), "{d:?}");
         }
     }
 

@@ -1,8 +1,10 @@
 //! Activation modules, one per activation op of the core: `Relu`, `LeakyRelu`, `Elu`,
-//! `Gelu`, `Silu`, `Softsign`, `Sigmoid`, `Tanh`, `Softplus`, `Softmax`, `LogSoftmax`.
-//! None has parameters; each forwards to the tensor op of the same name.
+//! `Selu`, `Celu`, `Gelu`, `Silu`, `Mish`, `Softsign`, `Sigmoid`, `Tanh`, `Softplus`,
+//! `Hardtanh`, `Relu6`, `Hardsigmoid`, `Hardswish`, `LogSigmoid`, `Glu`, `Softmax`,
+//! `LogSoftmax`, `Softmin`, and `Prelu`. Each forwards to the tensor op of the same name;
+//! only `Prelu` has a parameter (its learnable slope).
 
-use tapegrad::Tensor;
+use tapegrad::{DType, Tensor};
 
 use crate::{Module, Param};
 
@@ -210,3 +212,213 @@ activation!(
     LogSoftmax { dim: isize },
     |s, x| x.log_softmax(s.dim)
 );
+
+activation!(
+    /// SELU, `scale * elu(x, alpha)` with PyTorch's fixed constants. PyTorch:
+    /// `torch.nn.SELU`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{Module, Selu};
+    /// assert_eq!(Selu.forward(&Tensor::from_vec(vec![1.0f64], &[1])).item(), 1.0507009873554805);
+    /// ```
+    Selu,
+    |_s, x| x.selu()
+);
+
+activation!(
+    /// CELU, `x` for `x > 0`, `alpha (e^(x/alpha) - 1)` otherwise (PyTorch default alpha
+    /// 1, see [`Celu::default`]). PyTorch: `torch.nn.CELU`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{Celu, Module};
+    /// let y = Celu { alpha: 2.0 }.forward(&Tensor::from_vec(vec![-2.0f64, 3.0], &[2]));
+    /// assert_eq!(y.to_vec::<f64>(), vec![2.0 * ((-1.0f64).exp() - 1.0), 3.0]);
+    /// ```
+    Celu { alpha: f64 },
+    |s, x| x.celu(s.alpha)
+);
+
+impl Default for Celu {
+    fn default() -> Self {
+        Celu { alpha: 1.0 }
+    }
+}
+
+activation!(
+    /// Mish, `x * tanh(softplus(x))`. PyTorch: `torch.nn.Mish`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{Mish, Module};
+    /// assert_eq!(Mish.forward(&Tensor::from_vec(vec![0.0f32], &[1])).item(), 0.0);
+    /// ```
+    Mish,
+    |_s, x| x.mish()
+);
+
+activation!(
+    /// HardTanh, `x` clamped to `[min_val, max_val]` with gradient 0 at the bounds
+    /// (PyTorch default `[-1, 1]`, see [`Hardtanh::default`]). PyTorch: `torch.nn.Hardtanh`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{Hardtanh, Module};
+    /// let y = Hardtanh::default().forward(&Tensor::from_vec(vec![-2.0f32, 0.5, 3.0], &[3]));
+    /// assert_eq!(y.to_vec::<f32>(), vec![-1.0, 0.5, 1.0]);
+    /// ```
+    Hardtanh { min_val: f64, max_val: f64 },
+    |s, x| x.hardtanh(s.min_val, s.max_val)
+);
+
+impl Default for Hardtanh {
+    fn default() -> Self {
+        Hardtanh {
+            min_val: -1.0,
+            max_val: 1.0,
+        }
+    }
+}
+
+activation!(
+    /// ReLU6, `min(max(x, 0), 6)`. PyTorch: `torch.nn.ReLU6`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{Module, Relu6};
+    /// let y = Relu6.forward(&Tensor::from_vec(vec![-1.0f32, 3.0, 7.0], &[3]));
+    /// assert_eq!(y.to_vec::<f32>(), vec![0.0, 3.0, 6.0]);
+    /// ```
+    Relu6,
+    |_s, x| x.relu6()
+);
+
+activation!(
+    /// Hard sigmoid, `relu6(x + 3) / 6`. PyTorch: `torch.nn.Hardsigmoid`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{Hardsigmoid, Module};
+    /// let y = Hardsigmoid.forward(&Tensor::from_vec(vec![-4.0f32, 0.0, 4.0], &[3]));
+    /// assert_eq!(y.to_vec::<f32>(), vec![0.0, 0.5, 1.0]);
+    /// ```
+    Hardsigmoid,
+    |_s, x| x.hardsigmoid()
+);
+
+activation!(
+    /// Hard swish, `x * relu6(x + 3) / 6`. PyTorch: `torch.nn.Hardswish`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{Hardswish, Module};
+    /// let y = Hardswish.forward(&Tensor::from_vec(vec![-4.0f32, 0.0, 4.0], &[3]));
+    /// assert_eq!(y.to_vec::<f32>(), vec![0.0, 0.0, 4.0]);
+    /// ```
+    Hardswish,
+    |_s, x| x.hardswish()
+);
+
+activation!(
+    /// `log(sigmoid(x))`, computed stably. PyTorch: `torch.nn.LogSigmoid`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{LogSigmoid, Module};
+    /// assert_eq!(LogSigmoid.forward(&Tensor::from_vec(vec![-1000.0f32], &[1])).item(), -1000.0);
+    /// ```
+    LogSigmoid,
+    |_s, x| x.logsigmoid()
+);
+
+activation!(
+    /// Gated linear unit: the halves `a`, `b` of `dim` give `a * sigmoid(b)` (PyTorch
+    /// default `dim = -1`, see [`Glu::default`]). PyTorch: `torch.nn.GLU`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{Glu, Module};
+    /// let y = Glu::default().forward(&Tensor::from_vec(vec![2.0f64, 0.0], &[1, 2]));
+    /// assert_eq!(y.to_vec::<f64>(), vec![1.0]);
+    /// ```
+    Glu { dim: isize },
+    |s, x| x.glu(s.dim)
+);
+
+impl Default for Glu {
+    fn default() -> Self {
+        Glu { dim: -1 }
+    }
+}
+
+activation!(
+    /// Softmin along `dim`, `softmax(-x)`. PyTorch: `torch.nn.Softmin(dim)`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_nn::{Module, Softmin};
+    /// let y = Softmin { dim: -1 }.forward(&Tensor::from_vec(vec![0.0f64, 0.0], &[1, 2]));
+    /// assert_eq!(y.to_vec::<f64>(), vec![0.5, 0.5]);
+    /// ```
+    Softmin { dim: isize },
+    |s, x| x.softmin(s.dim)
+);
+
+/// PReLU, `x` for `x > 0`, `weight * x` otherwise, with a learnable slope: one shared by
+/// all channels (`num_parameters = 1`) or one per channel (dimension 1 of the input).
+/// The parameter is named `weight` and starts at 0.25, as in PyTorch. PyTorch:
+/// `torch.nn.PReLU(num_parameters, init)`.
+///
+/// ```
+/// use tapegrad::{DType, Tensor};
+/// use tapegrad_nn::{Module, Prelu};
+/// let prelu = Prelu::new(2, DType::F64);
+/// let x = Tensor::from_vec(vec![-4.0f64, -8.0, 1.0, 2.0], &[2, 2]);
+/// let y = prelu.forward(&x);
+/// assert_eq!(y.to_vec::<f64>(), vec![-1.0, -2.0, 1.0, 2.0]);
+/// let grads = y.sum().backward();
+/// assert_eq!(grads[&prelu.weight].to_vec::<f64>(), vec![-4.0, -8.0]);
+/// assert_eq!(prelu.named_params()[0].0, "weight");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Prelu {
+    /// `[num_parameters]`.
+    pub weight: Param,
+}
+
+impl Prelu {
+    /// `num_parameters` slopes (1, or the number of channels), each 0.25.
+    ///
+    /// # Panics
+    /// If `num_parameters` is 0.
+    #[track_caller]
+    pub fn new(num_parameters: usize, dtype: DType) -> Prelu {
+        Prelu::with_init(num_parameters, 0.25, dtype)
+    }
+
+    /// `num_parameters` slopes, each `init`.
+    ///
+    /// # Panics
+    /// If `num_parameters` is 0.
+    #[track_caller]
+    pub fn with_init(num_parameters: usize, init: f64, dtype: DType) -> Prelu {
+        assert!(
+            num_parameters > 0,
+            "Prelu: num_parameters must be at least 1"
+        );
+        Prelu {
+            weight: Param::new(Tensor::full(&[num_parameters], init, dtype)),
+        }
+    }
+}
+
+impl Module for Prelu {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.prelu(&self.weight)
+    }
+    fn named_params(&self) -> Vec<(String, Param)> {
+        vec![("weight".to_string(), self.weight.clone())]
+    }
+}

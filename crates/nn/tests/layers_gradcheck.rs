@@ -233,6 +233,21 @@ fn activations() {
         ("Softplus", Box::new(Softplus)),
         ("Softmax", Box::new(Softmax { dim: 1 })),
         ("LogSoftmax", Box::new(LogSoftmax { dim: 0 })),
+        ("Selu", Box::new(Selu)),
+        ("Celu", Box::new(Celu { alpha: 0.7 })),
+        ("Mish", Box::new(Mish)),
+        ("Hardtanh", Box::new(Hardtanh::default())),
+        ("Relu6", Box::new(Relu6)),
+        ("Hardsigmoid", Box::new(Hardsigmoid)),
+        ("Hardswish", Box::new(Hardswish)),
+        ("LogSigmoid", Box::new(LogSigmoid)),
+        ("Glu", Box::new(Glu { dim: 1 })),
+        ("Softmin", Box::new(Softmin { dim: 1 })),
+        ("Prelu shared", Box::new(Prelu::new(1, DType::F64))),
+        (
+            "Prelu per channel",
+            Box::new(Prelu::with_init(4, -0.3, DType::F64)),
+        ),
     ];
     for (name, layer) in &layers {
         check(name, layer.as_ref(), &x, true);

@@ -102,12 +102,9 @@ fn tensor_norm<T: Element>(g: &Tensor, norm_type: f64) -> f64 {
                 }
             })
         } else if norm_type == 2.0 {
-            a.iter()
-                .map(|x| x.as_f64() * x.as_f64())
-                .sum::<f64>()
-                .sqrt()
+            block_sum(&a, |x| x * x).sqrt()
         } else if norm_type == 1.0 {
-            a.iter().map(|x| x.as_f64().abs()).sum::<f64>()
+            block_sum(&a, |x| x.abs())
         } else {
             a.iter()
                 .map(|x| x.as_f64().abs().powf(norm_type))
@@ -115,6 +112,32 @@ fn tensor_norm<T: Element>(g: &Tensor, norm_type: f64) -> f64 {
                 .powf(1.0 / norm_type)
         }
     })
+}
+
+/// `sum f(x)` over the elements of `a`, returned in `f64`: 16 independent partial sums in
+/// the element type over blocks of 1024 elements (so the additions vectorise and do not
+/// wait on each other), each block's total added in `f64`. A single running `f64` sum
+/// is a chain of dependent adds: about 0.5 ms per step for the W1 MLP's 535,818
+/// gradients, more than its whole batch-1 step.
+fn block_sum<T: Element>(a: &ndarray::ArrayViewD<'_, T>, f: impl Fn(T) -> T) -> f64 {
+    const LANES: usize = 16;
+    const BLOCK: usize = 1024;
+    let Some(slice) = a.as_slice_memory_order() else {
+        return a.iter().map(|&x| f(x).as_f64()).sum();
+    };
+    let mut total = 0.0f64;
+    for block in slice.chunks(BLOCK) {
+        let mut acc = [T::zero(); LANES];
+        let lanes = block.chunks_exact(LANES);
+        let tail = lanes.remainder().iter().fold(T::zero(), |s, &x| s + f(x));
+        for chunk in lanes {
+            for (slot, &x) in acc.iter_mut().zip(chunk) {
+                *slot += f(x);
+            }
+        }
+        total += acc.iter().map(|x| x.as_f64()).sum::<f64>() + tail.as_f64();
+    }
+    total
 }
 
 /// Rescales the gradients of `params` in place so that their total `norm_type`-norm is at

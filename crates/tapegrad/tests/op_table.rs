@@ -14,7 +14,6 @@ const EXEMPT: &[(&str, &str)] = &[
     ("zeros_like", "creation: the values do not depend on the input"),
     ("ones_like", "creation: the values do not depend on the input"),
     ("full_like", "creation: the values do not depend on the input"),
-    ("sign", "piecewise constant: records nothing (PyTorch's gradient is 0)"),
     (
         "to_dtype",
         "an f32 round trip is below the checker's f64 tolerance; its gradient (the cast back) is tested in tests/autograd.rs",

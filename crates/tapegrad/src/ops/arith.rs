@@ -7,7 +7,7 @@ use super::table::{Domain, Inputs, OpSpec};
 use super::{check_binary, check_broadcast, check_same_dtype, unary};
 use crate::autograd::node::Op;
 use crate::dtype::{DType, Element};
-use crate::kernels::elementwise::{map, map_c, map_c2, map_c_costly, zip, zip_costly, Cost};
+use crate::kernels::elementwise::{map_c, map_c2, map_c_costly, zip, zip_costly, Cost};
 use crate::kernels::logic::{select, zip_broadcast};
 use crate::shape::{broadcast_shapes, Shape};
 use crate::storage::{dispatch, Data};
@@ -274,12 +274,18 @@ impl Tensor {
             .rule(|ctx, g| g.mul(&ctx.saved(0).sign()))
     }
 
-    /// Elementwise sign: -1, 0 or 1 (NaN stays NaN). Not differentiable: its gradient is
-    /// zero almost everywhere, so nothing is recorded.
+    /// Elementwise sign: -1, 0 or 1 (NaN stays NaN). Piecewise constant: recorded with
+    /// gradient 0, as in PyTorch (so a graph through it stays connected). PyTorch:
+    /// `torch.sign`.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![-2.0f64, 0.0, 3.0], &[3]).requires_grad();
+    /// assert_eq!(x.sign().to_vec::<f64>(), vec![-1.0, 0.0, 1.0]);
+    /// assert_eq!(x.sign().sum().backward()[&x].to_vec::<f64>(), vec![0.0; 3]);
+    /// ```
     #[track_caller]
     pub fn sign(&self) -> Tensor {
-        let value = dispatch!(self.data(), |a| Data::from(map(a, sign_scalar)));
-        Tensor::from_data(value)
+        unary!(self, "sign", Cost::Cheap, |x| sign_scalar(x)).rule(|_, g| g.zeros_like())
     }
 
     /// Elementwise maximum, broadcasting. Gradient goes to the larger input; on ties it is
@@ -602,6 +608,9 @@ pub(crate) const ROWS: &[OpSpec] = &[
     OpSpec::new("rsqrt", Inputs::Unary(Domain::Positive), |x| x[0].rsqrt(), "-g*x^(-3/2)/2"),
     OpSpec::new("recip", Inputs::Unary(Domain::AwayFromZero), |x| x[0].recip(), "-g/x^2").note("1/0 = inf"),
     OpSpec::new("abs", Inputs::Unary(Domain::AwayFromZero), |x| x[0].abs(), "g*sign(x)").note("abs'(0) = 0"),
+    OpSpec::new("sign", Inputs::Unary(Domain::AwayFromZero), |x| x[0].sign(), "0")
+        .note("piecewise constant: gradient 0 everywhere, also at 0")
+        .first_order(),
     OpSpec::new("maximum", Inputs::Binary(Domain::Outer, Domain::Inner), |x| x[0].maximum(&x[1]), "g where a>b, g/2 on ties")
         .note("ties split the gradient evenly between the inputs"),
     OpSpec::new("minimum", Inputs::Binary(Domain::Inner, Domain::Outer), |x| x[0].minimum(&x[1]), "g where a<b, g/2 on ties")

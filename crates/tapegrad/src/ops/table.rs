@@ -29,6 +29,11 @@ pub enum Domain {
     Outer,
     /// `Inner` or `Outer` at random: away from `±0.5`.
     AwayFromHalf,
+    /// Uniform in `[1.2, 3]` (inside the domain of `acosh`, away from its pole at 1).
+    AboveOne,
+    /// `|x|` uniform in `[0.1, 2.8]` or `[3.2, 5]`, random sign: away from the kinks of
+    /// `hardswish` and `hardsigmoid` at `±3` and from 0.
+    AwayFromThree,
 }
 
 impl Domain {
@@ -56,6 +61,14 @@ impl Domain {
                     Domain::Outer.sample(rng)
                 }
             }
+            Domain::AboveOne => rng.gen_range(1.2..3.0),
+            Domain::AwayFromThree => {
+                if rng.gen_bool(0.5) {
+                    signed(rng, 0.1, 2.8)
+                } else {
+                    signed(rng, 3.2, 5.0)
+                }
+            }
         }
     }
 
@@ -69,6 +82,8 @@ impl Domain {
             Domain::Inner => "[-0.45, 0.45]",
             Domain::Outer => "0.55 <= |x| <= 2",
             Domain::AwayFromHalf => "|x| <= 0.45 or 0.55 <= |x| <= 2",
+            Domain::AboveOne => "[1.2, 3]",
+            Domain::AwayFromThree => "0.1 <= |x| <= 2.8 or 3.2 <= |x| <= 5",
         }
     }
 }
