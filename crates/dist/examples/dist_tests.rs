@@ -557,8 +557,11 @@ fn no_sync_accumulation(comm: &Comm) -> TestResult {
 
 /// Rows of `x` this rank holds: `r, r + np, ...` (as the sampler deals them).
 fn my_rows(x: &Tensor, comm: &Comm) -> Tensor {
-    let rows: Vec<usize> = (comm.rank()..x.shape()[0]).step_by(comm.size()).collect();
-    x.index_select(0, &rows)
+    let rows: Vec<i64> = (comm.rank()..x.shape()[0])
+        .step_by(comm.size())
+        .map(|r| r as i64)
+        .collect();
+    x.index_select(0, &Tensor::from_vec(rows.clone(), &[rows.len()]))
 }
 
 fn sync_batch_norm_is_global_batch_norm(comm: &Comm) -> TestResult {

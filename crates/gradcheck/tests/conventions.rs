@@ -41,11 +41,11 @@ fn maximum_and_minimum_split_ties_evenly() {
 fn max_dim_and_min_dim_send_ties_to_the_first_index() {
     let x = leaf(&[3.0, 1.0, 3.0]);
     let (v, idx) = x.max_dim(0, false);
-    assert_eq!(idx[[]], 0);
+    assert_eq!(idx.item_as::<i64>(), 0);
     assert_eq!(v.backward()[&x].to_vec::<f64>(), vec![1.0, 0.0, 0.0]);
     let x = leaf(&[2.0, 1.0, 1.0]);
     let (v, idx) = x.min_dim(0, false);
-    assert_eq!(idx[[]], 1);
+    assert_eq!(idx.item_as::<i64>(), 1);
     assert_eq!(v.backward()[&x].to_vec::<f64>(), vec![0.0, 1.0, 0.0]);
 }
 

@@ -153,11 +153,12 @@ proptest! {
             (Just(x), 0..r).prop_flat_map(|(x, a)| { let n = x.shape()[a]; (Just(x), Just(a), prop::collection::vec(0..n, 1..5)) })
         })
     ) {
-        both_orders(|t| t[0].index_select(axis as isize, &picks), std::slice::from_ref(&x))?;
+        let pick_tensor = Tensor::from_vec(picks.iter().map(|&p| p as i64).collect::<Vec<i64>>(), &[picks.len()]);
+        both_orders(|t| t[0].index_select(axis as isize, &pick_tensor), std::slice::from_ref(&x))?;
         // An index of x's shape except along `axis`, where it has picks.len() entries.
         let mut ishape = x.shape().to_vec();
         ishape[axis] = picks.len();
-        let index = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&ishape), |i| picks[(i[axis] + i.as_array_view().sum()) % picks.len()]);
+        let index = Tensor::from_array(ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&ishape), |i| picks[(i[axis] + i.as_array_view().sum()) % picks.len()] as i64));
         both_orders(|t| t[0].gather(axis as isize, &index), std::slice::from_ref(&x))?;
         let src = Tensor::rand_uniform(&ishape, -1.0, 1.0, DType::F64, picks.len() as u64);
         both_orders(|t| t[0].scatter_add(axis as isize, &index, &t[1]), &[x, src])?;

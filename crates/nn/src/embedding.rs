@@ -83,7 +83,8 @@ pub fn embedding(
     );
     let mut out = shape.to_vec();
     out.push(dim);
-    let rows = weight.index_select(0, indices);
+    let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    let rows = weight.index_select(0, &Tensor::from_vec(index, &[indices.len()]));
     let rows = match padding_idx {
         Some(pad) if indices.contains(&pad) => {
             // The padding rows come from a detached copy: same values, no gradient.

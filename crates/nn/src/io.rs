@@ -215,7 +215,7 @@ impl TensorFile {
         encode(&self.tensors, &self.metadata)
     }
 
-    /// Reads safetensors `bytes`: every tensor (F32 or F64) and the string metadata.
+    /// Reads safetensors `bytes`: every tensor (F32, F64, I64 or BOOL) and the string metadata.
     ///
     /// # Errors
     /// [`FormatError::Corrupt`] for bytes that are not valid safetensors,
@@ -678,8 +678,9 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<(), WeightsEr
     Ok(())
 }
 
-/// Saves named tensors (F32 or F64, any shapes) to `path` as safetensors, atomically (see
-/// [`write_atomic`]): for tensors that are not a module's weights.
+/// Saves named tensors (F32, F64, I64 or BOOL, any shapes) to `path` as safetensors,
+/// atomically (see [`write_atomic`]): for tensors that are not a module's weights, such
+/// as a batch of inputs with `I64` targets and a `Bool` mask.
 ///
 /// # Errors
 /// [`WeightsError::ReservedName`] for a tensor named `__metadata__`;
@@ -711,8 +712,9 @@ pub fn save_tensors(
 ///
 /// # Errors
 /// [`WeightsError::Io`] if the file cannot be read; [`WeightsError::Corrupt`] if it is
-/// truncated or not safetensors; [`WeightsError::UnsupportedDType`] for a tensor that is
-/// not F32 or F64; [`WeightsError::ShapeOverflow`] for a shape no array can have.
+/// truncated or not safetensors, or a BOOL tensor holds a byte other than 0 or 1;
+/// [`WeightsError::UnsupportedDType`] for a tensor that is not F32, F64, I64 or BOOL;
+/// [`WeightsError::ShapeOverflow`] for a shape no array can have.
 pub fn load_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, Tensor>, WeightsError> {
     let path = path.as_ref();
     let bytes = read_file(path)?;

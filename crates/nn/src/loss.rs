@@ -292,7 +292,9 @@ fn class_loss(
     let dtype = logp.dtype();
     let constant = |v: Vec<f64>, shape: &[usize]| Tensor::from_vec(v, shape).to_dtype(dtype);
     let denom: f64 = sample_w.iter().sum();
-    let picked = logp.gather(1, &idx).reshape_to(&[m]);
+    let picked = logp
+        .gather(1, &Tensor::from_array(idx.mapv(|i| i as i64)))
+        .reshape_to(&[m]);
     let nll = picked.mul(&constant(sample_w, &[m])).neg();
     let reduce_cls = |l: Tensor| match o.reduction {
         Reduction::Mean => l.sum().mul_scalar(1.0 / denom),

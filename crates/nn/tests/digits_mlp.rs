@@ -111,11 +111,11 @@ fn mlp_learns_digits() {
     }
     model.eval();
     let logits = no_grad(|| model.forward(&batch(&xs, test)));
-    let predicted = logits.argmax(1, false);
+    let predicted = logits.argmax(1, false).to_vec::<i64>();
     let correct = test
         .iter()
         .zip(predicted.iter())
-        .filter(|(&i, &p)| ys[i] == p)
+        .filter(|(&i, &p)| ys[i] as i64 == p)
         .count();
     let accuracy = correct as f64 / test.len() as f64;
     let elapsed = start.elapsed();

@@ -302,3 +302,35 @@ fn weights_files_get_the_mode_of_a_plain_new_file() {
     save(&Linear::new(2, 2, 0), &weights).unwrap();
     assert_eq!(mode(&weights), mode(&plain));
 }
+
+#[test]
+fn i64_and_bool_tensors_round_trip_and_a_bad_bool_byte_is_an_error() {
+    use std::collections::BTreeMap;
+    use tapegrad_nn::io::{load_tensors, save_tensors};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batch.safetensors");
+    let targets = Tensor::from_vec(vec![i64::MIN, -1, 0, 7, i64::MAX, 3], &[2, 3]);
+    let mask = Tensor::from_vec(vec![true, false, false, true], &[4]);
+    let tensors = BTreeMap::from([
+        ("targets".to_string(), targets.clone()),
+        ("mask".to_string(), mask.clone()),
+    ]);
+    save_tensors(&path, &tensors).unwrap();
+    let back = load_tensors(&path).unwrap();
+    assert_eq!(back["targets"].dtype(), DType::I64);
+    assert_eq!(back["targets"].shape(), &[2, 3]);
+    assert_eq!(back["targets"].to_vec::<i64>(), targets.to_vec::<i64>());
+    assert_eq!(back["mask"].dtype(), DType::Bool);
+    assert_eq!(back["mask"].to_vec::<bool>(), mask.to_vec::<bool>());
+
+    // A file holding the mask alone ends with its data: make its last byte 2.
+    let only_mask = dir.path().join("mask.safetensors");
+    save_tensors(&only_mask, &BTreeMap::from([("m".to_string(), mask)])).unwrap();
+    let mut bytes = std::fs::read(&only_mask).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] = 2;
+    std::fs::write(&only_mask, &bytes).unwrap();
+    let err = load_tensors(&only_mask).unwrap_err().to_string();
+    assert!(err.contains("BOOL") && err.contains("byte 2"), "{err}");
+    assert!(err.contains("mask.safetensors"), "{err}");
+}

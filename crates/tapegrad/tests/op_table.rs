@@ -27,6 +27,11 @@ const EXEMPT: &[(&str, &str)] = &[
     ("any_dim", "returns a Bool tensor: not differentiable"),
     ("all_dim", "returns a Bool tensor: not differentiable"),
     ("count_nonzero", "returns an I64 tensor: not differentiable"),
+    ("argmax", "returns an I64 tensor: not differentiable"),
+    ("argmin", "returns an I64 tensor: not differentiable"),
+    ("argsort", "returns an I64 tensor: not differentiable"),
+    ("nonzero", "returns an I64 tensor: not differentiable"),
+    ("one_hot", "returns an I64 tensor: not differentiable"),
 ];
 
 /// `(name, signature)` of each `pub fn` inside the `impl Tensor` blocks of `src`.

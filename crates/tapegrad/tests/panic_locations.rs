@@ -247,19 +247,19 @@ fn shapes_and_indexing() {
     );
     at_caller!(
         "index_select: index 5 is out of range",
-        t(&[3]).index_select(0, &[5])
+        t(&[3]).index_select(0, &Tensor::from_vec(vec![5i64], &[1]))
     );
-    let idx = ndarray::ArrayD::from_elem(ndarray::IxDyn(&[2]), 0usize);
+    let idx = Tensor::zeros(&[2], DType::I64);
     at_caller!(
         "gather: index has rank 1 but the input has rank 2",
         t(&[2, 2]).gather(0, &idx)
     );
-    let big = ndarray::ArrayD::from_elem(ndarray::IxDyn(&[3, 1]), 0usize);
+    let big = Tensor::zeros(&[3, 1], DType::I64);
     at_caller!(
         "gather: index shape [3, 1] exceeds the input shape [2, 3] on axis 0",
         t(&[2, 3]).gather(1, &big)
     );
-    let out = ndarray::ArrayD::from_elem(ndarray::IxDyn(&[1]), 7usize);
+    let out = Tensor::full(&[1], 7.0, DType::I64);
     at_caller!("gather: index 7 is out of range", t(&[3]).gather(0, &out));
     at_caller!(
         "scatter_add: index shape [2] differs from src shape [3]",

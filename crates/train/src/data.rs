@@ -34,7 +34,10 @@ impl Field {
     /// The samples at `indices`, in that order.
     fn select(&self, indices: &[usize]) -> Field {
         match self {
-            Field::Tensor(t) => Field::Tensor(t.index_select(0, indices)),
+            Field::Tensor(t) => {
+                let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+                Field::Tensor(t.index_select(0, &Tensor::from_vec(index, &[indices.len()])))
+            }
             Field::Classes(c) => Field::Classes(indices.iter().map(|&i| c[i]).collect()),
         }
     }

@@ -771,6 +771,9 @@ fn evaluate_indices<M: Module, S: Samples + ?Sized>(
 
 /// How many rows of `logits` `[N, C]` have their largest entry at the target class.
 pub fn accuracy_count(logits: &Tensor, targets: &[usize]) -> usize {
-    let pred = logits.argmax(-1, false);
-    pred.iter().zip(targets).filter(|(p, t)| p == t).count()
+    let pred = logits.argmax(-1, false).to_vec::<i64>();
+    pred.iter()
+        .zip(targets)
+        .filter(|&(&p, &t)| p == t as i64)
+        .count()
 }

@@ -46,9 +46,10 @@ fn first_model() -> Result<Vec<f64>, Box<dyn std::error::Error>> {
         let predicted = no_grad(|| model.forward(&test_x)).argmax(1, false); // nothing recorded
         model.train();
         let correct = predicted
+            .to_vec::<i64>()
             .iter()
             .zip(test.labels())
-            .filter(|(p, y)| p == y)
+            .filter(|&(&p, &y)| p == y as i64)
             .count();
         let accuracy = correct as f64 / test.len() as f64;
         println!(

@@ -1,7 +1,7 @@
 //! Indexing kernels: gather / scatter-add along an axis, index-add, and the strided
 //! placement that is the gradient of a slice.
 
-use ndarray::{ArcArray, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{ArcArray, ArrayD, ArrayViewD, Axis, IxDyn, Slice, Zip};
 
 use crate::dtype::Element;
 
@@ -72,4 +72,70 @@ pub(crate) fn unslice<T: Element>(
     )
     .assign(src);
     out.into_shared()
+}
+
+/// `out = base; out[p with axis replaced by index[p]] = src[p]` for every `p` of `index`
+/// (in row-major order of `index`: a repeated index keeps the last write).
+pub(crate) fn scatter<T: Clone>(
+    base: &ArrayViewD<'_, T>,
+    axis: usize,
+    index: &ArrayViewD<'_, usize>,
+    src: &ArrayViewD<'_, T>,
+) -> ArcArray<T, IxDyn> {
+    let mut out = base.to_owned();
+    let mut pos = vec![0usize; base.ndim()];
+    for (p, &i) in index.indexed_iter() {
+        for (d, slot) in pos.iter_mut().enumerate() {
+            *slot = p[d];
+        }
+        pos[axis] = i;
+        out[IxDyn(&pos)] = src[&p].clone();
+    }
+    out.into_shared()
+}
+
+/// `out = base`, then `out.index_axis(axis, index[k]) += src.index_axis(axis, k)`.
+pub(crate) fn index_add<T: Element>(
+    base: &ArrayViewD<'_, T>,
+    axis: usize,
+    index: &[usize],
+    src: &ArrayViewD<'_, T>,
+) -> ArcArray<T, IxDyn> {
+    let mut out = base.to_owned();
+    for (k, &i) in index.iter().enumerate() {
+        let mut dst = out.index_axis_mut(Axis(axis), i);
+        dst += &src.index_axis(Axis(axis), k);
+    }
+    out.into_shared()
+}
+
+/// For each lane along `axis`, the positions that sort it (a stable sort; NaN, the one
+/// value not equal to itself, above every number).
+pub(crate) fn argsort<T: PartialOrd + Copy>(
+    a: &ArrayViewD<'_, T>,
+    axis: usize,
+    descending: bool,
+) -> ArrayD<usize> {
+    let order = |x: T, y: T| match x.partial_cmp(&y) {
+        Some(o) => o,
+        #[allow(clippy::eq_op)]
+        None => (x != x).cmp(&(y != y)),
+    };
+    let mut out = ArrayD::<usize>::zeros(a.raw_dim());
+    let mut perm: Vec<usize> = Vec::with_capacity(a.shape()[axis]);
+    Zip::from(out.lanes_mut(Axis(axis)))
+        .and(a.lanes(Axis(axis)))
+        .for_each(|mut dst, lane| {
+            perm.clear();
+            perm.extend(0..lane.len());
+            if descending {
+                perm.sort_by(|&i, &j| order(lane[j], lane[i]));
+            } else {
+                perm.sort_by(|&i, &j| order(lane[i], lane[j]));
+            }
+            for (d, &p) in dst.iter_mut().zip(&perm) {
+                *d = p;
+            }
+        });
+    out
 }

@@ -153,10 +153,10 @@ impl Tensor {
     /// let x = tapegrad::Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 7.0, 2.0, 7.0], &[2, 3]);
     /// let (values, indices) = x.max_dim(1, false);
     /// assert_eq!(values.to_vec::<f32>(), vec![5.0, 7.0]);
-    /// assert_eq!(indices.iter().copied().collect::<Vec<_>>(), vec![1, 0]);
+    /// assert_eq!(indices.to_vec::<i64>(), vec![1, 0]);
     /// ```
     #[track_caller]
-    pub fn max_dim(&self, dim: isize, keepdim: bool) -> (Tensor, ArrayD<usize>) {
+    pub fn max_dim(&self, dim: isize, keepdim: bool) -> (Tensor, Tensor) {
         self.extreme_dim("max_dim", dim, keepdim, true)
     }
 
@@ -165,30 +165,39 @@ impl Tensor {
     /// # Panics
     /// If `dim` is out of range or the axis is empty.
     #[track_caller]
-    pub fn min_dim(&self, dim: isize, keepdim: bool) -> (Tensor, ArrayD<usize>) {
+    pub fn min_dim(&self, dim: isize, keepdim: bool) -> (Tensor, Tensor) {
         self.extreme_dim("min_dim", dim, keepdim, false)
     }
 
-    /// Index of the maximum along `dim` (no gradient).
+    /// Index of the maximum along `dim`, as an `I64` tensor (the first on ties; a NaN
+    /// wins). Not differentiable.
     ///
     /// # Panics
-    /// If `dim` is out of range or the axis is empty.
+    /// If the tensor is not a float tensor, `dim` is out of range or the axis is empty.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 7.0, 2.0, 7.0], &[2, 3]);
+    /// assert_eq!(x.argmax(1, false).to_vec::<i64>(), vec![1, 0]);
+    /// assert_eq!(x.argmin(-1, true).shape(), &[2, 1]);
+    /// ```
     #[track_caller]
-    pub fn argmax(&self, dim: isize, keepdim: bool) -> ArrayD<usize> {
-        self.arg_extreme("argmax", dim, keepdim, true)
+    pub fn argmax(&self, dim: isize, keepdim: bool) -> Tensor {
+        Tensor::from_indices(self.arg_extreme("argmax", dim, keepdim, true))
     }
 
-    /// Index of the minimum along `dim` (no gradient).
+    /// Index of the minimum along `dim`, as an `I64` tensor (see
+    /// [`argmax`](Self::argmax)).
     ///
     /// # Panics
-    /// If `dim` is out of range or the axis is empty.
+    /// If the tensor is not a float tensor, `dim` is out of range or the axis is empty.
     #[track_caller]
-    pub fn argmin(&self, dim: isize, keepdim: bool) -> ArrayD<usize> {
-        self.arg_extreme("argmin", dim, keepdim, false)
+    pub fn argmin(&self, dim: isize, keepdim: bool) -> Tensor {
+        Tensor::from_indices(self.arg_extreme("argmin", dim, keepdim, false))
     }
 
     #[track_caller]
     fn arg_extreme(&self, op: &str, dim: isize, keepdim: bool, largest: bool) -> ArrayD<usize> {
+        super::check_float(op, self);
         let axis = norm_axis(op, dim, self.rank());
         if self.rank() == 0 {
             return ArrayD::from_elem(IxDyn(&[]), 0);
@@ -210,23 +219,20 @@ impl Tensor {
     }
 
     #[track_caller]
-    fn extreme_dim(
-        &self,
-        op: &str,
-        dim: isize,
-        keepdim: bool,
-        largest: bool,
-    ) -> (Tensor, ArrayD<usize>) {
+    fn extreme_dim(&self, op: &str, dim: isize, keepdim: bool, largest: bool) -> (Tensor, Tensor) {
         if self.rank() == 0 {
-            return (self.clone(), ArrayD::from_elem(IxDyn(&[]), 0));
+            return (self.clone(), Tensor::scalar(0i64));
         }
         let idx = self.arg_extreme(op, dim, true, largest);
-        let values = self.gather(dim, &idx);
+        let axis = norm_axis(op, dim, self.rank());
+        let values = self.gather_idx(axis, std::sync::Arc::new(idx.clone()));
         if keepdim {
-            (values, idx)
+            (values, Tensor::from_indices(idx))
         } else {
-            let axis = norm_axis(op, dim, self.rank());
-            (values.squeeze(dim), idx.index_axis_move(Axis(axis), 0))
+            (
+                values.squeeze(dim),
+                Tensor::from_indices(idx.index_axis_move(Axis(axis), 0)),
+            )
         }
     }
 
@@ -471,7 +477,7 @@ mod tests {
         let x = Tensor::from_vec(vec![3.0f64, 1.0, 3.0], &[3]).requires_grad();
         let (v, idx) = x.max_dim(0, false);
         assert_eq!(v.item(), 3.0);
-        assert_eq!(idx[[]], 0);
+        assert_eq!(idx.item_as::<i64>(), 0);
         assert_eq!(v.backward()[&x].to_vec::<f64>(), vec![1.0, 0.0, 0.0]);
     }
 
