@@ -12,6 +12,7 @@ pub(crate) mod linalg;
 pub(crate) mod math;
 pub(crate) mod nn;
 pub(crate) mod reduce;
+pub(crate) mod scan;
 pub(crate) mod shape;
 pub mod table;
 
