@@ -172,6 +172,20 @@ fn max_min_amax_amin_split_ties_evenly() {
 }
 
 #[test]
+fn amax_over_a_lane_with_a_nan_is_nan_with_zero_gradient() {
+    // Differs from PyTorch (NaN gradient there); docs/pytorch.md says so.
+    let x = Tensor::from_vec(vec![1.0f64, f64::NAN, 2.0, 3.0], &[2, 2]).requires_grad();
+    let m = x.amax(&[1], false);
+    let v = m.to_vec::<f64>();
+    assert!(v[0].is_nan() && v[1] == 3.0);
+    let g = m.sum().backward()[&x].to_vec::<f64>();
+    assert_eq!(g, vec![0.0, 0.0, 0.0, 1.0]);
+    let z = Tensor::from_vec(vec![0.0f64, 2.0], &[2]).requires_grad();
+    let count = z.norm(0.0, &[], false);
+    assert_eq!((count.item(), count.tracks_grad()), (1.0, false));
+}
+
+#[test]
 fn prod_with_one_and_with_two_zeros() {
     // One zero: only it gets a gradient, the product of the others.
     let x = leaf(&[2.0, 0.0, 3.0, 4.0]);
