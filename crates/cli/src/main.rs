@@ -1,7 +1,9 @@
 //! The `tapegrad` command. Each subcommand lives in its own module and exposes an
 //! `Args` struct (clap) and a `run(args) -> ExitCode`; `main` only parses and dispatches.
 //!
-//! - `tapegrad train`: trains an MLP or a CNN on the embedded digits or Fashion-MNIST.
+//! - `tapegrad train`: trains an MLP or a CNN on the embedded digits or Fashion-MNIST, or
+//!   a language model (transformer, LSTM) on text.
+//! - `tapegrad sample`: generates text with a trained language model.
 //! - `tapegrad batch-sweep`: compares batch sizes (throughput, memory, accuracy).
 //! - `tapegrad gradcheck`: checks every op of the op table against finite differences.
 //! - `tapegrad bench`: runs the benchmark workloads W1-W5 and prints JSON lines.
@@ -13,9 +15,12 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
 mod datasets;
+mod distributed;
 mod gradcheck;
+mod lm;
 mod models;
 mod plot;
+mod sample;
 mod setup;
 mod sweep;
 mod train;
@@ -37,6 +42,8 @@ struct Cli {
 enum Command {
     /// Train a model (default: an MLP on the embedded digits, no set-up needed).
     Train(train::Args),
+    /// Generate text with a language model trained by `train --dataset text`.
+    Sample(sample::Args),
     /// Train the same model at several batch sizes and compare speed, memory and accuracy.
     BatchSweep(sweep::Args),
     /// Run the benchmark workloads W1-W5 (defined in docs/benchmarks.md): a table and JSON lines.
@@ -103,6 +110,7 @@ fn main() -> ExitCode {
                 .unwrap_or_default();
             train::run(&args, &explicit)
         }
+        Command::Sample(args) => sample::run(&args),
         Command::BatchSweep(args) => sweep::run(&args),
         Command::Gradcheck(args) => gradcheck::run(&args),
         Command::Bench(args) => bench::run(&args),

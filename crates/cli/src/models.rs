@@ -1,7 +1,9 @@
 //! The models the CLI trains: an MLP and a small CNN (2 conv + pooling), built for a
-//! dataset's sample shape and class count.
+//! dataset's sample shape and class count; and the language models of `lm.rs`.
 
 use tapegrad::Tensor;
+
+use crate::lm::LmKind;
 use tapegrad_nn::{
     Conv2d, Conv2dOptions, Dropout, Flatten, Linear, MaxPool2d, Module, Param, Relu, Sequential,
 };
@@ -16,6 +18,22 @@ pub enum Arch {
     Mlp,
     /// Conv(32, 3x3) + ReLU + MaxPool 2, Conv(64, 3x3) + ReLU + MaxPool 2, Linear 128, Linear.
     Cnn,
+    /// Text: a decoder-only transformer (causal self-attention), --d-model, --layers,
+    /// --heads, --positions, --tied.
+    Transformer,
+    /// Text: embedding, LSTM (--d-model hidden units, --layers), linear head.
+    Lstm,
+}
+
+impl Arch {
+    /// Which language model this is, if it is one.
+    pub fn language_model(self) -> Option<LmKind> {
+        match self {
+            Arch::Mlp | Arch::Cnn => None,
+            Arch::Transformer => Some(LmKind::Transformer),
+            Arch::Lstm => Some(LmKind::Lstm),
+        }
+    }
 }
 
 /// Reshapes each sample to a fixed shape (e.g. 64 digit pixels to a 1x8x8 image).
@@ -37,7 +55,8 @@ impl Module for Reshape {
 ///
 /// # Errors
 /// If the CNN cannot take these samples: they must be square single-channel images (or
-/// flat vectors of a square length) at least 4 pixels on a side, for its two poolings.
+/// flat vectors of a square length) at least 4 pixels on a side, for its two poolings;
+/// or `arch` is a language model (built by `LmArgs::build`).
 pub fn build(
     arch: Arch,
     sample_shape: &[usize],
@@ -55,6 +74,10 @@ pub fn build(
         }
     };
     match arch {
+        Arch::Transformer | Arch::Lstm => Err(format!(
+            "--model {}: a language model trains on --dataset text",
+            crate::train::name(arch)
+        )),
         Arch::Mlp => {
             let s = Sequential::new()
                 .add(Flatten::new())

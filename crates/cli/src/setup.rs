@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tapegrad_nn::Param;
+use tapegrad_nn::{Param, Sequential};
+use tapegrad_train::{classification_loss, Batch, Loss};
 
 use crate::datasets::DatasetName;
+use crate::lm::{self, LmArgs};
 use crate::models::Arch;
 use tapegrad_optim::schedule::{
     CosineAnnealingLr, LinearWarmup, MultiStepLr, OneCycleLr, Schedule,
@@ -25,7 +27,8 @@ pub struct CommonArgs {
     /// Dataset to train on.
     #[arg(long, value_enum, default_value = "digits")]
     pub dataset: DatasetName,
-    /// Folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist).
+    /// Folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist),
+    /// or with UTF-8 text files for --dataset text (default: the embedded text).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Model architecture.
@@ -57,7 +60,14 @@ pub struct CommonArgs {
     /// Seed for initialisation and shuffling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Language-model options (--dataset text).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub lm: LmArgs,
 }
+
+/// A step closure of the CLI's models: the loss of a model on a batch.
+pub type LossFn = fn(&Sequential, &Batch) -> Loss;
 
 impl CommonArgs {
     /// The learning rate: --lr or the optimiser's default.
@@ -65,13 +75,47 @@ impl CommonArgs {
         self.lr.unwrap_or_else(|| self.optimizer.default_lr())
     }
 
-    /// The model for samples of `sample_shape` and `classes` outputs.
+    /// The model for samples of `sample_shape` and `classes` outputs (a language model
+    /// for --dataset text).
+    ///
+    /// # Errors
+    /// If the model does not fit the dataset: language models need text, and text needs
+    /// a language model.
     pub fn build_model(
         &self,
         sample_shape: &[usize],
         classes: usize,
-    ) -> Result<tapegrad_nn::Sequential, String> {
-        crate::models::build(self.model, sample_shape, classes, self.dropout, self.seed)
+    ) -> Result<Sequential, String> {
+        let text = self.dataset == DatasetName::Text;
+        match (self.model.language_model(), text) {
+            (Some(kind), true) => self.lm.build(kind, self.dropout, self.seed),
+            (_, false) => {
+                crate::models::build(self.model, sample_shape, classes, self.dropout, self.seed)
+            }
+            (None, true) => Err(format!(
+                "--dataset text: --model {} is not a language model; use --model transformer or lstm",
+                crate::train::name(self.model)
+            )),
+        }
+    }
+
+    /// Writes the model's default sizes into the unset size flags (--d-model and --layers
+    /// of a language model), so `args.json` says what was built and `--resume` accepts
+    /// them given explicitly.
+    pub fn fill_model_defaults(&mut self) {
+        if let Some(kind) = self.model.language_model() {
+            self.lm.d_model = Some(self.lm.d_model(kind));
+            self.lm.layers = Some(self.lm.layers(kind));
+        }
+    }
+
+    /// The step closure: next-character cross-entropy for text
+    /// ([`lm_loss`](crate::lm::lm_loss)), classification otherwise.
+    pub fn loss(&self) -> LossFn {
+        match self.dataset {
+            DatasetName::Text => lm::lm_loss::<Sequential>,
+            _ => classification_loss::<Sequential>,
+        }
     }
 
     /// The optimiser over `params` at learning rate `lr`, with the weight decay.

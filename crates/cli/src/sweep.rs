@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use tapegrad_data::{
     counting_enabled, format_bytes, largest_batch_that_fits, measure_peak, parse_bytes,
-    BatchSizeSchedule, Dataset, InMemoryDataset,
+    BatchSizeSchedule,
 };
 use tapegrad_nn::Module;
 use tapegrad_train::{Event, Samples, TrainConfig, Trainer};
 
-use crate::datasets;
+use crate::datasets::{self, Split};
 use crate::plot::{self, SweepPoint};
 use crate::setup::{positive_f64, positive_usize, CommonArgs};
 use crate::train::name;
@@ -74,12 +74,12 @@ pub fn run(args: &Args) -> ExitCode {
 
 /// Peak bytes above the baseline of one training step (forward, backward, update) at
 /// batch size `batch`.
-pub fn step_peak(common: &CommonArgs, data: &InMemoryDataset, batch: usize) -> usize {
+pub fn step_peak(common: &CommonArgs, data: &Split, batch: usize) -> usize {
     let model = common
         .build_model(data.sample_shape(), data.num_classes())
         .expect("the model was built for this data before");
     let opt = common.build_optimizer(model.params(), common.lr());
-    let mut trainer = Trainer::new(model, opt, TrainConfig::default());
+    let mut trainer = Trainer::with_loss(model, opt, TrainConfig::default(), common.loss());
     let n = batch.min(data.len());
     let idx: Vec<usize> = (0..batch).map(|i| i % n).collect();
     let micro_batches = [Samples::batch(data, &idx)];
@@ -97,7 +97,7 @@ fn sweep(args: &Args) -> Result<(), String> {
         return Err("--batch-sizes needs at least one size".into());
     }
     let common = &args.common;
-    let data = datasets::load(common.dataset, common.data_dir.as_ref())?;
+    let data = datasets::load(common)?;
     // Checks that the model fits the data once, before anything is trained or written.
     common.build_model(data.train.sample_shape(), data.train.num_classes())?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
@@ -144,7 +144,7 @@ fn sweep(args: &Args) -> Result<(), String> {
             time_budget: args.seconds.map(Duration::from_secs_f64),
             ..TrainConfig::default()
         };
-        let mut trainer = Trainer::new(model, opt, config);
+        let mut trainer = Trainer::with_loss(model, opt, config, common.loss());
         let (mut samples, mut in_epoch, mut recent) = (0usize, 0usize, Vec::new());
         let started = Instant::now();
         let result = trainer.fit(&data.train, None, None, |e| {

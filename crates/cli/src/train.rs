@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tapegrad_data::{
     counting_enabled, format_bytes, largest_batch_that_fits, parse_bytes, stop_counting,
-    BatchSizeSchedule, Dataset,
+    BatchSizeSchedule,
 };
 use tapegrad_nn::Module;
 use tapegrad_train::adaptive::{AdaptiveBatch, LrRule};
@@ -18,6 +18,8 @@ use tapegrad_train::tensorboard::{EventWriter, TrainingLog};
 use tapegrad_train::{write_atomic, Event, Stop, TrainConfig, Trainer};
 
 use crate::datasets;
+use crate::distributed::{self, Distributed};
+use crate::lm;
 use crate::plot;
 use crate::setup::{positive_usize, CommonArgs, OptimizerName};
 use crate::sweep::step_peak;
@@ -76,8 +78,9 @@ pub struct Args {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run saved in this folder with its saved settings. Only --epochs (to
-    /// extend it), --quiet and --data-dir (if the files moved) may be given with it; any
-    /// other flag that differs from the run is refused.
+    /// extend it), --quiet, --data-dir (if the files moved) and --distributed (with any
+    /// number of ranks) may be given with it; any other flag that differs from the run is
+    /// refused.
     #[arg(long)]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
@@ -90,6 +93,12 @@ pub struct Args {
     #[arg(long)]
     #[serde(default)]
     pub quiet: bool,
+    /// Data-parallel training over MPI, under `mpirun -np N`: --batch-size is the global
+    /// batch (each rank trains on its share of every batch), rank 0 alone prints and
+    /// writes files. Needs a build with `--features mpi` (see docs/distributed.md).
+    #[arg(long)]
+    #[serde(skip)]
+    pub distributed: bool,
 }
 
 /// A `--grow-batch` value.
@@ -153,7 +162,7 @@ impl Args {
         self.epochs.unwrap_or(10)
     }
 
-    fn adaptive(&self) -> bool {
+    pub(crate) fn adaptive(&self) -> bool {
         self.grow_batch
             .contains(&Growth::Adaptive(AdaptiveWord::Adaptive))
     }
@@ -197,13 +206,15 @@ const RESUMABLE: [&str; 4] = ["resume", "epochs", "quiet", "data_dir"];
 /// Runs `tapegrad train`; `explicit` names the arguments given on the command line (clap
 /// ids, i.e. field names), so `--resume` can refuse those that contradict the run.
 pub fn run(args: &Args, explicit: &[String]) -> ExitCode {
-    match train(args, explicit) {
-        Ok(()) => ExitCode::SUCCESS,
+    let ranks = match distributed::check(args).and_then(|()| Distributed::start(args.distributed)) {
+        Ok(ranks) => ranks,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    let result = train(args, explicit, &ranks);
+    ranks.finish(result)
 }
 
 /// The saved settings of the run in `dir`, with the command line's --epochs, --quiet and
@@ -252,11 +263,15 @@ fn resumed_args(cli: &Args, dir: &Path, explicit: &[String]) -> Result<Args, Str
     Ok(args)
 }
 
-fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
+fn train(cli: &Args, explicit: &[String], ranks: &Distributed) -> Result<(), String> {
     let mut args = match &cli.resume {
         Some(dir) => resumed_args(cli, dir, explicit)?,
         None => cli.clone(),
     };
+    args.distributed = cli.distributed;
+    args.common.fill_model_defaults();
+    // A resumed run's saved settings are checked too.
+    distributed::check(&args)?;
     if args.epochs() == 0 {
         println!("--epochs 0: nothing to train");
         return Ok(());
@@ -273,7 +288,7 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
     // Everything that can fail on the user's input is checked before the run folder is
     // touched: the data, the model for its shape, and a checkpoint being resumed.
     let started = Instant::now();
-    let data = datasets::load(args.common.dataset, args.common.data_dir.as_ref())?;
+    let data = datasets::load(&args.common)?;
     let common = &args.common.clone();
     let model = common.build_model(data.train.sample_shape(), data.train.num_classes())?;
     let optimizer = common.build_optimizer(model.params(), common.lr());
@@ -336,9 +351,10 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
         seed: args.common.seed,
         early_stopping_patience: args.patience,
         checkpoint_dir: Some(out.clone()),
+        data_parallel: ranks.data_parallel(),
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::new(model, optimizer, config);
+    let mut trainer = Trainer::with_loss(model, optimizer, config, common.loss());
     if cli.resume.is_some() {
         trainer.resume(&out).map_err(|e| e.to_string())?;
         if trainer.state.epoch >= args.epochs() && trainer.state.batch_in_epoch == 0 {
@@ -351,9 +367,13 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
             return Ok(());
         }
     }
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let settings = serde_json::to_string_pretty(&args).expect("serialisable");
-    write_atomic(&out.join("args.json"), settings.as_bytes()).map_err(|e| e.to_string())?;
+    // Only rank 0 of a --distributed run writes files.
+    let main = ranks.is_main();
+    if main {
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let settings = serde_json::to_string_pretty(&args).expect("serialisable");
+        write_atomic(&out.join("args.json"), settings.as_bytes()).map_err(|e| e.to_string())?;
+    }
 
     println!(
         "training {} on {} ({} train / {} val / {} test samples), {} parameters, {} for {} epochs, batch {}{}",
@@ -374,10 +394,17 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
             trainer.state.epoch, trainer.state.iteration
         );
     }
+    let baseline = lm::baseline(&data);
 
-    let events = EventWriter::create(&out).map_err(|e| e.to_string())?;
-    let mut log = TrainingLog::new(events, trainer.model.named_params(), args.histograms);
-    if cli.resume.is_some() {
+    let mut log = match main {
+        true => Some(TrainingLog::new(
+            EventWriter::create(&out).map_err(|e| e.to_string())?,
+            trainer.model.named_params(),
+            args.histograms,
+        )),
+        false => None,
+    };
+    if let (Some(log), Some(_)) = (log.as_mut(), &cli.resume) {
         // TensorBoard hides what an earlier process logged after the checkpoint.
         log.writer()
             .add_restart(trainer.state.iteration + 1)
@@ -390,7 +417,7 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
     let metrics_path = out.join("metrics.jsonl");
     let mut history = trainer.state.history.clone();
     let result = trainer.fit(&data.train, Some(&data.val), Some(&data.test), |event| {
-        if let Err(e) = log.record(event) {
+        if let Err(e) = log.as_mut().map_or(Ok(()), |l| l.record(event)) {
             if !log_failed {
                 eprintln!("warning: {e}");
             }
@@ -411,32 +438,38 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
                 b.finish_and_clear();
             }
             println!(
-                "epoch {:>3}/{epochs}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}{}  {:.0} samples/s  lr {:.2e}  batch {}",
+                "epoch {:>3}/{epochs}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}{}{}  {:.0} samples/s  lr {:.2e}  batch {}",
                 m.epoch,
                 m.train_loss,
                 m.val_loss.unwrap_or(f64::NAN),
                 m.val_accuracy.unwrap_or(f64::NAN),
+                lm::other_val_metrics(&m.val_metrics),
                 m.test_accuracy.map(|a| format!("  test_acc {a:.4}")).unwrap_or_default(),
                 m.samples_per_s,
                 m.lr,
                 m.batch_size,
             );
             history.push(m.clone());
-            let lines: String = history.iter().map(|h| serde_json::to_string(h).expect("serialisable") + "\n").collect();
-            if let Err(e) = write_atomic(&metrics_path, lines.as_bytes()) {
+            let lines: String = history.iter().map(|h| lm::metrics_line(h) + "\n").collect();
+            let written = if main { write_atomic(&metrics_path, lines.as_bytes()) } else { Ok(()) };
+            if let Err(e) = written {
                 eprintln!("warning: {e}");
             }
         }
         }
     });
-    if let Err(e) = log.flush() {
+    if let Err(e) = log.as_mut().map_or(Ok(()), |l| l.flush()) {
         eprintln!("warning: {e}");
     }
     if let Some(b) = bar.take() {
         b.finish_and_clear();
     }
     let plot_path = out.join("metrics.svg");
-    if let Err(e) = plot::training_curves(&trainer.state.history, &plot_path) {
+    let drawn = match main {
+        true => plot::training_curves(&trainer.state.history, &plot_path),
+        false => Ok(()),
+    };
+    if let Err(e) = drawn {
         eprintln!("warning: could not draw {}: {e}", plot_path.display());
     }
     let stop = result.map_err(|e| e.to_string())?;
@@ -458,6 +491,9 @@ fn train(cli: &Args, explicit: &[String]) -> Result<(), String> {
             );
         }
         _ => println!("stopped at epoch {} ({secs:.1} s)", trainer.state.epoch),
+    }
+    if let Some(b) = &baseline {
+        b.report_end(&mut trainer, &data.test);
     }
     if let Some(a) = &trainer.state.adaptive {
         let growths: Vec<String> = a

@@ -5,7 +5,9 @@
 //! - **data parallel**: [`DistributedDataParallel`] (every rank the whole model and a
 //!   shard of each batch, gradients averaged in buckets that overlap backward),
 //!   [`DistributedSampler`] (the shards, so `np` ranks see exactly the samples one
-//!   process sees), [`SyncBatchNorm`] (statistics over the global batch);
+//!   process sees), [`SyncBatchNorm`] (statistics over the global batch),
+//!   [`TrainerComm`] (the `tapegrad_train::Trainer`'s data-parallel hook, what
+//!   `tapegrad train --distributed` uses);
 //! - **tensor parallel**: [`ColumnParallelLinear`] and [`RowParallelLinear`] (one layer's
 //!   output features and the next one's input features split over the ranks);
 //! - [`Comm`]: the collectives, each with a timeout, so a dead or stuck rank stops the
@@ -36,6 +38,8 @@ mod step;
 mod sync_batch_norm;
 #[cfg(feature = "mpi")]
 mod tensor_parallel;
+#[cfg(feature = "mpi")]
+mod trainer_hook;
 
 #[cfg(feature = "mpi")]
 pub use comm::{default_timeout, Comm, Dist, DistError, Pending, Reducible};
@@ -47,3 +51,5 @@ pub use step::{train_step, StepOutcome};
 pub use sync_batch_norm::SyncBatchNorm;
 #[cfg(feature = "mpi")]
 pub use tensor_parallel::{ColumnParallelLinear, RowParallelLinear};
+#[cfg(feature = "mpi")]
+pub use trainer_hook::TrainerComm;

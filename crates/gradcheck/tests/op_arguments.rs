@@ -252,7 +252,9 @@ proptest! {
     ) {
         // a^T: [.., m, k] viewed from [.., k, m]; b^T: [.., k, n] viewed from [.., n, k].
         both_orders(|t| t[0].transpose(-1, -2).matmul(&t[1].transpose(-1, -2)), &[a.clone(), b.clone()])?;
-        // One plain and one transposed operand, the same tensor (b b^T).
-        both_orders(|t| t[0].matmul(&t[0].transpose(-1, -2)).exp(), &[b])?;
+        // One plain and one transposed operand, the same tensor (b b^T). Scaled before
+        // exp: unscaled, b b^T reaches 16 and exp's second derivative (~1e7) made the
+        // central differences miss the tolerance on some random draws.
+        both_orders(|t| t[0].matmul(&t[0].transpose(-1, -2)).mul_scalar(0.25).exp(), &[b])?;
     }
 }

@@ -7,18 +7,13 @@ use crate::init::{kaiming_uniform, uniform, FanMode, Nonlinearity};
 use crate::recurrent::mix;
 use crate::{Module, Param};
 
-/// 1-D convolution (cross-correlation) of `x: [N, C, L]` (or unbatched `[C, L]`) with
-/// `weight: [O, C / groups, K]` and an optional `bias: [O]`:
-///
-/// `y[n, o, i] = b[o] + sum_{c, k} w[o, c, k] * x[n, g(o) + c, i * stride + k * dilation - padding]`
-///
-/// with zero padding and `g(o)` the first input channel of `o`'s group; the output is
-/// `[N, O, Lo]` with `Lo = floor((L + 2 padding - dilation (K - 1) - 1) / stride) + 1`.
-/// Runs [`Tensor::conv2d`] on `[N, C, 1, L]`, so it has that op's gradients (to any
-/// order). PyTorch: `torch.nn.functional.conv1d(x, w, b, stride, padding, dilation, groups)`.
+/// 1-D convolution of `x: [N, C, L]` (or unbatched `[C, L]`) with `weight: [O, C /
+/// groups, K]` and an optional `bias: [O]`: [`Tensor::conv1d`] (see it for the formula,
+/// output length and gradients) with PyTorch's argument order. PyTorch:
+/// `torch.nn.functional.conv1d(x, w, b, stride, padding, dilation, groups)`.
 ///
 /// # Panics
-/// If `x` is not rank 2 or 3, `weight` not rank 3, or as [`Tensor::conv2d`].
+/// As [`Tensor::conv1d`].
 ///
 /// ```
 /// use tapegrad::Tensor;
@@ -38,31 +33,7 @@ pub fn conv1d(
     dilation: usize,
     groups: usize,
 ) -> Tensor {
-    if !(x.rank() == 2 || x.rank() == 3) || weight.rank() != 3 {
-        panic!(
-            "conv1d: the input must be [N, C, L] or [C, L] and the weight [O, C / groups, K], got {:?} and {:?}",
-            x.shape(),
-            weight.shape()
-        );
-    }
-    let unbatched = x.rank() == 2;
-    let batched = if unbatched { x.unsqueeze(0) } else { x.clone() };
-    let y = batched
-        .unsqueeze(2)
-        .conv2d(
-            &weight.unsqueeze(2),
-            bias,
-            [1, stride],
-            [0, padding],
-            [1, dilation],
-            groups,
-        )
-        .squeeze(2);
-    if unbatched {
-        y.squeeze(0)
-    } else {
-        y
-    }
+    x.conv1d(weight, bias, stride, padding, dilation, groups)
 }
 
 /// Options of a [`Conv1d`] layer beyond the channel counts and kernel size (PyTorch's

@@ -5,18 +5,12 @@ use tapegrad::{DType, Tensor};
 
 use crate::{Module, Param};
 
-/// Group normalisation: the channels of `x: [N, C, *]` are split into `num_groups`
-/// groups; each sample's group is normalised by its own (biased) mean and variance over
-/// the group's channels and all spatial positions, then each channel is scaled by
-/// `weight[c]` and shifted by `bias[c]` (if given):
-///
-/// `y = (x - mean) / sqrt(var + eps) * weight + bias`.
-///
+/// Group normalisation of `x: [N, C, *]` with `num_groups` groups of channels and an
+/// optional per-channel affine map: [`Tensor::group_norm`] (see it for the formula).
 /// PyTorch: `torch.nn.functional.group_norm(x, num_groups, weight, bias, eps)`.
 ///
 /// # Panics
-/// If `x` has rank below 2, `num_groups` is 0 or does not divide `C`, or `weight` /
-/// `bias` are not `[C]` of `x`'s dtype.
+/// As [`Tensor::group_norm`].
 ///
 /// ```
 /// use tapegrad::Tensor;
@@ -34,43 +28,7 @@ pub fn group_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Tensor {
-    let shape = x.shape();
-    if shape.len() < 2 || num_groups == 0 || !shape[1].is_multiple_of(num_groups) {
-        panic!(
-            "group_norm: the input must be [N, C, *] with C divisible by num_groups = {num_groups}, got {shape:?}"
-        );
-    }
-    let channels = shape[1];
-    for (name, t) in [("weight", weight), ("bias", bias)] {
-        if let Some(t) = t {
-            if t.shape() != [channels] || t.dtype() != x.dtype() {
-                panic!(
-                    "group_norm: {name} must be [{channels}] {}, got {:?} {}",
-                    x.dtype(),
-                    t.shape(),
-                    t.dtype()
-                );
-            }
-        }
-    }
-    let grouped = x.reshape(&[shape[0] as isize, num_groups as isize, -1]);
-    let mean = grouped.mean_dim(&[-1], true);
-    let centred = grouped.sub(&mean);
-    let var = centred.square().mean_dim(&[-1], true);
-    let mut y = centred.mul(&var.add_scalar(eps).rsqrt()).reshape_to(shape);
-    // [C] -> [C, 1, ..., 1] so it broadcasts over the spatial axes.
-    let per_channel = |t: &Tensor| {
-        let mut s = vec![channels];
-        s.resize(shape.len() - 1, 1);
-        t.reshape_to(&s)
-    };
-    if let Some(w) = weight {
-        y = y.mul(&per_channel(w));
-    }
-    if let Some(b) = bias {
-        y = y.add(&per_channel(b));
-    }
-    y
+    x.group_norm(num_groups, weight, bias, eps)
 }
 
 /// Group normalisation of `[N, C, *]` inputs (see [`group_norm`]): statistics per

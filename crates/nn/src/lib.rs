@@ -1,7 +1,7 @@
 //! # tapegrad-nn
 //!
 //! Building blocks for models, as `torch.nn`: the [`Module`] trait and [`Param`]; layers
-//! ([`Linear`], [`Conv1d`], [`Conv2d`], pooling, [`Upsample`], [`Flatten`], [`Dropout`],
+//! ([`Linear`], [`Conv1d`], [`Conv2d`], [`ConvTranspose2d`], pooling, [`Upsample`], [`Flatten`], [`Dropout`],
 //! batch, layer, group and RMS normalisation, [`Embedding`] and positional embeddings,
 //! activation modules); recurrent cells and networks ([`RnnCell`], [`LstmCell`],
 //! [`GruCell`], [`Rnn`], [`Lstm`], [`Gru`]); attention and transformers
@@ -33,6 +33,7 @@ mod avg_pool2d;
 mod batch_norm;
 mod conv1d;
 mod conv2d;
+mod conv_transpose2d;
 mod dropout;
 mod embedding;
 mod flatten;
@@ -74,6 +75,7 @@ pub use avg_pool2d::AvgPool2d;
 pub use batch_norm::{BatchNorm1d, BatchNorm2d};
 pub use conv1d::{Conv1d, Conv1dOptions};
 pub use conv2d::{Conv2d, Conv2dOptions};
+pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dOptions};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use flatten::Flatten;

@@ -1,29 +1,24 @@
-//! `Upsample`: nearest-neighbour resizing of the spatial axes of `[N, C, *]` tensors.
+//! `Upsample`: resizing of the spatial axes of `[N, C, *]` tensors (nearest, linear or
+//! bilinear), a layer around [`Tensor::interpolate`].
 
-use tapegrad::Tensor;
+use tapegrad::{InterpolateMode, Tensor};
 
 use crate::{Module, Param};
 
 /// The output size of an [`Upsample`]: fixed, or a factor of the input size.
-#[derive(Clone, Debug, PartialEq)]
-pub enum UpsampleTarget {
-    /// The output's spatial sizes (one per spatial axis, or one for all).
-    Size(Vec<usize>),
-    /// Factors of the input's spatial sizes (one per spatial axis, or one for all); the
-    /// output size is `floor(input * factor)`.
-    ScaleFactor(Vec<f64>),
-}
+pub use tapegrad::ResizeTarget as UpsampleTarget;
 
-/// Nearest-neighbour up- (or down-) sampling of the spatial axes of `[N, C, L]`,
-/// `[N, C, H, W]` or `[N, C, D, H, W]` inputs, as PyTorch's `mode = "nearest"`: output
-/// position `i` of an axis reads input position `min(floor(i * scale), in - 1)` with
-/// `scale = 1 / scale_factor` (or `in / out` for a fixed size), computed in `f32` as
-/// PyTorch does. Gradient: each input position gets the sum of the output gradients that
-/// read it (an `index_select` per axis). No parameters. PyTorch: `torch.nn.Upsample`
-/// (nearest mode only).
+/// Up- (or down-) sampling of the spatial axes of `[N, C, L]`, `[N, C, H, W]` or
+/// `[N, C, D, H, W]` inputs: [`Tensor::interpolate`] with the layer's target, mode and
+/// `align_corners`. In the default `Nearest` mode output position `i` of an axis reads
+/// input position `min(floor(i * scale), in - 1)` with `scale = 1 / scale_factor` (or
+/// `in / out` for a fixed size), computed in `f32` as PyTorch does; `Linear` and
+/// `Bilinear` interpolate. Gradient: each input position gets the output gradients that
+/// read it, with the same weights. No parameters. PyTorch: `torch.nn.Upsample(size,
+/// scale_factor, mode, align_corners)`.
 ///
 /// ```
-/// use tapegrad::Tensor;
+/// use tapegrad::{InterpolateMode, Tensor};
 /// use tapegrad_nn::{Module, Upsample};
 /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
 /// let y = Upsample::scale_factor(2.0).forward(&x);
@@ -31,11 +26,17 @@ pub enum UpsampleTarget {
 /// assert_eq!(&y.to_vec::<f32>()[..8], &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
 /// let z = Upsample::size(&[3]).forward(&Tensor::from_vec(vec![5.0f32, 6.0], &[1, 1, 2]));
 /// assert_eq!(z.to_vec::<f32>(), vec![5.0, 5.0, 6.0]);
+/// let b = Upsample::size(&[3, 3]).with_mode(InterpolateMode::Bilinear, true).forward(&x);
+/// assert_eq!(b.to_vec::<f32>()[..3], [1.0, 1.5, 2.0]);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Upsample {
     /// The output size or scale factor.
     pub target: UpsampleTarget,
+    /// Nearest (the default), linear (`[N, C, L]`) or bilinear (`[N, C, H, W]`).
+    pub mode: InterpolateMode,
+    /// For the linear modes: whether the corner pixels of input and output are aligned.
+    pub align_corners: bool,
 }
 
 impl Upsample {
@@ -43,6 +44,8 @@ impl Upsample {
     pub fn scale_factor(factor: f64) -> Upsample {
         Upsample {
             target: UpsampleTarget::ScaleFactor(vec![factor]),
+            mode: InterpolateMode::Nearest,
+            align_corners: false,
         }
     }
 
@@ -50,82 +53,29 @@ impl Upsample {
     pub fn size(size: &[usize]) -> Upsample {
         Upsample {
             target: UpsampleTarget::Size(size.to_vec()),
+            mode: InterpolateMode::Nearest,
+            align_corners: false,
         }
     }
-}
 
-/// The source index of output position `dst` (PyTorch's `nearest_idx`, in `f32`).
-fn nearest_source(dst: usize, input: usize, output: usize, scale_factor: Option<f64>) -> usize {
-    if output == input {
-        dst
-    } else if output == 2 * input {
-        dst / 2
-    } else {
-        let scale = match scale_factor {
-            Some(f) if f > 0.0 => (1.0 / f) as f32,
-            _ => input as f32 / output as f32,
-        };
-        ((dst as f32 * scale).floor() as usize).min(input - 1)
+    /// The same target in `mode`, with `align_corners` (only for the linear modes).
+    pub fn with_mode(self, mode: InterpolateMode, align_corners: bool) -> Upsample {
+        Upsample {
+            mode,
+            align_corners,
+            ..self
+        }
     }
 }
 
 impl Module for Upsample {
     /// # Panics
-    /// If the input is not rank 3 to 5, an axis is empty, the target does not give one
-    /// value or one per spatial axis, a factor is not positive and finite, or an output
-    /// size would be 0.
+    /// As [`Tensor::interpolate`]: if the input's rank does not suit the mode, an axis is
+    /// empty, the target does not give one value or one per spatial axis, a factor is not
+    /// positive and finite, or an output size would be 0.
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        let rank = x.rank();
-        if !(3..=5).contains(&rank) || x.shape().contains(&0) {
-            panic!(
-                "Upsample: the input must be [N, C, L], [N, C, H, W] or [N, C, D, H, W] and non-empty, got {:?}",
-                x.shape()
-            );
-        }
-        let spatial = rank - 2;
-        let count = match &self.target {
-            UpsampleTarget::Size(s) => s.len(),
-            UpsampleTarget::ScaleFactor(f) => f.len(),
-        };
-        if count != 1 && count != spatial {
-            panic!(
-                "Upsample: {:?} must give one value or one per spatial axis ({spatial} for input {:?})",
-                self.target,
-                x.shape()
-            );
-        }
-        let pick = |i: usize| if count == 1 { 0 } else { i };
-        let mut y = x.clone();
-        for axis in 0..spatial {
-            let input = x.shape()[axis + 2];
-            let (output, factor) = match &self.target {
-                UpsampleTarget::Size(s) => (s[pick(axis)], None),
-                UpsampleTarget::ScaleFactor(f) => {
-                    let f = f[pick(axis)];
-                    if !(f > 0.0 && f.is_finite()) {
-                        panic!("Upsample: the scale factor must be positive and finite, got {f}");
-                    }
-                    ((input as f64 * f).floor() as usize, Some(f))
-                }
-            };
-            if output == 0 {
-                panic!(
-                    "Upsample: {:?} gives an empty axis {} for input {:?}",
-                    self.target,
-                    axis + 2,
-                    x.shape()
-                );
-            }
-            if output == input {
-                continue;
-            }
-            let index: Vec<usize> = (0..output)
-                .map(|i| nearest_source(i, input, output, factor))
-                .collect();
-            y = y.index_select((axis + 2) as isize, &index);
-        }
-        y
+        x.interpolate(&self.target, self.mode, self.align_corners)
     }
 
     fn named_params(&self) -> Vec<(String, Param)> {

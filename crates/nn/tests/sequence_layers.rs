@@ -1,5 +1,5 @@
 //! The sequence-model layers (recurrent cells and networks, normalisations, embeddings,
-//! `Conv1d`, `Upsample`): gradients checked in f64 with the gradcheck crate through
+//! `Conv1d`, `ConvTranspose2d`, `Upsample`): gradients checked in f64 with the gradcheck crate through
 //! every input and weight (second order for the cells), long sequences, modes and the
 //! messages of misuse. Parity with PyTorch is in `torch_parity.rs`.
 
@@ -448,6 +448,77 @@ fn conv1d_gradcheck() {
 }
 
 #[test]
+fn conv_transpose2d_gradcheck() {
+    // The decoder configuration (stride 2, padding 1, output padding 1: doubles the size),
+    // grouped, through input, weight and bias, first and second order.
+    let f =
+        |t: &[Tensor]| t[0].conv_transpose2d(&t[1], Some(&t[2]), [2, 2], [1, 1], [1, 1], 2, [1, 1]);
+    let inputs = [
+        randn(&[2, 4, 3, 2], 110),
+        randn(&[4, 3, 3, 3], 111),
+        randn(&[6], 112),
+    ];
+    assert_eq!(f(&inputs).shape(), &[2, 6, 6, 4]);
+    check_first(
+        "conv_transpose2d x2 grouped",
+        f,
+        &inputs,
+        &Options::default(),
+    );
+    if let Err(e) = gradgradcheck(f, &inputs, &Options::default()) {
+        panic!("conv_transpose2d second order: {e}");
+    }
+    // The layer runs the same op on its parameters.
+    let options = ConvTranspose2dOptions {
+        stride: [2, 2],
+        padding: [1, 1],
+        output_padding: [1, 1],
+        groups: 2,
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let layer = ConvTranspose2d::with_options(4, 6, [3, 3], options, 7);
+    let x = randn(&[2, 4, 3, 2], 113);
+    let bias = layer.bias.as_deref().expect("bias");
+    let direct = f(&[x.clone(), layer.weight.detach(), bias.detach()]);
+    assert_eq!(layer.forward(&x).to_vec::<f64>(), direct.to_vec::<f64>());
+    let names: Vec<String> = layer.named_params().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["weight", "bias"]);
+}
+
+#[test]
+fn upsample_linear_modes_gradcheck() {
+    use tapegrad::InterpolateMode::{Bilinear, Linear};
+    for (label, up, shape) in [
+        (
+            "bilinear x1.5 aligned",
+            Upsample::scale_factor(1.5).with_mode(Bilinear, true),
+            vec![1, 2, 3, 2],
+        ),
+        (
+            "bilinear to [2, 5]",
+            Upsample::size(&[2, 5]).with_mode(Bilinear, false),
+            vec![2, 1, 3, 3],
+        ),
+        (
+            "linear x2.5",
+            Upsample::scale_factor(2.5).with_mode(Linear, false),
+            vec![1, 2, 4],
+        ),
+    ] {
+        let x = [randn(&shape, 114)];
+        check_first(label, |t| up.forward(&t[0]), &x, &Options::default());
+        if let Err(e) = gradgradcheck(
+            |t: &[Tensor]| up.forward(&t[0]).square(),
+            &x,
+            &Options::default(),
+        ) {
+            panic!("{label} second order: {e}");
+        }
+    }
+}
+
+#[test]
 fn upsample_gradcheck() {
     for (label, up, shape) in [
         (
@@ -469,6 +540,7 @@ fn upsample_gradcheck() {
             "Upsample x[1, 2, 3], 3-D",
             Upsample {
                 target: UpsampleTarget::ScaleFactor(vec![1.0, 2.0, 3.0]),
+                ..Upsample::scale_factor(1.0)
             },
             vec![1, 1, 2, 2, 2],
         ),

@@ -446,3 +446,93 @@ fn transformer_encoder_stack() {
         vec![("output", stack.forward(&i["input"]))]
     });
 }
+
+#[test]
+fn conv_transpose2d() {
+    let options = ConvTranspose2dOptions {
+        stride: [2, 1],
+        padding: [1, 0],
+        output_padding: [1, 0],
+        groups: 2,
+        dilation: [1, 2],
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let ct = ConvTranspose2d::with_options(4, 6, [3, 2], options, 0);
+    check("conv_transpose2d", &ct, |i| {
+        vec![("output", ct.forward(&i["input"]))]
+    });
+    let plain = ConvTranspose2dOptions {
+        bias: false,
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let ct = ConvTranspose2d::with_options(3, 2, [3, 3], plain, 0);
+    check("conv_transpose2d_plain", &ct, |i| {
+        vec![("output", ct.forward(&i["input"]))]
+    });
+    let dilated = ConvTranspose2dOptions {
+        stride: [1, 2],
+        padding: [1, 0],
+        output_padding: [2, 1],
+        dilation: [3, 3],
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let ct = ConvTranspose2d::with_options(2, 3, [2, 2], dilated, 0);
+    check("conv_transpose2d_dilated", &ct, |i| {
+        vec![("output", ct.forward(&i["input"]))]
+    });
+}
+
+#[test]
+fn upsample_linear_modes() {
+    use tapegrad::InterpolateMode::{Bilinear, Linear};
+    for (case, up) in [
+        (
+            "upsample_bilinear_size",
+            Upsample::size(&[5, 3]).with_mode(Bilinear, false),
+        ),
+        (
+            "upsample_bilinear_align",
+            Upsample::scale_factor(1.5).with_mode(Bilinear, true),
+        ),
+        (
+            "upsample_bilinear_scale",
+            Upsample {
+                target: UpsampleTarget::ScaleFactor(vec![2.5, 0.6]),
+                ..Upsample::scale_factor(1.0).with_mode(Bilinear, false)
+            },
+        ),
+        (
+            "upsample_linear",
+            Upsample::scale_factor(2.5).with_mode(Linear, false),
+        ),
+        (
+            "upsample_linear_align",
+            Upsample::size(&[7]).with_mode(Linear, true),
+        ),
+    ] {
+        check(case, &up, |i| vec![("output", up.forward(&i["input"]))]);
+    }
+}
+
+#[test]
+fn im2col_and_normalisation_functions() {
+    // Functions without parameters: any parameter-free module stands in for the layer.
+    let none = Upsample::scale_factor(1.0);
+    check("unfold", &none, |i| {
+        let y = functional::unfold(&i["input"], [2, 3], [1, 2], [1, 1], [2, 1]);
+        vec![("output", y)]
+    });
+    check("fold", &none, |i| {
+        let y = functional::fold(&i["input"], [4, 5], [2, 2], [2, 1], [1, 0], [1, 1]);
+        vec![("output", y)]
+    });
+    check("normalize", &none, |i| {
+        vec![("output", i["input"].normalize(3.0, 1, 1e-12))]
+    });
+    check("cosine_similarity", &none, |i| {
+        vec![("output", i["input"].cosine_similarity(&i["key"], 1, 1e-8))]
+    });
+}

@@ -40,6 +40,7 @@ pub use autograd::{
 };
 pub use dtype::{DType, Element};
 pub use kernels::fused::{is_fusion_enabled, with_fusion};
+pub use ops::functional::{InterpolateMode, ResizeTarget};
 pub use ops::table::{all_ops, find_op, Domain, Inputs, OpSpec};
 pub use shape::Shape;
 

@@ -12,6 +12,7 @@ use tapegrad_data::BatchSizeSchedule;
 use tapegrad_optim::schedule::Schedule;
 
 use crate::adaptive::AdaptiveBatch;
+use crate::DataParallel;
 
 /// How to train. `batch_size` is the micro-batch (what one forward/backward holds in
 /// memory); each parameter update averages `accumulate` micro-batches, so the effective
@@ -44,6 +45,10 @@ pub struct TrainConfig {
     /// Grow the batch adaptively (gradient noise scale, loss plateau) instead of by
     /// `batch_size` and `accumulate`, which are then not used.
     pub adaptive_batch: Option<AdaptiveBatch>,
+    /// Train as one of several data-parallel processes (see [`DataParallel`]): the batch
+    /// size is then the global batch, and only rank 0 writes checkpoints. `None` = one
+    /// process.
+    pub data_parallel: Option<Arc<dyn DataParallel>>,
 }
 
 impl Default for TrainConfig {
@@ -61,6 +66,7 @@ impl Default for TrainConfig {
             time_budget: None,
             eval_batch_size: 512,
             adaptive_batch: None,
+            data_parallel: None,
         }
     }
 }
@@ -152,7 +158,7 @@ impl std::fmt::Debug for GradsRef<'_> {
     }
 }
 
-/// Why [`Trainer::fit`] returned.
+/// Why [`Trainer::fit`](crate::Trainer::fit) returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
     /// All epochs done.

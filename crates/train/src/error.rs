@@ -44,6 +44,19 @@ pub enum TrainError {
         /// What is on disk.
         kept: Kept,
     },
+    /// Communication with the other processes of data-parallel training failed (a peer
+    /// died, hangs, or disagrees): this process cannot go on, and the job must be stopped.
+    #[error("data-parallel training at epoch {epoch}, iteration {iteration}: {message}{kept}")]
+    Distributed {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Updates done.
+        iteration: usize,
+        /// What failed.
+        message: String,
+        /// What is on disk.
+        kept: Kept,
+    },
     /// Writing or reading a checkpoint failed.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -14,7 +14,8 @@
 //! - [`Update`] (`step.rs`): one update's gradients gathered over micro-batches.
 //! - `checkpoint.rs`: [`TrainState`], the checkpoint files, [`write_atomic`].
 //! - `config.rs`: [`TrainConfig`], [`EpochMetrics`], [`Event`], [`Stop`];
-//!   `error.rs`: [`TrainError`], [`Kept`]; [`tensorboard`]: event files;
+//!   `error.rs`: [`TrainError`], [`Kept`]; `parallel.rs`: [`DataParallel`], the hook
+//!   that makes the trainer one of several data-parallel processes; [`tensorboard`]: event files;
 //!   [`adaptive`]: the batch that grows with the gradient noise scale.
 #![warn(missing_docs)]
 
@@ -23,6 +24,7 @@ mod checkpoint;
 mod config;
 mod data;
 mod error;
+mod parallel;
 mod step;
 pub mod tensorboard;
 mod trainer;
@@ -31,6 +33,7 @@ pub use checkpoint::{write_atomic, TrainState};
 pub use config::{EpochMetrics, Event, GradsRef, Stop, TrainConfig, UpdateMetrics};
 pub use data::{Batch, Field, Samples, TensorDataset};
 pub use error::{Kept, TrainError};
+pub use parallel::{shard_of, DataParallel};
 pub use step::{Applied, Update};
 pub use tensorboard::{EventWriter, TensorBoardError, TrainingLog};
 pub use trainer::{

@@ -55,6 +55,13 @@ impl Update {
         Ok(value)
     }
 
+    /// Keeps gradients combined elsewhere: the gradient of the mean loss over `samples`
+    /// samples (data-parallel training sums the ranks' shares before applying).
+    pub(crate) fn add_grads(&mut self, grads: Grads, samples: usize) {
+        self.parts.push((grads, samples));
+        self.samples += samples;
+    }
+
     /// Also measure each micro-batch's gradient norm when applying
     /// ([`Applied::micro_grad_sq_norms`]), for the gradient noise scale.
     pub fn with_micro_norms(mut self) -> Self {

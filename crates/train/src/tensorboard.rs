@@ -227,8 +227,9 @@ impl Drop for EventWriter {
 
 /// Logs a training run's [`Event`]s to an [`EventWriter`]: at every update (step = updates
 /// done) the scalars `loss/train`, `lr`, `grad_norm`, `batch_size` and `samples_per_s`; at
-/// every epoch end `loss/train_epoch` and, when a validation set is evaluated, `loss/val`
-/// and `accuracy/val`; with histograms on, `weights/<name>` and `grads/<name>` (the
+/// every epoch end `loss/train_epoch` and, when a validation set is evaluated, `loss/val`,
+/// `accuracy/val` and `NAME/val` for every other metric the loss reports (e.g.
+/// `bits_per_char/val`); with histograms on, `weights/<name>` and `grads/<name>` (the
 /// epoch's last update) of each parameter once per epoch.
 ///
 /// ```
@@ -297,6 +298,14 @@ impl TrainingLog {
                 let mut scalars = vec![("loss/train_epoch", m.train_loss)];
                 scalars.extend(m.val_loss.map(|v| ("loss/val", v)));
                 scalars.extend(m.val_accuracy.map(|v| ("accuracy/val", v)));
+                // Every other metric the loss reports, as `NAME/val`.
+                let others: Vec<(String, f64)> = m
+                    .val_metrics
+                    .iter()
+                    .filter(|(name, _)| name.as_str() != "accuracy")
+                    .map(|(name, &v)| (format!("{name}/val"), v))
+                    .collect();
+                scalars.extend(others.iter().map(|(name, v)| (name.as_str(), *v)));
                 self.writer.add_scalars(m.iteration, &scalars)?;
                 if self.histograms {
                     let grads = self.last_grads.take();

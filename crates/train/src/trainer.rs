@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use tapegrad::{no_grad, DType, Tensor};
+use tapegrad::{no_grad, DType, Grads, Tensor};
 use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
 use tapegrad_nn::{Module, Param};
 use tapegrad_optim::{EarlyStopping, Mode, Observation, Optimizer};
 
 use crate::adaptive::AdaptiveState;
+use crate::checkpoint::position;
 use crate::{
-    Applied, Batch, EpochMetrics, Event, GradsRef, Samples, Stop, TrainConfig, TrainError,
-    TrainState, Update, UpdateMetrics,
+    shard_of, Applied, Batch, DataParallel, EpochMetrics, Event, GradsRef, Samples, Stop,
+    TrainConfig, TrainError, TrainState, Update, UpdateMetrics,
 };
 
 /// What a step closure returns: the loss to minimise (a scalar: the mean over the batch's
@@ -172,25 +173,128 @@ impl<M: Module> Trainer<M> {
         }
     }
 
-    /// Whether `max_iterations` or `time_budget` (counted from `started`) is reached.
-    fn over_budget(&self, started: Instant) -> bool {
-        self.config
+    /// Whether `max_iterations` or `time_budget` (counted from `started`) is reached. In
+    /// data-parallel training the ranks' clocks are combined: all stop when one is over.
+    fn over_budget(&self, started: Instant) -> Result<bool, TrainError> {
+        let over = self
+            .config
             .max_iterations
             .is_some_and(|m| self.state.iteration >= m)
             || self
                 .config
                 .time_budget
-                .is_some_and(|t| started.elapsed() >= t)
+                .is_some_and(|t| started.elapsed() >= t);
+        match &self.config.data_parallel {
+            Some(dp) if self.config.time_budget.is_some() => {
+                let mut any = [f64::from(u8::from(over))];
+                self.reduce(&**dp, &mut any, "the time budget check")?;
+                Ok(any[0] > 0.0)
+            }
+            _ => Ok(over),
+        }
     }
 
-    /// Mean loss and metrics of the model on `data`, in evaluation mode.
+    /// Mean loss and metrics of the model on `data`, in evaluation mode. In data-parallel
+    /// training each rank evaluates its share of `data` and the results are combined, so
+    /// every rank must call it.
+    ///
+    /// # Panics
+    /// In data-parallel training, if communication with the other ranks fails.
     pub fn evaluate<S: Samples + ?Sized>(&mut self, data: &S) -> Evaluation {
-        evaluate(
-            &mut self.model,
-            &*self.loss,
-            data,
-            self.config.eval_batch_size,
-        )
+        self.evaluation(data)
+            .unwrap_or_else(|e| panic!("Trainer::evaluate: {e}"))
+    }
+
+    /// [`evaluate`](Self::evaluate), with a communication failure as an error.
+    fn evaluation<S: Samples + ?Sized>(&mut self, data: &S) -> Result<Evaluation, TrainError> {
+        let batch_size = self.config.eval_batch_size;
+        let Some(dp) = self.config.data_parallel.clone() else {
+            return Ok(evaluate(&mut self.model, &*self.loss, data, batch_size));
+        };
+        let (rank, np, n) = (dp.rank(), dp.world_size(), data.num_samples());
+        if n < np {
+            // Too few samples to give every rank one: each evaluates them all.
+            return Ok(evaluate(&mut self.model, &*self.loss, data, batch_size));
+        }
+        let mine: Vec<usize> = (rank * n / np..(rank + 1) * n / np).collect();
+        let sums = evaluate_indices(&mut self.model, &*self.loss, data, &mine, batch_size);
+        // [loss sum, samples, number of metrics, each metric's sum by name]
+        let mut all = vec![sums.loss, sums.samples as f64, sums.metrics.len() as f64];
+        all.extend(sums.metrics.values());
+        self.reduce(&*dp, &mut all, "the evaluation")?;
+        if all[2] != (np * sums.metrics.len()) as f64 {
+            return Err(self.distributed_error(format!(
+                "the ranks' losses report different metrics (this rank: {:?})",
+                sums.metrics.keys().collect::<Vec<_>>()
+            )));
+        }
+        let samples = all[1].max(1.0);
+        Ok(Evaluation {
+            loss: all[0] / samples,
+            metrics: sums
+                .metrics
+                .keys()
+                .zip(&all[3..])
+                .map(|(k, v)| (k.clone(), v / samples))
+                .collect(),
+        })
+    }
+
+    /// Sums `values` over the ranks; a failure as [`TrainError::Distributed`].
+    fn reduce(
+        &self,
+        dp: &dyn DataParallel,
+        values: &mut [f64],
+        what: &str,
+    ) -> Result<(), TrainError> {
+        dp.all_reduce_sum(values, what)
+            .map_err(|m| self.distributed_error(m))
+    }
+
+    /// A [`TrainError::Distributed`] at the current point of training.
+    fn distributed_error(&self, message: String) -> TrainError {
+        TrainError::Distributed {
+            epoch: self.state.epoch + 1,
+            iteration: self.state.iteration,
+            message,
+            kept: self.kept(),
+        }
+    }
+
+    /// The start of data-parallel training: rank 0's weights everywhere, and every rank
+    /// at the same point of training.
+    fn start_parallel(&mut self, dp: &dyn DataParallel) -> Result<(), TrainError> {
+        assert!(
+            self.config.adaptive_batch.is_none(),
+            "Trainer::fit: an adaptive batch (TrainConfig::adaptive_batch) cannot be combined with data_parallel"
+        );
+        let mut tensors: Vec<Tensor> = self
+            .model
+            .params()
+            .iter()
+            .map(|p| p.tensor().clone())
+            .collect();
+        tensors.extend(self.model.named_buffers().into_iter().map(|(_, b)| b));
+        dp.broadcast(&tensors)
+            .map_err(|m| self.distributed_error(m))?;
+        let s = &self.state;
+        let mine = [s.epoch, s.batch_in_epoch, s.epoch_samples, s.iteration].map(|v| v as f64);
+        let mut sum = mine;
+        self.reduce(
+            dp,
+            &mut sum,
+            "the check that every rank is at the same point",
+        )?;
+        let np = dp.world_size() as f64;
+        if sum.iter().zip(&mine).any(|(s, m)| *s != m * np) {
+            return Err(self.distributed_error(format!(
+                "the ranks are at different points of training (rank {} is at epoch {}, iteration {}): resume every rank from the same checkpoint",
+                dp.rank(),
+                s.epoch,
+                s.iteration
+            )));
+        }
+        Ok(())
     }
 
     /// Trains until `config.epochs` epochs are done (continuing from `state`), evaluating
@@ -204,6 +308,9 @@ impl<M: Module> Trainer<M> {
         mut on_event: impl FnMut(&Event<'_>),
     ) -> Result<Stop, TrainError> {
         let started = Instant::now();
+        if let Some(dp) = self.config.data_parallel.clone() {
+            self.start_parallel(&*dp)?;
+        }
         while self.state.epoch < self.config.epochs {
             let run = match self.train_epoch(train, started, &mut on_event)? {
                 ControlFlow::Break(stop) => return Ok(stop),
@@ -262,15 +369,22 @@ impl<M: Module> Trainer<M> {
             let batches = self.state.batch_in_epoch
                 + (order.len() - self.state.epoch_samples).div_ceil(micro);
             let mut at = self.state.epoch_samples;
-            let micro_batches: Vec<Batch> = (0..accumulate)
+            let micro_batches: Vec<&[usize]> = (0..accumulate)
                 .map_while(|_| {
                     let end = (at + micro).min(order.len());
-                    let batch = (at < end).then(|| train.batch(&order[at..end]));
+                    let batch = (at < end).then(|| &order[at..end]);
                     at = end;
                     batch
                 })
                 .collect();
-            let stepped = self.step(&micro_batches)?;
+            let stepped = match self.config.data_parallel.clone() {
+                Some(dp) => self.step_parallel(&*dp, train, &micro_batches)?,
+                None => {
+                    let batches: Vec<Batch> =
+                        micro_batches.iter().map(|b| train.batch(b)).collect();
+                    self.step(&batches)?
+                }
+            };
             for (i, (batch, loss)) in micro_batches.iter().zip(&stepped.losses).enumerate() {
                 self.state.epoch_loss_sum += loss * batch.len() as f64;
                 self.state.epoch_samples += batch.len();
@@ -300,7 +414,7 @@ impl<M: Module> Trainer<M> {
                 grads: GradsRef(&stepped.applied.grads),
             });
             drop(stepped);
-            if self.over_budget(started) && self.state.epoch_samples < order.len() {
+            if self.over_budget(started)? && self.state.epoch_samples < order.len() {
                 self.checkpoint_if_configured()?;
                 return Ok(ControlFlow::Break(Stop::Budget));
             }
@@ -318,7 +432,9 @@ impl<M: Module> Trainer<M> {
     /// schedule, so ratios between groups survive), clipping, the optimiser step.
     ///
     /// The one training step: [`fit`](Self::fit), `tapegrad batch-sweep` and the
-    /// benchmark workloads all call it.
+    /// benchmark workloads all call it. It is local to this process: with
+    /// [`TrainConfig::data_parallel`] set, `fit` takes each rank's share of the batches
+    /// and sums the gradients over the ranks instead.
     ///
     /// # Panics
     /// If `micro_batches` is empty.
@@ -373,6 +489,74 @@ impl<M: Module> Trainer<M> {
         })
     }
 
+    /// One update as one rank of data-parallel training: `micro_batches` are the global
+    /// micro-batches (indices into `train`); this rank computes the loss of its share of
+    /// each ([`shard_of`]), weighs its gradient by the share's part of the update's
+    /// samples, and the sum over ranks is exactly the gradient one process computes on
+    /// the whole update. Losses are summed over the ranks too, so they are the global
+    /// ones, and a non-finite loss anywhere stops every rank.
+    fn step_parallel<S: Samples + ?Sized>(
+        &mut self,
+        dp: &dyn DataParallel,
+        train: &S,
+        micro_batches: &[&[usize]],
+    ) -> Result<Stepped, TrainError> {
+        let params = self.model.params();
+        let (rank, np) = (dp.rank(), dp.world_size());
+        let samples: usize = micro_batches.iter().map(|b| b.len()).sum();
+        let mut grads = Grads::new();
+        let mut losses = Vec::with_capacity(micro_batches.len());
+        for (i, global) in micro_batches.iter().enumerate() {
+            let mine: Vec<usize> = shard_of(global.len(), rank, np)
+                .map(|j| global[j])
+                .collect();
+            let loss =
+                (!mine.is_empty()).then(|| (self.loss)(&self.model, &train.batch(&mine)).value);
+            let value = loss.as_ref().map_or(0.0, |l| l.item());
+            // [this rank's share of the global loss sum, a non-finite loss]
+            let mut sums = if value.is_finite() {
+                [value * mine.len() as f64, 0.0]
+            } else {
+                [0.0, value]
+            };
+            self.reduce(dp, &mut sums, "the loss of a micro-batch")?;
+            if sums[1] != 0.0 {
+                return Err(TrainError::NonFiniteLoss {
+                    epoch: self.state.epoch + 1,
+                    iteration: self.state.iteration,
+                    batch: self.state.batch_in_epoch + i + 1,
+                    value: sums[1],
+                    kept: self.kept(),
+                });
+            }
+            losses.push(sums[0] / global.len() as f64);
+            if let Some(loss) = loss {
+                let mut g = loss.backward();
+                if mine.len() != samples {
+                    g.scale(mine.len() as f64 / samples as f64);
+                }
+                grads.add(&g);
+            }
+        }
+        dp.all_reduce_grads(&mut grads, &params)
+            .map_err(|m| self.distributed_error(m))?;
+        let loss = losses
+            .iter()
+            .zip(micro_batches)
+            .map(|(l, b)| l * b.len() as f64)
+            .sum::<f64>()
+            / samples.max(1) as f64;
+        let mut update = Update::new();
+        update.add_grads(grads, samples);
+        let applied = self.apply(update, &params)?;
+        Ok(Stepped {
+            losses,
+            loss,
+            samples,
+            applied,
+        })
+    }
+
     /// Sets each group's learning rate for this iteration and applies `update`.
     fn apply(&mut self, update: Update, params: &[Param]) -> Result<Applied, TrainError> {
         let factor = self.lr_factor();
@@ -408,10 +592,10 @@ impl<M: Module> Trainer<M> {
         on_event: &mut impl FnMut(&Event<'_>),
     ) -> Result<Option<Stop>, TrainError> {
         let epoch = self.state.epoch;
-        let val = val.map(|v| self.evaluate(v));
+        let val = val.map(|v| self.evaluation(v)).transpose()?;
         let last = epoch + 1 == self.config.epochs;
         let test_accuracy = match (test, last) {
-            (Some(t), true) => self.evaluate(t).metric("accuracy"),
+            (Some(t), true) => self.evaluation(t)?.metric("accuracy"),
             _ => None,
         };
         let val_loss = val.as_ref().map(|v| v.loss);
@@ -453,7 +637,7 @@ impl<M: Module> Trainer<M> {
         self.state.epoch_samples = 0;
         let mut stop = self.early_stop(val_loss);
         self.checkpoint_if_configured()?;
-        if stop.is_none() && self.over_budget(started) && self.state.epoch < self.config.epochs {
+        if stop.is_none() && self.over_budget(started)? && self.state.epoch < self.config.epochs {
             stop = Some(Stop::Budget);
         }
         Ok(stop)
@@ -478,12 +662,31 @@ impl<M: Module> Trainer<M> {
     }
 
     /// Writes a checkpoint to the configured folder, if any, after checking that every
-    /// weight is finite.
+    /// weight is finite. In data-parallel training rank 0 writes it (the ranks hold the
+    /// same state), and every rank learns whether it could.
     fn checkpoint_if_configured(&mut self) -> Result<(), TrainError> {
-        if let Some(dir) = self.config.checkpoint_dir.clone() {
-            self.check_weights_finite()?;
-            self.checkpoint(&dir)?;
+        let Some(dir) = self.config.checkpoint_dir.clone() else {
+            return Ok(());
+        };
+        self.check_weights_finite()?;
+        let Some(dp) = self.config.data_parallel.clone() else {
+            return self.checkpoint(&dir);
+        };
+        let written = if dp.rank() == 0 {
+            self.checkpoint(&dir)
+        } else {
+            Ok(())
+        };
+        let mut failed = [f64::from(u8::from(written.is_err()))];
+        self.reduce(&*dp, &mut failed, "the checkpoint")?;
+        written?;
+        if failed[0] > 0.0 {
+            return Err(TrainError::Checkpoint {
+                path: dir,
+                message: "rank 0 could not write the checkpoint (its error says why)".into(),
+            });
         }
+        self.last_checkpoint = Some(position(&self.state));
         Ok(())
     }
 }
@@ -519,12 +722,35 @@ pub fn evaluate<M: Module, S: Samples + ?Sized>(
     data: &S,
     batch_size: usize,
 ) -> Evaluation {
-    model.set_training(false);
     let order: Vec<usize> = (0..data.num_samples()).collect();
+    let sums = evaluate_indices(model, loss, data, &order, batch_size);
+    let n = sums.samples.max(1) as f64;
+    Evaluation {
+        loss: sums.loss / n,
+        metrics: sums.metrics.into_iter().map(|(k, v)| (k, v / n)).collect(),
+    }
+}
+
+/// Sums over samples of the loss and of each metric.
+struct EvalSums {
+    loss: f64,
+    samples: usize,
+    metrics: BTreeMap<String, f64>,
+}
+
+/// The sums over the samples at `indices` (evaluation mode, no tape).
+fn evaluate_indices<M: Module, S: Samples + ?Sized>(
+    model: &mut M,
+    loss: &LossFn<M>,
+    data: &S,
+    indices: &[usize],
+    batch_size: usize,
+) -> EvalSums {
+    model.set_training(false);
     let (mut total, mut n) = (0.0, 0usize);
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     no_grad(|| {
-        for indices in order.chunks(batch_size.max(1)) {
+        for indices in indices.chunks(batch_size.max(1)) {
             let batch = data.batch(indices);
             let out = loss(model, &batch);
             let w = batch.len() as f64;
@@ -536,10 +762,10 @@ pub fn evaluate<M: Module, S: Samples + ?Sized>(
         }
     });
     model.set_training(true);
-    let n = n.max(1) as f64;
-    Evaluation {
-        loss: total / n,
-        metrics: sums.into_iter().map(|(k, v)| (k, v / n)).collect(),
+    EvalSums {
+        loss: total,
+        samples: n,
+        metrics: sums,
     }
 }
 

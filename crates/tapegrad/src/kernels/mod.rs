@@ -6,6 +6,7 @@ pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod fused;
 pub(crate) mod index;
+pub(crate) mod layout;
 pub(crate) mod matmul;
 pub(crate) mod reduce;
 pub(crate) mod sgemm;

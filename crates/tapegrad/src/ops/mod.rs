@@ -7,10 +7,13 @@
 
 pub(crate) mod activation;
 pub(crate) mod arith;
+pub(crate) mod functional;
 pub(crate) mod index;
+pub(crate) mod layout;
 pub(crate) mod linalg;
 pub(crate) mod math;
 pub(crate) mod nn;
+pub(crate) mod products;
 pub(crate) mod reduce;
 pub(crate) mod scan;
 pub(crate) mod shape;

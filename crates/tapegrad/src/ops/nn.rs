@@ -99,7 +99,7 @@ impl Tensor {
     /// `conv2d` on a checked geometry, the bias added inside the kernel. Saves each of
     /// `x`, `w` only if the other one needs a gradient.
     #[track_caller]
-    fn conv2d_raw(&self, weight: &Tensor, bias: Option<&Tensor>, g: ConvGeom) -> Tensor {
+    pub(super) fn conv2d_raw(&self, weight: &Tensor, bias: Option<&Tensor>, g: ConvGeom) -> Tensor {
         let bias_data = bias.map(|b| b.force());
         let value = dispatch!((self.data(), weight.data()), |x, w| {
             let b = bias_data
@@ -154,7 +154,7 @@ impl Tensor {
     /// Bilinear; for an upstream `h` (input-shaped): `d/dgy = conv2d(h, w)`,
     /// `d/dw = Iw(h, gy)`.
     #[track_caller]
-    fn conv2d_input_grad(&self, weight: &Tensor, g: ConvGeom) -> Tensor {
+    pub(super) fn conv2d_input_grad(&self, weight: &Tensor, g: ConvGeom) -> Tensor {
         let value = dispatch!((self.data(), weight.data()), |gy, w| {
             let (gy, w) = (gy.force(), w.force());
             Data::from(conv2d_input_grad(&gy.view(), &w.view(), &g))

@@ -190,6 +190,9 @@ pub fn all_ops() -> Vec<&'static OpSpec> {
         super::shape::ROWS,
         super::index::ROWS,
         super::nn::ROWS,
+        super::layout::ROWS,
+        super::products::ROWS,
+        super::functional::ROWS,
     ]
     .into_iter()
     .flatten()
