@@ -36,12 +36,21 @@ training code ported from PyTorch behaves the same:
 | `relu'(0)` | `0` | the gradient passes only where `x > 0` (the rule tests the output `> 0`) |
 | `abs'(0)` | `0` | the gradient is `g * sign(x)` and `sign(0) = 0` |
 | `maximum(a, b)` / `minimum(a, b)` with `a == b` | `g/2` to each | ties split the gradient evenly |
+| `maximum(a, b)` / `minimum(a, b)` with a NaN | value `NaN`, `g` to both inputs | neither input loses to a NaN |
 | `max_dim` / `min_dim` with ties | all of `g` to the first extremal index | the index the op returns (and `argmax`) |
+| `max()` / `min()` / `amax` / `amin` with ties | `g/k` to each of the `k` extremal elements | the reduction has no index to prefer |
 | `clamp(x, lo, hi)` at `x == lo` or `x == hi` | `g` | the boundaries are inside the interval |
 | `sqrt'(0)` | `+inf` | `g / (2 sqrt(0))`; `sqrt(x < 0) = NaN` |
 | `log(0)` | `-inf`, gradient `+inf` | `log(x < 0) = NaN` |
 | `0/0` | `NaN` | IEEE 754; `x/0 = ±inf`, and the gradients follow IEEE arithmetic |
-| `norm` at the zero vector | gradient `0` | the subgradient PyTorch picks, instead of `0/0` |
+| `norm(p)` / `l2_norm` at the zero vector | gradient `0`, every `p` | the subgradient PyTorch picks, instead of `0/0` |
+| `std'` where the spread is 0 | `0` (and `var'` is `0`) | PyTorch masks the `0/0` of `g / (2 std)` |
+| `prod` / `prod_dim` with zeros | one zero: it gets the product of the others, the rest `0`; two or more: all `0` | computed without dividing, through `cumprod` |
+| `cumprod` with zeros | `revcumsum(g * out) / x` before a lane's first zero, `revcumsum(g * cumprod(x with that zero set to 1))` at it, `0` after it | PyTorch's formula; no division by zero |
+| `atan2(0, 0)` | value `±0` or `±pi` (by the signs of the zeros), gradients `0` | PyTorch masks the `0/0` of `b/(a^2+b^2)` |
+| `hardtanh` / `relu6` / `hardsigmoid` at their bounds | `0` | the gradient passes only strictly inside (unlike `clamp`) |
+| `hardswish` at `-3` / `3` | `0` / `g` | PyTorch's branches (`x <= -3`, `x >= 3`) |
+| `floor`, `ceil`, `round`, `trunc`, `sign`; `frac` | `0` everywhere; `g` everywhere | recorded, as PyTorch, so the graph stays connected |
 | `pow(x, e)` at `x = 0` | base gradient `0` where `e = 0`, exponent gradient `0` where `e >= 0` | PyTorch masks the `0 * inf` of the formulas; `powf(x, 0)` likewise |
 
 The gradient checks sample inputs from each row's domain, which keeps them away from

@@ -93,6 +93,39 @@ proptest! {
     }
 
     #[test]
+    fn amax_amin_max_min_over_any_axes((x, dims) in distinct(4).prop_flat_map(|x| { let r = x.rank(); (Just(x), axes(r)) }), keepdim: bool) {
+        both_orders(|t| t[0].amax(&dims, keepdim), std::slice::from_ref(&x))?;
+        both_orders(|t| t[0].amin(&dims, keepdim), std::slice::from_ref(&x))?;
+        both_orders(|t| t[0].max(), std::slice::from_ref(&x))?;
+        both_orders(|t| t[0].min(), &[x])?;
+    }
+
+    #[test]
+    fn norm_of_any_order_over_any_axes(
+        (x, dims) in nonscalar(3, Domain::AwayFromZero).prop_flat_map(|x| { let r = x.rank(); (Just(x), axes(r)) }),
+        keepdim: bool,
+        p in prop::sample::select(vec![0.5, 1.0, 1.5, 2.0, 3.0, 4.5]),
+    ) {
+        both_orders(|t| t[0].norm(p, &dims, keepdim), &[x])?;
+    }
+
+    #[test]
+    fn inf_norms_over_any_axes((x, dims) in distinct(3).prop_flat_map(|x| { let r = x.rank(); (Just(x), axes(r)) }), keepdim: bool) {
+        // Steps of 1 shifted by 0.25: distinct magnitudes, at least 0.25 from the kink of |x|.
+        let x = x.add_scalar(0.025).mul_scalar(10.0);
+        both_orders(|t| t[0].norm(f64::INFINITY, &dims, keepdim), std::slice::from_ref(&x))?;
+        both_orders(|t| t[0].norm(f64::NEG_INFINITY, &dims, keepdim), &[x])?;
+    }
+
+    #[test]
+    fn scans_and_prod_along_any_axis((x, dim) in nonscalar(4, Domain::AwayFromZero).prop_flat_map(|x| { let r = x.rank() as isize; (Just(x), -r..r) }), keepdim: bool) {
+        both_orders(|t| t[0].cumsum(dim), std::slice::from_ref(&x))?;
+        both_orders(|t| t[0].cumprod(dim), std::slice::from_ref(&x))?;
+        both_orders(|t| t[0].logcumsumexp(dim), std::slice::from_ref(&x))?;
+        both_orders(|t| t[0].prod_dim(dim, keepdim), &[x])?;
+    }
+
+    #[test]
     fn max_and_min_along_any_axis((x, dim) in distinct(4).prop_flat_map(|x| { let r = x.rank() as isize; (Just(x), -r..r) }), keepdim: bool) {
         both_orders(|t| t[0].max_dim(dim, keepdim).0, std::slice::from_ref(&x))?;
         both_orders(|t| t[0].min_dim(dim, keepdim).0, &[x])?;

@@ -258,7 +258,7 @@ impl Tensor {
     /// let x = Tensor::from_vec(vec![-1.0f64, 2.0, -3.0, 4.0], &[2, 2]);
     /// let w = Tensor::from_vec(vec![0.5f64, 0.25], &[2]).requires_grad();
     /// let y = x.prelu(&w);
-    /// assert_eq!(y.to_vec::<f64>(), vec![-0.5, 2.0, -3.0, 4.0]);
+    /// assert_eq!(y.to_vec::<f64>(), vec![-0.5, 2.0, -1.5, 4.0]); // channel 0 slope 0.5
     /// assert_eq!(y.sum().backward()[&w].to_vec::<f64>(), vec![-4.0, 0.0]);
     /// ```
     #[track_caller]

@@ -288,8 +288,9 @@ impl Tensor {
         unary!(self, "sign", Cost::Cheap, |x| sign_scalar(x)).rule(|_, g| g.zeros_like())
     }
 
-    /// Elementwise maximum, broadcasting. Gradient goes to the larger input; on ties it is
-    /// split evenly (`g/2` to each), as PyTorch does.
+    /// Elementwise maximum, broadcasting; a NaN in either input gives NaN. Gradient goes
+    /// to the larger input; on ties it is split evenly (`g/2` to each), and where a NaN
+    /// makes neither input lose both get `g`, as PyTorch does.
     ///
     /// # Panics
     /// If dtypes differ or shapes do not broadcast.
@@ -298,7 +299,8 @@ impl Tensor {
         self.extremum("maximum", other, true)
     }
 
-    /// Elementwise minimum, broadcasting; ties split the gradient evenly.
+    /// Elementwise minimum, broadcasting; ties split the gradient evenly and a NaN passes
+    /// `g` to both inputs (see [`maximum`](Self::maximum)).
     ///
     /// # Panics
     /// If dtypes differ or shapes do not broadcast.
@@ -331,15 +333,21 @@ impl Tensor {
             .save(&[self, other])
             .rule(move |ctx, g| {
                 let (a, b) = (ctx.saved(0), ctx.saved(1));
-                // Weight of `a`: 1 where it wins, 1/2 on ties, 0 where it loses. A constant.
-                let wins = if largest { a.gt(b) } else { a.lt(b) };
-                let w = wins
-                    .to_dtype(g.dtype())
-                    .add(&a.eq(b).to_dtype(g.dtype()).mul_scalar(0.5));
+                // As PyTorch: `g/2` to each on ties, 0 to the input that loses, and `g` to
+                // both where a NaN makes neither lose.
+                let zero = Tensor::scalar_of(0.0, g.dtype());
+                let half = g.mul_scalar(0.5);
+                let tie = a.eq(b);
+                let (a_loses, b_loses) = if largest {
+                    (a.lt(b), a.gt(b))
+                } else {
+                    (a.gt(b), a.lt(b))
+                };
+                let share =
+                    |loses: &Tensor| Tensor::where_(&tie, &half, &Tensor::where_(loses, &zero, g));
                 smallvec![
-                    ctx.needs_grad(0).then(|| g.mul(&w).sum_to(&sa)),
-                    ctx.needs_grad(1)
-                        .then(|| g.mul(&w.rsub_scalar(1.0)).sum_to(&sb))
+                    ctx.needs_grad(0).then(|| share(&a_loses).sum_to(&sa)),
+                    ctx.needs_grad(1).then(|| share(&b_loses).sum_to(&sb))
                 ]
             })
     }
@@ -612,9 +620,9 @@ pub(crate) const ROWS: &[OpSpec] = &[
         .note("piecewise constant: gradient 0 everywhere, also at 0")
         .first_order(),
     OpSpec::new("maximum", Inputs::Binary(Domain::Outer, Domain::Inner), |x| x[0].maximum(&x[1]), "g where a>b, g/2 on ties")
-        .note("ties split the gradient evenly between the inputs"),
+        .note("ties split the gradient evenly between the inputs; with a NaN both get g"),
     OpSpec::new("minimum", Inputs::Binary(Domain::Inner, Domain::Outer), |x| x[0].minimum(&x[1]), "g where a<b, g/2 on ties")
-        .note("ties split the gradient evenly between the inputs"),
+        .note("ties split the gradient evenly between the inputs; with a NaN both get g"),
     OpSpec::new("clamp", Inputs::Unary(Domain::AwayFromHalf), |x| x[0].clamp(-0.5, 0.5), "g where min<=x<=max, else 0")
         .note("at x = min or x = max the gradient passes (boundaries included)"),
     OpSpec::new("clamp_min", Inputs::Unary(Domain::AwayFromHalf), |x| x[0].clamp_min(-0.5), "g where x>=min, else 0")

@@ -16,6 +16,7 @@ pub(crate) mod math;
 pub(crate) mod nn;
 pub(crate) mod products;
 pub(crate) mod reduce;
+pub(crate) mod scan;
 pub(crate) mod shape;
 pub mod table;
 

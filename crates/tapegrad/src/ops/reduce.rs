@@ -1,5 +1,6 @@
 //! Reductions and their duals: sum, mean, sum_dim, mean_dim, sum_to, broadcast_to,
-//! max_dim / min_dim (and argmax / argmin), var, std, logsumexp, norm.
+//! max_dim / min_dim (and argmax / argmin), max / min / amax / amin, prod / prod_dim,
+//! var, std, logsumexp, norm (any p) and l2_norm.
 
 use ndarray::{ArrayD, Axis, IxDyn};
 use smallvec::smallvec;
@@ -236,6 +237,256 @@ impl Tensor {
         }
     }
 
+    /// The largest element, as a rank-0 tensor (a NaN wins). Gradient: `g` split evenly
+    /// among the elements equal to the maximum (PyTorch's `max()` convention; `max_dim`
+    /// sends it to one index instead).
+    ///
+    /// # Panics
+    /// If the tensor is empty.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![1.0f64, 3.0, 3.0, 2.0], &[2, 2]).requires_grad();
+    /// let m = x.max();
+    /// assert_eq!(m.item(), 3.0);
+    /// assert_eq!(m.backward()[&x].to_vec::<f64>(), vec![0.0, 0.5, 0.5, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn max(&self) -> Tensor {
+        self.extreme_axes("max", &[], false, true)
+    }
+
+    /// The smallest element, as a rank-0 tensor; ties split the gradient evenly (see
+    /// [`max`](Self::max)).
+    ///
+    /// # Panics
+    /// If the tensor is empty.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![1.0f64, 3.0], &[2]);
+    /// assert_eq!(x.min().item(), 1.0);
+    /// ```
+    #[track_caller]
+    pub fn min(&self) -> Tensor {
+        self.extreme_axes("min", &[], false, false)
+    }
+
+    /// Maximum over the axes `dims` (empty means all), keeping them as size-1 axes if
+    /// `keepdim`. Gradient: `g` split evenly among the elements equal to their lane's
+    /// maximum, as PyTorch's `amax`. A NaN in a lane makes its maximum NaN.
+    ///
+    /// # Panics
+    /// If an axis is out of range, repeated or empty.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 3.0, 2.0, 2.0, 0.0], &[2, 3]).requires_grad();
+    /// let m = x.amax(&[1], false);
+    /// assert_eq!(m.to_vec::<f64>(), vec![3.0, 2.0]);
+    /// let g = m.sum().backward();
+    /// assert_eq!(g[&x].to_vec::<f64>(), vec![0.0, 0.5, 0.5, 0.5, 0.5, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn amax(&self, dims: &[isize], keepdim: bool) -> Tensor {
+        self.extreme_axes("amax", dims, keepdim, true)
+    }
+
+    /// Minimum over the axes `dims`; ties split the gradient evenly (see
+    /// [`amax`](Self::amax)).
+    ///
+    /// # Panics
+    /// If an axis is out of range, repeated or empty.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 0.0, 2.0], &[2, 2]);
+    /// assert_eq!(x.amin(&[0], true).to_vec::<f64>(), vec![0.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn amin(&self, dims: &[isize], keepdim: bool) -> Tensor {
+        self.extreme_axes("amin", dims, keepdim, false)
+    }
+
+    #[track_caller]
+    fn extreme_axes(
+        &self,
+        op: &'static str,
+        dims: &[isize],
+        keepdim: bool,
+        largest: bool,
+    ) -> Tensor {
+        let axes = norm_axes(op, dims, self.rank());
+        if self.numel() == 0 {
+            panic!(
+                "{op}: cannot reduce the empty tensor of shape {:?} (there is no identity for {})",
+                self.shape(),
+                if largest { "max" } else { "min" }
+            );
+        }
+        let mut kept = self.detach();
+        for &a in &axes {
+            kept = kept.extreme_dim(op, a as isize, true, largest).0;
+        }
+        let kept_shape = Shape::from_slice(kept.shape());
+        let value = if keepdim {
+            kept
+        } else {
+            let out: Vec<usize> = self
+                .shape()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, &d)| d)
+                .collect();
+            kept.reshape_to(&out)
+        };
+        let axes: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+        Op::new(op, &[self], value)
+            .save(&[self])
+            .save_output()
+            .rule(move |ctx, g| {
+                let x = ctx.saved(0);
+                let hit = x.eq(&ctx.output().reshape_to(&kept_shape));
+                let zero = Tensor::scalar_of(0.0, x.dtype());
+                let one = Tensor::scalar_of(1.0, x.dtype());
+                let count = Tensor::where_(&hit, &one, &zero).sum_dim(&axes, true);
+                let share = g.reshape_to(&kept_shape).div(&count);
+                Tensor::where_(&hit, &share, &zero)
+            })
+    }
+
+    /// The product of all elements, as a rank-0 tensor (1 for an empty tensor). Gradient:
+    /// the product of the other elements, exact with zeros: with one zero only that
+    /// element gets a gradient, with two or more none does (no division by zero; see
+    /// [`cumprod`](Self::cumprod)). PyTorch: `torch.prod`.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![2.0f64, 0.0, 3.0, 4.0], &[4]).requires_grad();
+    /// let p = x.prod();
+    /// assert_eq!(p.item(), 0.0);
+    /// assert_eq!(p.backward()[&x].to_vec::<f64>(), vec![0.0, 24.0, 0.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn prod(&self) -> Tensor {
+        self.reshape_to(&[self.numel()]).prod_dim(0, false)
+    }
+
+    /// The product along `dim`, keeping it as a size-1 axis if `keepdim` (1 over an empty
+    /// axis). Gradient: as [`prod`](Self::prod), lane by lane; it is the last element of
+    /// [`cumprod`](Self::cumprod), whose rule it uses. PyTorch: `torch.prod(x, dim, keepdim)`.
+    ///
+    /// # Panics
+    /// If `dim` is out of range.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(x.prod_dim(1, false).to_vec::<f64>(), vec![6.0, 120.0]);
+    /// assert_eq!(x.prod_dim(0, true).shape(), &[1, 3]);
+    /// ```
+    #[track_caller]
+    pub fn prod_dim(&self, dim: isize, keepdim: bool) -> Tensor {
+        if self.rank() == 0 {
+            // A 0-d tensor accepts dim 0 or -1, as in PyTorch.
+            return self.cumprod(dim);
+        }
+        let axis = norm_axis("prod_dim", dim, self.rank());
+        let n = self.shape()[axis];
+        let kept = if n == 0 {
+            self.sum_dim(&[dim], true).add_scalar(1.0)
+        } else {
+            self.cumprod(dim).narrow(dim, n - 1, 1)
+        };
+        if keepdim {
+            kept
+        } else {
+            kept.squeeze(dim)
+        }
+    }
+
+    /// The vector `p`-norm over `dims` (empty means all), PyTorch's
+    /// `torch.linalg.vector_norm(x, p, dims, keepdim)`: `(sum |x|^p)^(1/p)` for any real
+    /// `p` other than 0 and the infinities, `sum |x|` for `p = 1`, `max |x|` for
+    /// `p = inf`, `min |x|` for `p = -inf` and the count of non-zeros for `p = 0`.
+    /// Gradient: `g * sign(x) |x|^(p-1) / norm^(p-1)`; 0 where the norm is 0 (the
+    /// subgradient PyTorch picks, instead of `0/0`); for `±inf` `g * sign(x)` split evenly
+    /// among the extremal elements; 0 for `p = 0`.
+    ///
+    /// # Panics
+    /// If `p` is NaN, or an axis is out of range or repeated.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let x = Tensor::from_vec(vec![3.0f64, -4.0, 0.0, 0.0], &[2, 2]).requires_grad();
+    /// let n = x.norm(2.0, &[1], false);
+    /// assert_eq!(n.to_vec::<f64>(), vec![5.0, 0.0]);
+    /// let g = n.sum().backward();
+    /// assert_eq!(g[&x].to_vec::<f64>(), vec![0.6, -0.8, 0.0, 0.0]);
+    /// assert_eq!(x.norm(1.0, &[], false).item(), 7.0);
+    /// assert_eq!(x.norm(f64::INFINITY, &[], false).item(), 4.0);
+    /// ```
+    #[track_caller]
+    pub fn norm(&self, p: f64, dims: &[isize], keepdim: bool) -> Tensor {
+        assert!(!p.is_nan(), "norm: p is NaN");
+        let axes = norm_axes("norm", dims, self.rank());
+        if p == f64::INFINITY {
+            return self.abs().amax(dims, keepdim);
+        }
+        if p == f64::NEG_INFINITY {
+            return self.abs().amin(dims, keepdim);
+        }
+        if p == 0.0 {
+            let zero = Tensor::scalar_of(0.0, self.dtype());
+            let one = Tensor::scalar_of(1.0, self.dtype());
+            let nonzero = Tensor::where_(&self.detach().eq_scalar(0.0), &zero, &one);
+            return nonzero.broadcast_to(self.shape()).sum_dim(dims, keepdim);
+        }
+        if p == 1.0 {
+            return self.abs().sum_dim(dims, keepdim);
+        }
+        let value = crate::no_grad(|| {
+            if p == 2.0 {
+                self.square().sum_dim(dims, keepdim).sqrt()
+            } else {
+                self.abs().powf(p).sum_dim(dims, keepdim).powf(1.0 / p)
+            }
+        });
+        let mut kept = Shape::from_slice(self.shape());
+        for &a in &axes {
+            kept[a] = 1;
+        }
+        Op::new("norm", &[self], value)
+            .save(&[self])
+            .save_output()
+            .rule(move |ctx, g| {
+                let x = ctx.saved(0);
+                let norm = ctx.output().reshape_to(&kept);
+                let zero = Tensor::scalar_of(0.0, x.dtype());
+                let at_zero = norm.eq_scalar(0.0);
+                let safe = Tensor::where_(&at_zero, &norm.ones_like(), &norm);
+                // g / norm^(p-1), 0 where the norm is 0 (for p = 2, x / norm times g,
+                // which rounds 3/5 to 0.6 exactly).
+                let scale = if p == 2.0 {
+                    g.reshape_to(&kept)
+                } else {
+                    g.reshape_to(&kept).div(&safe.powf(p - 1.0))
+                };
+                let scale = Tensor::where_(&at_zero, &zero, &scale);
+                // sign(x) |x|^(p-1), finite at x = 0 for every p (0 there when p < 1).
+                let scaled_x = if p == 2.0 {
+                    x.div(&safe)
+                } else if p > 1.0 {
+                    x.sign().mul(&x.abs().powf(p - 1.0))
+                } else {
+                    let safe_x = Tensor::where_(&x.eq_scalar(0.0), &x.ones_like(), x);
+                    Tensor::where_(
+                        &x.eq_scalar(0.0),
+                        &zero,
+                        &safe_x.sign().mul(&safe_x.abs().powf(p - 1.0)),
+                    )
+                };
+                scaled_x.mul(&scale)
+            })
+    }
+
     /// The detached maximum over `dims` (keepdim), with non-finite values replaced by 0:
     /// the shift that makes softmax and logsumexp stable without changing them.
     #[track_caller]
@@ -319,15 +570,40 @@ impl Tensor {
     ///
     /// # Panics
     /// If an axis is out of range or repeated.
+    ///
+    /// Gradient: `g / (2 std)` into [`var`](Self::var), and 0 where the spread is 0
+    /// (PyTorch masks that `0/0` instead of returning NaN).
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![2.0f64, 2.0], &[2]).requires_grad();
+    /// let s = x.std(&[0], true, false);
+    /// assert_eq!(s.item(), 0.0);
+    /// assert_eq!(s.backward()[&x].to_vec::<f64>(), vec![0.0, 0.0]);
+    /// ```
     #[track_caller]
     pub fn std(&self, dims: &[isize], unbiased: bool, keepdim: bool) -> Tensor {
-        self.var(dims, unbiased, keepdim).sqrt()
+        let var = self.var(dims, unbiased, keepdim);
+        let value = crate::no_grad(|| var.sqrt());
+        Op::new("std", &[&var], value).save_output().rule(|ctx, g| {
+            let out = ctx.output();
+            let at_zero = out.eq_scalar(0.0);
+            let safe = Tensor::where_(&at_zero, &out.ones_like(), &out);
+            let zero = Tensor::scalar_of(0.0, g.dtype());
+            Tensor::where_(&at_zero, &zero, &g.div(&safe.mul_scalar(2.0)))
+        })
     }
 
-    /// The L2 norm of all elements, `sqrt(sum(x^2))`. Gradient: `g * x / norm`, and 0 at
-    /// the zero vector (PyTorch's subgradient choice) instead of `0/0`.
+    /// The L2 norm of all elements, `sqrt(sum(x^2))` (the same as
+    /// [`norm(2.0, &[], false)`](Self::norm), for gradient clipping and the like).
+    /// Gradient: `g * x / norm`, and 0 at the zero vector (PyTorch's subgradient choice)
+    /// instead of `0/0`.
+    ///
+    /// ```
+    /// let x = tapegrad::Tensor::from_vec(vec![3.0f64, 4.0], &[2]);
+    /// assert_eq!(x.l2_norm().item(), 5.0);
+    /// ```
     #[track_caller]
-    pub fn norm(&self) -> Tensor {
+    pub fn l2_norm(&self) -> Tensor {
         let value = dispatch!(self.data(), |a| {
             let a = a.force().into_owned();
             Data::from({
@@ -341,7 +617,7 @@ impl Tensor {
                 ndarray::arr0(E::of(s.sqrt())).into_dyn().into_shared()
             })
         });
-        Op::new("norm", &[self], value)
+        Op::new("l2_norm", &[self], value)
             .save(&[self])
             .save_output()
             .rule(|ctx, g| {
@@ -358,6 +634,14 @@ fn matrix_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
     s.insert(0, 2);
     s.push(rand::Rng::gen_range(rng, 1..=3));
     vec![random_tensor(rng, &s, Domain::Real, dtype)]
+}
+
+/// As `matrix_input`, with `0.2 <= |x| <= 2`.
+fn matrix_away_from_zero(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
+    let mut s = random_shape(rng, 2, 3);
+    s.insert(0, 2);
+    s.push(rand::Rng::gen_range(rng, 1..=3));
+    vec![random_tensor(rng, &s, Domain::AwayFromZero, dtype)]
 }
 
 fn distinct_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
@@ -451,7 +735,7 @@ pub(crate) const ROWS: &[OpSpec] = &[
         |x| x[0].std(&[-1, 0], false, true),
         "g*(x-mean)/(n*std)",
     )
-    .note("std of a constant lane has an infinite gradient (sqrt'(0))"),
+    .note("where the spread is 0 the gradient is 0 (PyTorch masks the 0/0)"),
     OpSpec::new(
         "logsumexp",
         Inputs::Custom(matrix_input),
@@ -460,12 +744,61 @@ pub(crate) const ROWS: &[OpSpec] = &[
     )
     .note("computed with the maximum subtracted: finite for any finite input"),
     OpSpec::new(
-        "norm",
+        "l2_norm",
         Inputs::Unary(Domain::AwayFromZero),
-        |x| x[0].norm(),
+        |x| x[0].l2_norm(),
         "g*x/norm",
     )
     .note("the gradient at the zero vector is 0"),
+    OpSpec::new(
+        "norm",
+        Inputs::Custom(matrix_away_from_zero),
+        |x| x[0].norm(3.0, &[-1], false),
+        "g*sign(x)*|x|^(p-1)/norm^(p-1) (p = 3 here)",
+    )
+    .note("the gradient where the norm is 0 is 0, for every p; p = ±inf split g among ties"),
+    OpSpec::new(
+        "max",
+        Inputs::Custom(distinct_input),
+        |x| x[0].max(),
+        "g at the maximum, 0 elsewhere",
+    )
+    .note("ties: g split evenly among the maximal elements"),
+    OpSpec::new(
+        "min",
+        Inputs::Custom(distinct_input),
+        |x| x[0].min(),
+        "g at the minimum, 0 elsewhere",
+    )
+    .note("ties: g split evenly among the minimal elements"),
+    OpSpec::new(
+        "amax",
+        Inputs::Custom(distinct_input),
+        |x| x[0].amax(&[-1], false),
+        "g at each lane's maximum, 0 elsewhere",
+    )
+    .note("ties: g split evenly among the maximal elements of the lane"),
+    OpSpec::new(
+        "amin",
+        Inputs::Custom(distinct_input),
+        |x| x[0].amin(&[0], true),
+        "g at each lane's minimum, 0 elsewhere",
+    )
+    .note("ties: g split evenly among the minimal elements of the lane"),
+    OpSpec::new(
+        "prod",
+        Inputs::Unary(Domain::Real),
+        |x| x[0].prod(),
+        "g * product of the other elements",
+    )
+    .note("with zeros: no division; one zero gets the product of the others, two or more give 0"),
+    OpSpec::new(
+        "prod_dim",
+        Inputs::Custom(matrix_input),
+        |x| x[0].prod_dim(0, false),
+        "g * product of the other elements of the lane",
+    )
+    .note("with zeros: as prod, lane by lane"),
 ];
 
 #[cfg(test)]
@@ -497,9 +830,9 @@ mod tests {
         assert!((x.var(&[0], true, false).item() - 5.0 / 3.0).abs() < 1e-12);
         assert!((x.var(&[0], false, false).item() - 1.25).abs() < 1e-12);
         assert!((x.std(&[0], true, false).item() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
-        assert!((x.norm().item() - 30f64.sqrt()).abs() < 1e-12);
+        assert!((x.l2_norm().item() - 30f64.sqrt()).abs() < 1e-12);
         let z = Tensor::zeros(&[3], DType::F64).requires_grad();
-        assert_eq!(z.norm().backward()[&z].to_vec::<f64>(), vec![0.0; 3]);
+        assert_eq!(z.l2_norm().backward()[&z].to_vec::<f64>(), vec![0.0; 3]);
     }
 
     #[test]

@@ -185,6 +185,7 @@ pub fn all_ops() -> Vec<&'static OpSpec> {
         super::math::ROWS,
         super::activation::ROWS,
         super::reduce::ROWS,
+        super::scan::ROWS,
         super::linalg::ROWS,
         super::shape::ROWS,
         super::index::ROWS,
