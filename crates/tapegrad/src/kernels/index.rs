@@ -29,16 +29,7 @@ pub(crate) fn scatter_add<T: Element>(
     index: &ArrayViewD<'_, usize>,
     src: &ArrayViewD<'_, T>,
 ) -> ArcArray<T, IxDyn> {
-    let mut out = base.to_owned();
-    let mut pos = vec![0usize; base.ndim()];
-    for (p, &i) in index.indexed_iter() {
-        for (d, slot) in pos.iter_mut().enumerate() {
-            *slot = p[d];
-        }
-        pos[axis] = i;
-        out[IxDyn(&pos)] += src[&p];
-    }
-    out.into_shared()
+    scatter_with(base, axis, index, src, |out, s| *out += *s)
 }
 
 /// Zeros of `shape`, then `out.index_axis(axis, index[k]) += src.index_axis(axis, k)`.
@@ -82,6 +73,18 @@ pub(crate) fn scatter<T: Clone>(
     index: &ArrayViewD<'_, usize>,
     src: &ArrayViewD<'_, T>,
 ) -> ArcArray<T, IxDyn> {
+    scatter_with(base, axis, index, src, |out, s| *out = s.clone())
+}
+
+/// `out = base`, then `write(out[p with axis replaced by index[p]], src[p])` for every `p`
+/// of `index`, in row-major order: the walk `scatter` and `scatter_add` share.
+fn scatter_with<T: Clone>(
+    base: &ArrayViewD<'_, T>,
+    axis: usize,
+    index: &ArrayViewD<'_, usize>,
+    src: &ArrayViewD<'_, T>,
+    write: impl Fn(&mut T, &T),
+) -> ArcArray<T, IxDyn> {
     let mut out = base.to_owned();
     let mut pos = vec![0usize; base.ndim()];
     for (p, &i) in index.indexed_iter() {
@@ -89,7 +92,7 @@ pub(crate) fn scatter<T: Clone>(
             *slot = p[d];
         }
         pos[axis] = i;
-        out[IxDyn(&pos)] = src[&p].clone();
+        write(&mut out[IxDyn(&pos)], &src[&p]);
     }
     out.into_shared()
 }

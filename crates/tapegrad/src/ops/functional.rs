@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::check_same_dtype;
-use super::table::{random_tensor, Domain, Inputs, OpSpec};
+use super::table::{distinct_tensor, random_tensor, Domain, Inputs, OpSpec};
 use crate::autograd::node::Op;
 use crate::dtype::DType;
 use crate::kernels::conv::{out_size, ConvGeom};
@@ -903,16 +903,12 @@ fn signal(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
 /// A signal of distinct values at least 0.1 apart, so a max never ties or flips under a
 /// finite-difference step.
 fn signal_distinct(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
-    use rand::seq::SliceRandom;
     let s = [
         rng.gen_range(1..=2),
         rng.gen_range(1..=2),
         rng.gen_range(3..=6),
     ];
-    let n: usize = s.iter().product();
-    let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 - n as f64 * 0.05).collect();
-    v.shuffle(rng);
-    vec![Tensor::from_vec(v, &s).to_dtype(dtype)]
+    vec![distinct_tensor(rng, &s, dtype)]
 }
 
 fn group_norm_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {

@@ -17,7 +17,7 @@ use rand::Rng;
 use smallvec::smallvec;
 
 use super::check_same_dtype;
-use super::table::{random_tensor, Domain, Inputs, OpSpec};
+use super::table::{distinct_tensor, random_tensor, Domain, Inputs, OpSpec};
 use crate::autograd::node::{GradList, Op};
 use crate::dtype::{DType, Element};
 use crate::kernels::conv::{
@@ -569,17 +569,13 @@ fn apply_conv(x: &[Tensor]) -> Tensor {
 /// An `[N, C, H, W]` input of distinct values at least 0.1 apart, so a max never ties
 /// or flips under a finite-difference step.
 fn pool_distinct(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
-    use rand::seq::SliceRandom;
     let s = [
         rng.gen_range(1..=2),
         rng.gen_range(1..=2),
         rng.gen_range(2..=5),
         rng.gen_range(2..=5),
     ];
-    let n: usize = s.iter().product();
-    let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 - n as f64 * 0.05).collect();
-    v.shuffle(rng);
-    vec![Tensor::from_vec(v, &s).to_dtype(dtype)]
+    vec![distinct_tensor(rng, &s, dtype)]
 }
 
 fn pool_real(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {

@@ -5,7 +5,7 @@
 use ndarray::{ArrayD, Axis, IxDyn};
 use smallvec::smallvec;
 
-use super::table::{random_shape, random_tensor, Domain, Inputs, OpSpec};
+use super::table::{distinct_tensor, random_shape, random_tensor, Domain, Inputs, OpSpec};
 use crate::autograd::node::Op;
 use crate::dtype::{DType, Element, Scalar};
 use crate::kernels::fused::Values;
@@ -646,13 +646,9 @@ fn matrix_away_from_zero(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tens
 
 fn distinct_input(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
     // Values spaced at least 0.1 apart so the arg-max never flips under perturbation.
-    use rand::seq::SliceRandom;
     let mut s = random_shape(rng, 3, 3);
     s.insert(0, 3);
-    let n: usize = s.iter().product();
-    let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 - n as f64 * 0.05).collect();
-    v.shuffle(rng);
-    vec![Tensor::from_vec(v, &s).to_dtype(dtype)]
+    vec![distinct_tensor(rng, &s, dtype)]
 }
 
 /// The rows of the op table for this family.

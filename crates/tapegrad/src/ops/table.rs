@@ -234,3 +234,14 @@ pub fn random_tensor(rng: &mut StdRng, shape: &[usize], domain: Domain, dtype: D
     let v: Vec<f64> = (0..n).map(|_| domain.sample(rng)).collect();
     Tensor::from_vec(v, shape).to_dtype(dtype)
 }
+
+/// A tensor of `shape` whose values are distinct and at least 0.1 apart, in random order:
+/// inputs for ops that pick an element (max, pooling, sort) so that the pick never ties
+/// or flips under a finite-difference step.
+pub fn distinct_tensor(rng: &mut StdRng, shape: &[usize], dtype: DType) -> Tensor {
+    use rand::seq::SliceRandom;
+    let n: usize = shape.iter().product();
+    let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 - n as f64 * 0.05).collect();
+    v.shuffle(rng);
+    Tensor::from_vec(v, shape).to_dtype(dtype)
+}
