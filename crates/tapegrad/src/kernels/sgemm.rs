@@ -12,6 +12,7 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
+use std::cell::RefCell;
 
 /// Rows of a micro-tile.
 const MR: usize = 12;
@@ -137,16 +138,60 @@ unsafe fn sgemm_serial(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: MatMut) 
         }
         return;
     }
-    let mut bp = vec![0.0f32; KC * NC.next_multiple_of(NR)];
-    let mut ap = vec![0.0f32; MC * KC];
+    PACKS.with(|packs| match packs.try_borrow_mut() {
+        Ok(mut packs) => {
+            let (bp, ap) = &mut *packs;
+            // SAFETY: forwarded from the caller.
+            unsafe { sgemm_blocks(m, n, k, a, b, c, bp, ap) }
+        }
+        // Not reachable today (nothing inside calls back into sgemm on this thread);
+        // fresh buffers keep it correct if that changes.
+        // SAFETY: forwarded from the caller.
+        Err(_) => unsafe { sgemm_blocks(m, n, k, a, b, c, &mut Vec::new(), &mut Vec::new()) },
+    });
+}
+
+thread_local! {
+    /// Each thread's packing buffers for `B` panels and `A` slivers, reused from call to
+    /// call: allocating (and zeroing) 600 KiB per product cost more than the small
+    /// products of attention themselves.
+    static PACKS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Grows `buf` to at least `len` floats. Old contents are kept and new ones zeroed, but
+/// the packing routines overwrite every float they hand to the kernel anyway.
+fn at_least(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
+/// The blocked loops of [`sgemm_serial`] over packing buffers `bp` and `ap`.
+///
+/// # Safety
+/// As for [`sgemm`]; `k > 0`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_blocks(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: MatMut,
+    bp: &mut Vec<f32>,
+    ap: &mut Vec<f32>,
+) {
+    let bp = at_least(bp, KC.min(k) * NC.min(n).next_multiple_of(NR));
+    let ap = at_least(ap, MC.min(m).next_multiple_of(MR) * KC.min(k));
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            pack_b(kc, nc, b.at(pc, jc), &mut bp);
+            pack_b(kc, nc, b.at(pc, jc), bp);
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                pack_a(mc, kc, a.at(ic, pc), &mut ap);
+                pack_a(mc, kc, a.at(ic, pc), ap);
                 for jr in (0..nc).step_by(NR) {
                     for ir in (0..mc).step_by(MR) {
                         let tile = c.at(ic + ir, jc + jr);
