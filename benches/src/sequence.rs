@@ -12,7 +12,7 @@ use tapegrad_nn::{
 use tapegrad_optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 
 /// Random class labels in `0..classes` from `seed`.
-fn labels(n: usize, classes: usize, seed: u64) -> Vec<usize> {
+fn labels(n: usize, classes: i64, seed: u64) -> Vec<i64> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..n).map(|_| rng.gen_range(0..classes)).collect()
 }
@@ -29,8 +29,8 @@ pub struct TransformerTrain {
     norm: LayerNorm,
     head: Linear,
     causal: AttnMask,
-    inputs: Vec<usize>,
-    targets: Vec<usize>,
+    inputs: Tensor,
+    targets: Tensor,
     batch: usize,
     seq: usize,
     optimizer: AdamW,
@@ -87,8 +87,8 @@ impl TransformerTrain {
             norm,
             head,
             causal: AttnMask::causal(seq, seq, DType::F32),
-            inputs,
-            targets,
+            inputs: Tensor::from_vec(inputs, &[batch, seq]),
+            targets: Tensor::from_vec(targets, &[batch * seq]),
             batch,
             seq,
             optimizer,
@@ -102,10 +102,7 @@ impl TransformerTrain {
 
     /// The mean cross-entropy of the next byte at every position.
     fn loss(&self) -> Tensor {
-        let mut h = self
-            .embed
-            .lookup(&self.inputs, &[self.batch, self.seq])
-            .add(&self.positions);
+        let mut h = self.embed.forward(&self.inputs).add(&self.positions);
         for layer in &self.layers {
             h = layer.forward_masked(&h, Some(&self.causal), None, true);
         }
@@ -139,7 +136,7 @@ pub struct LstmTrain {
     lstm: Lstm,
     head: Linear,
     x: Tensor,
-    y: Vec<usize>,
+    y: Tensor,
     optimizer: Sgd,
 }
 
@@ -170,14 +167,14 @@ impl LstmTrain {
             lstm,
             head,
             x: Tensor::randn(&[batch, seq, features], DType::F32, 3),
-            y: labels(batch, 10, 4),
+            y: Tensor::from_vec(labels(batch, 10, 4), &[batch]),
             optimizer,
         }
     }
 
     /// Samples per step.
     pub fn batch(&self) -> usize {
-        self.y.len()
+        self.y.numel()
     }
 
     /// One step: forward through every time step, backward, SGD update. Returns the loss

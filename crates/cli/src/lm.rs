@@ -382,18 +382,17 @@ pub fn lm_loss<M: Module>(model: &M, batch: &Batch) -> Loss {
     let logits = model.forward(batch.tensor(0));
     let vocab = *logits.shape().last().expect("logits [B, L, V]");
     let logits = logits.reshape(&[-1, vocab as isize]);
-    let targets = batch.classes(1);
-    let loss = cross_entropy(&logits, targets, &CrossEntropyOptions::default());
+    let targets = batch.classes(1).reshape(&[-1]);
+    let loss = cross_entropy(&logits, &targets, &CrossEntropyOptions::default());
     let bits = loss.item() / LN_2;
-    let correct = accuracy_count(&logits, targets);
+    let correct = accuracy_count(&logits, &targets);
     Loss::from(loss)
         .with_metric("bits_per_char", bits)
-        .with_metric("accuracy", correct as f64 / targets.len().max(1) as f64)
+        .with_metric("accuracy", correct as f64 / targets.numel().max(1) as f64)
 }
 
 /// Windows of `seq_len` byte tokens of a text with every position's next token: field 0
-/// the inputs `[B, seq_len]` (ids as `f32`), field 1 the targets (`B * seq_len` classes,
-/// row-major).
+/// the inputs `[B, seq_len]`, field 1 the targets `[B, seq_len]` (both `I64`).
 pub struct Windows {
     data: TextDataset,
 }
@@ -428,18 +427,9 @@ impl Samples for Windows {
     }
 
     fn batch(&self, indices: &[usize]) -> Batch {
-        let l = self.data.seq_len();
-        let mut x = Vec::with_capacity(indices.len() * l);
-        let mut y = Vec::with_capacity(indices.len() * l);
-        for &i in indices {
-            x.extend(self.data.inputs(i).iter().map(|&t| t as f32));
-            y.extend_from_slice(self.data.targets(i));
-        }
+        let (x, y) = self.data.batch(indices);
         Batch {
-            fields: vec![
-                Field::Tensor(Tensor::from_vec(x, &[indices.len(), l])),
-                Field::Classes(y),
-            ],
+            fields: vec![Field::Tensor(x), Field::Tensor(y)],
             indices: indices.to_vec(),
         }
     }
@@ -581,8 +571,8 @@ mod tests {
         for kind in [LmKind::Transformer, LmKind::Lstm] {
             for tied in [false, true] {
                 let model = tiny(kind, tied);
-                let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 6]);
-                let b = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 9.0, 0.0, 7.0], &[1, 6]);
+                let a = Tensor::from_vec(vec![1i64, 2, 3, 4, 5, 6], &[1, 6]);
+                let b = Tensor::from_vec(vec![1i64, 2, 3, 9, 0, 7], &[1, 6]);
                 let (ya, yb) = no_grad(|| (model.forward(&a), model.forward(&b)));
                 assert_eq!(ya.shape(), &[1, 6, VOCAB]);
                 let (ya, yb) = (ya.to_vec::<f32>(), yb.to_vec::<f32>());
@@ -619,7 +609,14 @@ mod tests {
         }
         let data = Windows::new(&ByteTokenizer.encode("abcdefghij"), 4);
         let batch = data.batch(&[1, 0]);
-        assert_eq!(batch.classes(1), &[102, 103, 104, 105, 98, 99, 100, 101]);
+        assert_eq!(
+            batch.tensor(0).to_vec::<i64>(),
+            vec![101, 102, 103, 104, 97, 98, 99, 100]
+        );
+        assert_eq!(
+            batch.classes(1).to_vec::<i64>(),
+            vec![102, 103, 104, 105, 98, 99, 100, 101]
+        );
         let loss = lm_loss(&Uniform, &batch);
         assert!((loss.value.item() - (256f64).ln()).abs() < 1e-5);
         let bits = loss.metrics.iter().find(|(n, _)| *n == "bits_per_char");

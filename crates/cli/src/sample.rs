@@ -67,7 +67,7 @@ fn sample(args: &Args) -> Result<String, String> {
         for _ in 0..args.length {
             // The model was trained on windows of seq_len: it sees the last seq_len tokens.
             let context = &tokens[tokens.len().saturating_sub(seq_len)..];
-            let x: Vec<f32> = context.iter().map(|&t| t as f32).collect();
+            let x: Vec<i64> = context.iter().map(|&t| t as i64).collect();
             let n = x.len();
             let logits = model.forward(&Tensor::from_vec(x, &[1, n]));
             let last: Vec<f64> = logits.narrow(1, n - 1, 1).to_vec::<f64>();

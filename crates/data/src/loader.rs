@@ -11,27 +11,56 @@ use tapegrad::Tensor;
 
 use crate::Dataset;
 
-/// One mini-batch: features `[B, ...sample_shape]` (f32), labels, and the dataset indices
-/// of its samples.
+/// One mini-batch: features `[B, ...sample_shape]` (f32), class labels `[B]` (I64, as
+/// `cross_entropy` takes them), and the dataset indices of its samples.
+///
+/// ```
+/// use tapegrad_data::{Batch, InMemoryDataset};
+/// let ds = InMemoryDataset::new("toy", vec![0.5, 1.5, 2.5], vec![2, 0, 1], &[1], 3);
+/// let b = Batch::of(&ds, vec![2, 0]);
+/// assert_eq!(b.x.to_vec::<f32>(), vec![2.5, 0.5]);
+/// assert_eq!(b.y.to_vec::<i64>(), vec![1, 2]);
+/// assert_eq!(b.len(), 2);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Batch {
     /// Features, shape `[B, ...sample_shape]`.
     pub x: Tensor,
-    /// Class labels, one per sample.
-    pub y: Vec<usize>,
+    /// Class labels `[B]`, an `I64` tensor.
+    pub y: Tensor,
     /// Which samples of the dataset these are.
     pub indices: Vec<usize>,
 }
 
 impl Batch {
+    /// The samples `indices` of `dataset`, in that order.
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn of<D: Dataset + ?Sized>(dataset: &D, indices: Vec<usize>) -> Batch {
+        let d: usize = dataset.sample_shape().iter().product();
+        let mut features = vec![0f32; indices.len() * d];
+        for (row, &i) in features.chunks_exact_mut(d.max(1)).zip(&indices) {
+            dataset.copy_features(i, &mut row[..d]);
+        }
+        let mut shape = vec![indices.len()];
+        shape.extend_from_slice(dataset.sample_shape());
+        let y: Vec<i64> = indices.iter().map(|&i| dataset.label(i) as i64).collect();
+        Batch {
+            x: Tensor::from_vec(features, &shape),
+            y: Tensor::from_vec(y, &[indices.len()]),
+            indices,
+        }
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.y.len()
+        self.indices.len()
     }
 
     /// Whether the batch is empty.
     pub fn is_empty(&self) -> bool {
-        self.y.is_empty()
+        self.indices.is_empty()
     }
 }
 
@@ -160,7 +189,7 @@ impl<D: Dataset + 'static> DataLoader<D> {
             return EpochIter {
                 remaining,
                 source: Source::OnDemand(Box::new(move || {
-                    it.next().map(|idx| make_batch(&*dataset, idx))
+                    it.next().map(|idx| Batch::of(&*dataset, idx))
                 })),
             };
         }
@@ -169,7 +198,7 @@ impl<D: Dataset + 'static> DataLoader<D> {
             .name("tapegrad-prefetch".into())
             .spawn(move || {
                 for idx in chunks {
-                    if tx.send(make_batch(&*dataset, idx)).is_err() {
+                    if tx.send(Batch::of(&*dataset, idx)).is_err() {
                         break; // the iterator was dropped
                     }
                 }
@@ -202,22 +231,6 @@ pub fn epoch_order(len: usize, seed: Option<u64>, epoch: usize) -> Vec<usize> {
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(mixed));
     }
     order
-}
-
-fn make_batch<D: Dataset + ?Sized>(dataset: &D, indices: Vec<usize>) -> Batch {
-    let d: usize = dataset.sample_shape().iter().product();
-    let mut features = vec![0f32; indices.len() * d];
-    for (row, &i) in features.chunks_exact_mut(d.max(1)).zip(&indices) {
-        dataset.copy_features(i, &mut row[..d]);
-    }
-    let mut shape = vec![indices.len()];
-    shape.extend_from_slice(dataset.sample_shape());
-    let y = indices.iter().map(|&i| dataset.label(i)).collect();
-    Batch {
-        x: Tensor::from_vec(features, &shape),
-        y,
-        indices,
-    }
 }
 
 type NextFn = Box<dyn FnMut() -> Option<Batch> + Send>;

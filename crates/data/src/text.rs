@@ -136,10 +136,12 @@ pub fn split_held_out(tokens: &[usize], held_out: f64) -> (&[usize], &[usize]) {
 /// token that follows each input token. Windows that would run past the end are not
 /// made.
 ///
-/// As a [`Dataset`] (for [`DataLoader`](crate::DataLoader)'s shuffling and batching),
-/// each sample's features are its `seq_len` input tokens (as `f32`, as embedding layers
-/// take them) and its label the token after the window (the last target);
-/// [`batch`](Self::batch) gives every position's target.
+/// [`batch`](Self::batch) gives windows as `I64` token tensors (what an embedding
+/// takes) with every position's target. As a [`Dataset`] (for
+/// [`DataLoader`](crate::DataLoader)'s shuffling and batching), each sample's features
+/// are its `seq_len` input tokens as `f32` (a `Dataset` holds `f32` features: convert
+/// with `to_dtype(DType::I64)` before an embedding) and its label the token after the
+/// window (the last target).
 ///
 /// ```
 /// use tapegrad_data::{ByteTokenizer, Dataset, TextDataset};
@@ -148,8 +150,9 @@ pub fn split_held_out(tokens: &[usize], held_out: f64) -> (&[usize], &[usize]) {
 /// assert_eq!(data.inputs(1), &[100, 101, 102]);
 /// assert_eq!(data.targets(1), &[101, 102, 103]);
 /// let (x, y) = data.batch(&[1, 0]);
-/// assert_eq!(x.shape(), &[2, 3]);
-/// assert_eq!(y, vec![101, 102, 103, 98, 99, 100]);
+/// assert_eq!(x.to_vec::<i64>(), vec![100, 101, 102, 97, 98, 99]);
+/// assert_eq!(y.shape(), &[2, 3]);
+/// assert_eq!(y.to_vec::<i64>(), vec![101, 102, 103, 98, 99, 100]);
 /// assert_eq!(data.label(0), 100);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -228,21 +231,23 @@ impl TextDataset {
         &self.tokens[start + 1..start + 1 + self.seq_len]
     }
 
-    /// The windows `indices` as inputs `[B, seq_len]` (token ids as `f32`) and their
-    /// targets, row-major (`B * seq_len` class labels, for a cross-entropy over the
-    /// flattened logits).
+    /// The windows `indices` as `I64` token tensors: inputs `[B, seq_len]` and their
+    /// next-token targets `[B, seq_len]` (for a cross-entropy over logits
+    /// `[B, vocab, seq_len]`, or over `[B * seq_len, vocab]` with the targets reshaped to
+    /// `[B * seq_len]`).
     ///
     /// # Panics
     /// If an index is out of range.
     #[track_caller]
-    pub fn batch(&self, indices: &[usize]) -> (Tensor, Vec<usize>) {
+    pub fn batch(&self, indices: &[usize]) -> (Tensor, Tensor) {
         let mut x = Vec::with_capacity(indices.len() * self.seq_len);
         let mut y = Vec::with_capacity(indices.len() * self.seq_len);
         for &i in indices {
-            x.extend(self.inputs(i).iter().map(|&t| t as f32));
-            y.extend_from_slice(self.targets(i));
+            x.extend(self.inputs(i).iter().map(|&t| t as i64));
+            y.extend(self.targets(i).iter().map(|&t| t as i64));
         }
-        (Tensor::from_vec(x, &[indices.len(), self.seq_len]), y)
+        let shape = [indices.len(), self.seq_len];
+        (Tensor::from_vec(x, &shape), Tensor::from_vec(y, &shape))
     }
 
     #[track_caller]

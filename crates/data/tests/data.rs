@@ -47,12 +47,15 @@ fn batches_carry_the_right_samples() {
     let loader = DataLoader::new(toy(7), 3).shuffle(1).prefetch(0);
     for b in loader.epoch(0) {
         let x = b.x.to_vec::<f32>();
+        assert_eq!(b.y.dtype(), tapegrad::DType::I64);
+        assert_eq!(b.y.shape(), &[b.len()]);
+        let y = b.y.to_vec::<i64>();
         for (k, &i) in b.indices.iter().enumerate() {
             assert_eq!(
                 &x[2 * k..2 * k + 2],
                 &[2.0 * i as f32, 2.0 * i as f32 + 1.0]
             );
-            assert_eq!(b.y[k], i % 3);
+            assert_eq!(y[k], (i % 3) as i64);
         }
     }
 }

@@ -48,7 +48,8 @@ fn main() {
         .unwrap_or(128);
     let local = global / comm.size();
     let x = Tensor::randn(&[local, 784], DType::F32, comm.rank() as u64);
-    let y: Vec<usize> = (0..local).map(|i| i % 10).collect();
+    let y: Vec<i64> = (0..local).map(|i| (i % 10) as i64).collect();
+    let y = Tensor::from_vec(y, &[local]);
     let ce = CrossEntropyOptions::default();
     if comm.rank() == 0 {
         println!(

@@ -208,7 +208,8 @@ fn ddp_broadcasts_rank0_weights(comm: &Comm) -> TestResult {
 /// and with or without overlap.
 fn ddp_buckets_average_gradients(comm: &Comm) -> TestResult {
     let x = Tensor::randn(&[5, 64], DType::F64, 7 + comm.rank() as u64);
-    let labels: Vec<usize> = (0..5).map(|i| (i + comm.rank()) % 10).collect();
+    let labels: Vec<i64> = (0..5).map(|i| ((i + comm.rank()) % 10) as i64).collect();
+    let labels = Tensor::from_vec(labels, &[5]);
     let ce = CrossEntropyOptions::default();
     for (bucket_bytes, overlap, buckets) in [
         (25 << 20, true, 1),
@@ -264,7 +265,7 @@ const GLOBAL_BATCH: usize = 12;
 const UNEVEN_BATCH: usize = 10;
 const SEED: u64 = 5;
 
-fn ce_mean(out: &Tensor, y: &[usize]) -> Tensor {
+fn ce_mean(out: &Tensor, y: &Tensor) -> Tensor {
     cross_entropy(out, y, &CrossEntropyOptions::default())
 }
 
@@ -274,7 +275,7 @@ fn single_step(
     model: &Sequential,
     opt: &mut dyn Optimizer,
     x: &Tensor,
-    y: &[usize],
+    y: &Tensor,
     clip: Option<f64>,
 ) {
     let mut grads = ce_mean(&model.forward(&x.to_dtype(DType::F64)), y).backward();

@@ -1,7 +1,6 @@
 //! `DistributedSampler`: each rank's share of every global batch of a [`DataLoader`]
 //! epoch, so `np` ranks together see exactly the samples one process sees.
 
-use tapegrad::Tensor;
 use tapegrad_data::{Batch, DataLoader, Dataset};
 
 /// This rank's share of one global batch.
@@ -121,25 +120,8 @@ impl<'a, D: Dataset + 'static> DistributedSampler<'a, D> {
             .into_iter()
             .skip(start)
             .map(move |(indices, global_len)| Shard {
-                batch: batch_of(dataset, indices),
+                batch: Batch::of(dataset, indices),
                 global_len,
             })
-    }
-}
-
-/// Gathers the samples at `indices` into a batch, as the loader does.
-fn batch_of<D: Dataset + ?Sized>(dataset: &D, indices: Vec<usize>) -> Batch {
-    let d: usize = dataset.sample_shape().iter().product();
-    let mut features = vec![0f32; indices.len() * d];
-    for (row, &i) in features.chunks_exact_mut(d.max(1)).zip(&indices) {
-        dataset.copy_features(i, &mut row[..d]);
-    }
-    let mut shape = vec![indices.len()];
-    shape.extend_from_slice(dataset.sample_shape());
-    let y = indices.iter().map(|&i| dataset.label(i)).collect();
-    Batch {
-        x: Tensor::from_vec(features, &shape),
-        y,
-        indices,
     }
 }

@@ -19,7 +19,7 @@ pub struct StepOutcome {
 }
 
 /// One update on this rank's `shard` of a global batch: forward, `loss_fn(output,
-/// labels)` (a mean over the shard's samples), backward with the gradients summed over
+/// labels)` (labels `[B]` `I64`; a mean over the shard's samples), backward with the gradients summed over
 /// the ranks, each weighted by its shard's share of the samples, optional clipping of
 /// the global gradient norm to `clip`, and the optimiser step. Every rank ends with the
 /// same weights, those one process would have after the same step on the whole global
@@ -32,7 +32,7 @@ pub fn train_step<M: Module>(
     ddp: &mut DistributedDataParallel<M>,
     optimizer: &mut dyn Optimizer,
     shard: &Shard,
-    loss_fn: impl Fn(&Tensor, &[usize]) -> Tensor,
+    loss_fn: impl Fn(&Tensor, &Tensor) -> Tensor,
     clip: Option<f64>,
 ) -> Result<StepOutcome, DistError> {
     let (mut grads, local_loss) = if shard.batch.is_empty() {

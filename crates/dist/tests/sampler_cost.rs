@@ -46,9 +46,10 @@ fn shards_of_every_rank_together_are_the_single_process_batch() {
                                 assert_eq!(shard.global_len, b.len());
                                 // features and labels belong to the indices
                                 let xs = shard.batch.x.to_vec::<f32>();
+                                let ys = shard.batch.y.to_vec::<i64>();
                                 for (k, &idx) in shard.batch.indices.iter().enumerate() {
                                     assert_eq!(xs[k], idx as f32);
-                                    assert_eq!(shard.batch.y[k], idx % 3);
+                                    assert_eq!(ys[k], (idx % 3) as i64);
                                 }
                                 assert_eq!(
                                     shard.batch.x.shape(),

@@ -30,7 +30,8 @@ fn conv_train(c: &mut Criterion) {
         .add(Linear::new(16 * 14 * 14, 10, 1));
     let x = Tensor::randn(&[64, 1, 28, 28], DType::F32, 2);
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let labels: Vec<usize> = (0..64).map(|_| rng.gen_range(0..10)).collect();
+    let labels: Vec<i64> = (0..64).map(|_| rng.gen_range(0..10)).collect();
+    let labels = Tensor::from_vec(labels, &[64]);
     let params = model.params();
     let options = CrossEntropyOptions::default();
     c.bench_function("conv_train", |b| {

@@ -1,89 +1,129 @@
-//! `scaled_dot_product_attention`: `softmax(q k^T * scale + mask) v`, with causal and
-//! additive masks, attention dropout, and a softmax that saves only its output.
+//! `scaled_dot_product_attention`: `softmax(q k^T * scale + mask) v`, with causal,
+//! additive and boolean masks, attention dropout, and a softmax that saves only its output.
 
 use ndarray::{ArrayD, Axis};
 use tapegrad::shape::broadcast_shapes;
 use tapegrad::{no_grad, DType, Element, Op, Tensor};
 
-/// A mask over the attention scores `[.., L, S]` (it broadcasts to that shape).
+/// A mask over the attention scores `[.., L, S]` (it broadcasts to that shape), of
+/// either kind PyTorch takes:
 ///
-/// Today one kind, additive float masks as PyTorch's float `attn_mask`: the mask is added
-/// to the scaled scores before the softmax, so `0` keeps a position and `-inf` removes
-/// it (any other value biases it). A boolean mask (`true` = attend) becomes a second
-/// arm when the core has a boolean dtype; [`AttnMask::additive_from_keep`] builds the
-/// equivalent additive mask from a 0/1 tensor meanwhile.
+/// - [`Additive`](Self::Additive): a float mask added to the scaled scores before the
+///   softmax, so `0` keeps a position and `-inf` removes it (any other value biases it).
+/// - [`Bool`](Self::Bool): a `Bool` tensor whose meaning follows PyTorch, and so depends
+///   on the function it is given to. In
+///   [`scaled_dot_product_attention`](crate::functional::scaled_dot_product_attention)
+///   `true` means "takes part" (may be attended to). In
+///   [`MultiheadAttention`](crate::MultiheadAttention) and the `Transformer*` layers
+///   (`attn_mask`, `key_padding_mask` and the decoder's masks) `true` means "masked out".
+///
+/// A Bool mask gives the same result as the additive mask with `0` where a position takes
+/// part and `-inf` where it does not ([`to_additive`](Self::to_additive)).
+///
+/// ```
+/// use tapegrad::{DType, Tensor};
+/// use tapegrad_nn::AttnMask;
+/// let keep = Tensor::from_vec(vec![true, false], &[2]);
+/// let m = AttnMask::Bool(keep).to_additive(DType::F32);
+/// assert_eq!(m.to_vec::<f32>(), vec![0.0, f32::NEG_INFINITY]);
+/// ```
 #[derive(Clone, Debug)]
 pub enum AttnMask {
     /// Added to the scaled scores; of the scores' dtype. It may require grad.
     Additive(Tensor),
-}
-
-/// The dtype of an additive mask made from flags of `t`'s dtype: `t`'s own if it is a
-/// float tensor, else `f32`.
-fn float_of(t: &Tensor) -> DType {
-    if t.dtype().is_float() {
-        t.dtype()
-    } else {
-        DType::F32
-    }
+    /// A `Bool` tensor: `true` = takes part for scaled dot-product attention, `true` =
+    /// masked out for multi-head attention and the Transformer layers (as PyTorch).
+    Bool(Tensor),
 }
 
 impl AttnMask {
-    /// The additive mask for a 0/1 "keep" tensor (PyTorch's boolean `attn_mask`, where
-    /// `true` means "may attend"): `0` where `keep` is nonzero, `-inf` elsewhere.
-    ///
-    /// ```
-    /// use tapegrad::Tensor;
-    /// use tapegrad_nn::AttnMask;
-    /// let AttnMask::Additive(m) = AttnMask::additive_from_keep(&Tensor::from_vec(vec![1.0f32, 0.0], &[2]));
-    /// assert_eq!(m.to_vec::<f32>(), vec![0.0, f32::NEG_INFINITY]);
-    /// ```
-    pub fn additive_from_keep(keep: &Tensor) -> AttnMask {
-        AttnMask::additive(&keep.detach().to_dtype(DType::Bool), float_of(keep))
-    }
-
-    /// `0` where `keep` (a `Bool` tensor) is true, `-inf` elsewhere, of `dtype`.
-    fn additive(keep: &Tensor, dtype: DType) -> AttnMask {
-        let zero = Tensor::zeros(&[], dtype);
-        let minus_inf = Tensor::full(&[], f64::NEG_INFINITY, dtype);
-        AttnMask::Additive(Tensor::where_(keep, &zero, &minus_inf).broadcast_to(keep.shape()))
-    }
-
-    /// The additive mask for a 0/1 "ignore" tensor (PyTorch's boolean
-    /// `key_padding_mask`, where `true` means "padding, do not attend"): `-inf` where
-    /// `ignore` is nonzero, `0` elsewhere.
-    pub fn additive_from_ignore(ignore: &Tensor) -> AttnMask {
-        AttnMask::additive(&ignore.detach().eq_scalar(0.0), float_of(ignore))
-    }
-
     /// The causal mask of `L` queries over `S` keys, aligned top-left as PyTorch's
     /// `is_causal` (query `i` sees keys `0..=i`): `[L, S]`, `0` on and below the
-    /// diagonal, `-inf` above.
+    /// diagonal, `-inf` above. The same in every function that takes a mask.
     ///
     /// ```
     /// use tapegrad::DType;
     /// use tapegrad_nn::AttnMask;
-    /// let AttnMask::Additive(m) = AttnMask::causal(2, 3, DType::F64);
+    /// let AttnMask::Additive(m) = AttnMask::causal(2, 3, DType::F64) else { unreachable!() };
     /// let inf = f64::INFINITY;
     /// assert_eq!(m.to_vec::<f64>(), vec![0.0, -inf, -inf, 0.0, 0.0, -inf]);
     /// ```
     pub fn causal(l: usize, s: usize, dtype: DType) -> AttnMask {
-        let values: Vec<f64> = (0..l)
-            .flat_map(|i| (0..s).map(move |j| if j <= i { 0.0 } else { f64::NEG_INFINITY }))
-            .collect();
-        AttnMask::Additive(Tensor::from_vec(values, &[l, s]).to_dtype(dtype))
+        AttnMask::Additive(AttnMask::causal_bool(l, s).to_additive(dtype))
     }
 
-    /// The mask's tensor as an additive float mask.
-    pub fn as_additive(&self) -> &Tensor {
+    /// The causal mask as a `Bool` mask in scaled dot-product attention's convention:
+    /// `[L, S]`, `true` (takes part) on and below the diagonal, as PyTorch's
+    /// `torch.ones(L, S, dtype=torch.bool).tril()`. For
+    /// [`MultiheadAttention`](crate::MultiheadAttention), where `true` means masked out,
+    /// use `is_causal`, [`causal`](Self::causal), or this mask's `logical_not()`.
+    ///
+    /// ```
+    /// use tapegrad_nn::AttnMask;
+    /// let AttnMask::Bool(m) = AttnMask::causal_bool(2, 3) else { unreachable!() };
+    /// assert_eq!(m.to_vec::<bool>(), vec![true, false, false, true, true, false]);
+    /// ```
+    pub fn causal_bool(l: usize, s: usize) -> AttnMask {
+        let keep: Vec<bool> = (0..l).flat_map(|i| (0..s).map(move |j| j <= i)).collect();
+        AttnMask::Bool(Tensor::from_vec(keep, &[l, s]))
+    }
+
+    /// The mask's tensor (float for `Additive`, `Bool` for `Bool`).
+    pub fn tensor(&self) -> &Tensor {
         match self {
-            AttnMask::Additive(t) => t,
+            AttnMask::Additive(t) | AttnMask::Bool(t) => t,
         }
     }
 
-    /// Both masks applied: their sum (an additive mask of the broadcast shape).
+    /// The mask as an additive float mask of `dtype`, reading a `Bool` mask in scaled
+    /// dot-product attention's convention: `0` where `true` (takes part), `-inf` where
+    /// `false`. An additive mask is returned as it is (whatever its dtype: the function
+    /// given it checks that against the scores).
+    ///
+    /// # Panics
+    /// If a `Bool` mask's tensor is not of dtype `Bool`.
+    #[track_caller]
+    pub fn to_additive(&self, dtype: DType) -> Tensor {
+        match self {
+            AttnMask::Additive(t) => t.clone(),
+            AttnMask::Bool(keep) => {
+                check_bool(keep);
+                let zero = Tensor::zeros(&[], dtype);
+                let minus_inf = Tensor::full(&[], f64::NEG_INFINITY, dtype);
+                Tensor::where_(keep, &zero, &minus_inf).broadcast_to(keep.shape())
+            }
+        }
+    }
+
+    /// Both masks applied (in scaled dot-product attention's convention): the `and` of
+    /// two `Bool` masks, else the sum of the additive forms (of the additive mask's
+    /// dtype), broadcast.
+    ///
+    /// # Panics
+    /// If the shapes do not broadcast, or a `Bool` mask's tensor is not `Bool`.
+    #[track_caller]
     pub fn merge(&self, other: &AttnMask) -> AttnMask {
-        AttnMask::Additive(self.as_additive().add(other.as_additive()))
+        match (self, other) {
+            (AttnMask::Bool(a), AttnMask::Bool(b)) => {
+                check_bool(a);
+                check_bool(b);
+                AttnMask::Bool(a.logical_and(b))
+            }
+            (AttnMask::Additive(a), m) | (m, AttnMask::Additive(a)) => {
+                AttnMask::Additive(a.add(&m.to_additive(a.dtype())))
+            }
+        }
+    }
+}
+
+#[track_caller]
+fn check_bool(t: &Tensor) {
+    if t.dtype() != DType::Bool {
+        panic!(
+            "AttnMask::Bool: the mask must be a bool tensor, got {} {:?}; use AttnMask::Additive for a float mask",
+            t.dtype(),
+            t.shape()
+        );
     }
 }
 
@@ -103,7 +143,8 @@ pub struct AttnDropout {
 ///
 /// with `q: [.., L, E]`, `k: [.., S, E]`, `v: [.., S, Ev]` (leading dimensions
 /// broadcast), output `[.., L, Ev]`. `scale` defaults to `1 / sqrt(E)`. `attn_mask`
-/// broadcasts to the scores `[.., L, S]`; `is_causal` masks key `j > i` for query `i`
+/// broadcasts to the scores `[.., L, S]` (a [`AttnMask::Bool`] is `true` where a key
+/// takes part, as PyTorch's); `is_causal` masks key `j > i` for query `i`
 /// (and excludes `attn_mask`, as in PyTorch). `dropout`, if given, drops attention
 /// weights after the softmax (the caller passes it only in training).
 ///
@@ -180,7 +221,7 @@ pub fn attention_with_weights(
     };
     let scores = match mask {
         Some(m) => {
-            let m = m.as_additive();
+            let m = &m.to_additive(scores.dtype());
             if m.dtype() != scores.dtype()
                 || broadcast_shapes(m.shape(), scores.shape()).as_deref() != Some(scores.shape())
             {

@@ -7,28 +7,26 @@ use crate::{Module, Param};
 
 /// A table of `num` vectors of size `dim`: index `i` maps to row `i` of the weight.
 ///
-/// Shapes: indices of any shape `S` to `S + [dim]`. [`lookup`](Self::lookup) takes
-/// `usize` indices; [`Module::forward`] takes a float tensor holding whole numbers (the
-/// way indices travel through a `Sequential`). Initialised `N(0, 1)` as PyTorch.
-/// Gradient: each looked-up row gets the sum of its output gradients, except the row
-/// `padding_idx` (if set), which gets none (it still reads its value, zeros unless
-/// loaded otherwise). Parameter: `weight`. PyTorch: `torch.nn.Embedding` (without
-/// `max_norm`).
+/// Shapes: `I64` indices of any shape `S` to `S + [dim]`, as PyTorch (a float index
+/// tensor panics). Initialised `N(0, 1)` as PyTorch. Gradient: each looked-up row gets
+/// the sum of its output gradients, except the row `padding_idx` (if set), which gets
+/// none (it still reads its value, zeros unless loaded otherwise). Parameter: `weight`.
+/// PyTorch: `torch.nn.Embedding` (without `max_norm`).
 ///
 /// ```
 /// use tapegrad::Tensor;
 /// use tapegrad_nn::{Embedding, Module};
 /// let emb = Embedding::new(10, 3, 0);
-/// let y = emb.lookup(&[4, 4, 7], &[3]);
+/// let y = emb.forward(&Tensor::from_vec(vec![4i64, 4, 7], &[3]));
 /// assert_eq!(y.shape(), &[3, 3]);
 /// let w = emb.weight.to_vec::<f32>();
 /// assert_eq!(&y.to_vec::<f32>()[..3], &w[12..15]);
-/// let z = emb.forward(&Tensor::from_vec(vec![4.0f32, 7.0], &[1, 2]));
+/// let z = emb.forward(&Tensor::from_vec(vec![4i64, 7], &[1, 2]));
 /// assert_eq!(z.shape(), &[1, 2, 3]);
 ///
 /// // A padding row is zero and gets no gradient.
 /// let padded = Embedding::new(10, 3, 0).with_padding_idx(0);
-/// let y = padded.lookup(&[0, 5, 0], &[3]);
+/// let y = padded.forward(&Tensor::from_vec(vec![0i64, 5, 0], &[3]));
 /// assert_eq!(&y.to_vec::<f32>()[..3], &[0.0, 0.0, 0.0]);
 /// let g = y.sum().backward()[&padded.weight].to_vec::<f32>();
 /// assert_eq!((&g[..3], &g[15..18]), (&[0.0f32; 3][..], &[1.0f32; 3][..]));
@@ -41,31 +39,27 @@ pub struct Embedding {
     pub padding_idx: Option<usize>,
 }
 
-/// The rows of `weight: [num, dim]` at `indices`, arranged in `shape` plus a trailing
-/// `dim` axis; the row `padding_idx` (if given) reads its value but passes no gradient
-/// back to `weight`. PyTorch: `torch.nn.functional.embedding(indices, weight,
+/// The rows of `weight: [num, dim]` at `indices` (an `I64` tensor of any shape `S`),
+/// shaped `S + [dim]`; the row `padding_idx` (if given) reads its value but passes no
+/// gradient back to `weight`. PyTorch: `torch.nn.functional.embedding(input, weight,
 /// padding_idx)`.
 ///
 /// # Panics
-/// If `weight` is not rank 2, an index is not below `num`, or `shape` does not hold
-/// `indices.len()` elements.
+/// If `indices` is not an `I64` tensor, `weight` is not rank 2, or an index is not in
+/// `0..num`.
 ///
 /// ```
 /// use tapegrad::Tensor;
 /// use tapegrad_nn::functional::embedding;
 /// let w = Tensor::from_vec(vec![0.0f64, 1.0, 2.0, 3.0, 4.0, 5.0], &[3, 2]).requires_grad();
-/// let y = embedding(&w, &[2, 1, 2], &[3], Some(1));
+/// let idx = Tensor::from_vec(vec![2i64, 1, 2], &[3]);
+/// let y = embedding(&idx, &w, Some(1));
 /// assert_eq!(y.to_vec::<f64>(), vec![4.0, 5.0, 2.0, 3.0, 4.0, 5.0]);
 /// let g = y.sum().backward()[&w].to_vec::<f64>();
 /// assert_eq!(g, vec![0.0, 0.0, 0.0, 0.0, 2.0, 2.0]);
 /// ```
 #[track_caller]
-pub fn embedding(
-    weight: &Tensor,
-    indices: &[usize],
-    shape: &[usize],
-    padding_idx: Option<usize>,
-) -> Tensor {
+pub fn embedding(indices: &Tensor, weight: &Tensor, padding_idx: Option<usize>) -> Tensor {
     if weight.rank() != 2 {
         panic!(
             "embedding: the weight must be [num, dim], got {:?}",
@@ -73,31 +67,37 @@ pub fn embedding(
         );
     }
     let (num, dim) = (weight.shape()[0], weight.shape()[1]);
-    if let Some(bad) = indices.iter().find(|&&i| i >= num) {
+    if indices.dtype() != DType::I64 {
+        panic!(
+            "Embedding({num}, {dim}): the indices must be an i64 tensor, got {} {:?}; convert with to_dtype(DType::I64)",
+            indices.dtype(),
+            indices.shape()
+        );
+    }
+    let index = indices.to_vec::<i64>();
+    if let Some(bad) = index.iter().find(|&&i| i < 0 || i as usize >= num) {
         panic!("Embedding({num}, {dim}): index {bad} is out of range (the table has {num} rows)");
     }
-    assert!(
-        shape.iter().product::<usize>() == indices.len(),
-        "Embedding: shape {shape:?} does not hold {} indices",
-        indices.len()
-    );
-    let mut out = shape.to_vec();
+    let mut out = indices.shape().to_vec();
     out.push(dim);
-    let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-    let rows = weight.index_select(0, &Tensor::from_vec(index, &[indices.len()]));
-    let rows = match padding_idx {
-        Some(pad) if indices.contains(&pad) => {
+    let n = index.len();
+    let pad = padding_idx.map(|p| p as i64);
+    let keep: Option<Vec<f64>> = pad.filter(|p| index.contains(p)).map(|p| {
+        index
+            .iter()
+            .map(|&i| if i == p { 0.0 } else { 1.0 })
+            .collect()
+    });
+    let rows = weight.index_select(0, &Tensor::from_vec(index, &[n]));
+    let rows = match keep {
+        Some(keep) => {
             // The padding rows come from a detached copy: same values, no gradient.
             // `a * 1 + a * 0` is `a` exactly, so the values are untouched.
-            let keep: Vec<f64> = indices
-                .iter()
-                .map(|&i| if i == pad { 0.0 } else { 1.0 })
-                .collect();
-            let keep = Tensor::from_vec(keep, &[indices.len(), 1]).to_dtype(weight.dtype());
+            let keep = Tensor::from_vec(keep, &[n, 1]).to_dtype(weight.dtype());
             let drop = keep.rsub_scalar(1.0);
             rows.mul(&keep).add(&rows.detach().mul(&drop))
         }
-        _ => rows,
+        None => rows,
     };
     rows.reshape_to(&out)
 }
@@ -152,33 +152,16 @@ impl Embedding {
             padding_idx: None,
         }
     }
-
-    /// The rows at `indices`, arranged in `shape` (plus a trailing `dim` axis).
-    ///
-    /// # Panics
-    /// If an index is not below `num` or `shape` does not hold `indices.len()` elements.
-    #[track_caller]
-    pub fn lookup(&self, indices: &[usize], shape: &[usize]) -> Tensor {
-        embedding(&self.weight, indices, shape, self.padding_idx)
-    }
 }
 
 impl Module for Embedding {
+    /// [`embedding`] of `x` (`I64` indices of any shape) in this table.
+    ///
     /// # Panics
-    /// If an element is not a whole number in `0..num`.
+    /// If `x` is not an `I64` tensor or an index is not in `0..num`.
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        let idx: Vec<usize> = x
-            .to_vec::<f64>()
-            .into_iter()
-            .map(|v| {
-                if v < 0.0 || v.fract() != 0.0 || !v.is_finite() {
-                    panic!("Embedding: index {v} is not a non-negative whole number");
-                }
-                v as usize
-            })
-            .collect();
-        self.lookup(&idx, x.shape())
+        embedding(x, &self.weight, self.padding_idx)
     }
 
     fn named_params(&self) -> Vec<(String, Param)> {

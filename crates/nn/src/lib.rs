@@ -17,7 +17,8 @@
 //!
 //! let model = Sequential::new().add(Linear::new(4, 16, 0)).add(Relu).add(Linear::new(16, 3, 1));
 //! let x = Tensor::randn(&[8, 4], DType::F32, 2);
-//! let loss = cross_entropy(&model.forward(&x), &[0, 1, 2, 0, 1, 2, 0, 1], &CrossEntropyOptions::default());
+//! let y = Tensor::from_vec(vec![0i64, 1, 2, 0, 1, 2, 0, 1], &[8]);
+//! let loss = cross_entropy(&model.forward(&x), &y, &CrossEntropyOptions::default());
 //! let grads = loss.backward();
 //! for (name, p) in model.named_params() {
 //!     assert_eq!(grads[&p].shape(), p.shape(), "{name}");

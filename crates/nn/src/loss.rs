@@ -6,8 +6,7 @@
 //! written in the form that stays finite for extreme inputs: `cross_entropy` goes
 //! through `log_softmax`, `binary_cross_entropy_with_logits` through `softplus`.
 
-use ndarray::{ArrayD, IxDyn};
-use tapegrad::Tensor;
+use tapegrad::{DType, Tensor};
 
 /// How a loss reduces its elementwise values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -152,9 +151,10 @@ pub fn smooth_l1_loss(input: &Tensor, target: &Tensor, beta: f64, reduction: Red
 pub struct CrossEntropyOptions {
     /// A weight per class `[C]` (a constant: it gets no gradient).
     pub weight: Option<Tensor>,
-    /// Targets equal to this class index are ignored: they add nothing to the loss or to
-    /// the mean's denominator (PyTorch's `ignore_index`, default -100, i.e. none).
-    pub ignore_index: Option<usize>,
+    /// Targets equal to this value are ignored: they add nothing to the loss or to the
+    /// mean's denominator (PyTorch's `ignore_index`; `None` ignores nothing, as
+    /// PyTorch's default -100 does for targets in range). It may lie outside `0..C`.
+    pub ignore_index: Option<i64>,
     /// Label smoothing `eps` in `[0, 1]`: the target distribution is `(1 - eps)` on the
     /// class plus `eps / C` on every class.
     pub label_smoothing: f64,
@@ -168,39 +168,44 @@ pub struct CrossEntropyOptions {
 /// `eps / C * -sum_c w[c] log softmax(x_i)[c]` with label smoothing `eps`).
 ///
 /// `Mean` divides the sum by `sum_i w[y_i]` over non-ignored samples (the number of them
-/// without weights), exactly as PyTorch. Logits are `[N, C]`, `[C]` (one sample) or
-/// `[N, C, d1, ...]`, with `targets` holding one class per sample (row-major over
-/// `N, d1, ...`). Computed with `log_softmax`, so logits of ±1000 give finite values and
-/// gradients. PyTorch: `F.cross_entropy`.
+/// without weights), exactly as PyTorch. Shapes as PyTorch: logits `[N, C]` with targets
+/// `[N]`, `[C]` (one sample) with a scalar target, or `[N, C, d1, ...]` with targets
+/// `[N, d1, ...]`; targets are an `I64` tensor of class indices. Computed with
+/// `log_softmax`, so logits of ±1000 give finite values and gradients. PyTorch:
+/// `F.cross_entropy`.
 ///
 /// # Panics
-/// If the target count differs from the number of samples, a (non-ignored) target is
-/// not below `C`, the weight is not `[C]`, or label smoothing is outside `[0, 1]`.
+/// If the targets are not an `I64` tensor, their shape is not the logits' without the
+/// class axis, a (non-ignored) target is not in `0..C`, the weight is not `[C]`, or
+/// label smoothing is outside `[0, 1]`.
 ///
 /// ```
 /// use tapegrad::Tensor;
 /// use tapegrad_nn::loss::{cross_entropy, CrossEntropyOptions};
 /// let logits = Tensor::from_vec(vec![1000.0f32, 0.0, -1000.0, 0.0, 0.0, 0.0], &[2, 3]);
-/// let loss = cross_entropy(&logits, &[0, 1], &CrossEntropyOptions::default());
+/// let targets = Tensor::from_vec(vec![0i64, 1], &[2]);
+/// let loss = cross_entropy(&logits, &targets, &CrossEntropyOptions::default());
 /// // Sample 0 is certain and right (loss 0); sample 1 is uniform (loss ln 3).
 /// assert!((loss.item() - 3f64.ln() / 2.0).abs() < 1e-6);
 /// ```
 #[track_caller]
-pub fn cross_entropy(logits: &Tensor, targets: &[usize], options: &CrossEntropyOptions) -> Tensor {
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor, options: &CrossEntropyOptions) -> Tensor {
     if !(0.0..=1.0).contains(&options.label_smoothing) {
         panic!(
             "cross_entropy: label_smoothing = {} must be in [0, 1]",
             options.label_smoothing
         );
     }
+    let targets = class_targets("cross_entropy", logits, targets);
     let (flat, out_shape) = classes_last("cross_entropy", logits);
     let logp = flat.log_softmax(1);
-    class_loss("cross_entropy", &logp, targets, options, &out_shape)
+    class_loss("cross_entropy", &logp, &targets, options, &out_shape)
 }
 
 /// Negative log-likelihood of log-probabilities `[N, C]` (or `[C]`, `[N, C, d...]`)
-/// against integer targets: `loss_i = -w[y_i] * input[i, y_i]`, reduced as
-/// [`cross_entropy`] (which is `nll_loss(log_softmax(x))`). PyTorch: `F.nll_loss`.
+/// against `I64` class targets `[N]` (or `[]`, `[N, d...]`): `loss_i = -w[y_i] *
+/// input[i, y_i]`, reduced as [`cross_entropy`] (which is `nll_loss(log_softmax(x))`).
+/// PyTorch: `F.nll_loss(input, target, weight, ignore_index=..., reduction=...)`.
 ///
 /// # Panics
 /// As [`cross_entropy`].
@@ -209,14 +214,17 @@ pub fn cross_entropy(logits: &Tensor, targets: &[usize], options: &CrossEntropyO
 /// use tapegrad::Tensor;
 /// use tapegrad_nn::loss::{nll_loss, Reduction};
 /// let logp = Tensor::from_vec(vec![-0.5f64, -1.0, -2.0, -0.1], &[2, 2]);
-/// assert_eq!(nll_loss(&logp, &[1, 0], None, None, Reduction::Sum).item(), 3.0);
+/// let targets = Tensor::from_vec(vec![1i64, 0], &[2]);
+/// assert_eq!(nll_loss(&logp, &targets, None, None, Reduction::Sum).item(), 3.0);
+/// // An ignored sample adds nothing.
+/// assert_eq!(nll_loss(&logp, &targets, None, Some(0), Reduction::Sum).item(), 1.0);
 /// ```
 #[track_caller]
 pub fn nll_loss(
     log_probs: &Tensor,
-    targets: &[usize],
+    targets: &Tensor,
     weight: Option<&Tensor>,
-    ignore_index: Option<usize>,
+    ignore_index: Option<i64>,
     reduction: Reduction,
 ) -> Tensor {
     let options = CrossEntropyOptions {
@@ -225,8 +233,34 @@ pub fn nll_loss(
         label_smoothing: 0.0,
         reduction,
     };
+    let targets = class_targets("nll_loss", log_probs, targets);
     let (flat, out_shape) = classes_last("nll_loss", log_probs);
-    class_loss("nll_loss", &flat, targets, &options, &out_shape)
+    class_loss("nll_loss", &flat, &targets, &options, &out_shape)
+}
+
+/// The class targets as `i64`s, row-major over `N, d1, ...`, after checking that they
+/// are an `I64` tensor of the input's shape without the class axis (PyTorch's rule).
+#[track_caller]
+fn class_targets(op: &str, input: &Tensor, targets: &Tensor) -> Vec<i64> {
+    if targets.dtype() != DType::I64 {
+        panic!(
+            "{op}: the targets must be an i64 tensor of class indices, got {} {:?}; convert with to_dtype(DType::I64)",
+            targets.dtype(),
+            targets.shape()
+        );
+    }
+    let mut want = input.shape().to_vec();
+    if !want.is_empty() {
+        want.remove(if want.len() == 1 { 0 } else { 1 });
+    }
+    if input.rank() > 0 && targets.shape() != want.as_slice() {
+        panic!(
+            "{op}: the targets {:?} must have the input's shape {:?} without the class axis 1, i.e. {want:?}",
+            targets.shape(),
+            input.shape()
+        );
+    }
+    targets.to_vec::<i64>()
 }
 
 /// `[M, C]` with the class axis last, and the per-sample shape for `Reduction::None`.
@@ -251,18 +285,12 @@ fn classes_last(op: &str, x: &Tensor) -> (Tensor, Vec<usize>) {
 fn class_loss(
     op: &str,
     logp: &Tensor,
-    targets: &[usize],
+    targets: &[i64],
     o: &CrossEntropyOptions,
     out_shape: &[usize],
 ) -> Tensor {
     let (m, c) = (logp.shape()[0], logp.shape()[1]);
-    if targets.len() != m {
-        panic!(
-            "{op}: {} targets for {m} samples (input {:?} with classes on axis 1)",
-            targets.len(),
-            logp.shape()
-        );
-    }
+    debug_assert_eq!(targets.len(), m, "{op}: checked by class_targets");
     let class_w: Vec<f64> = match &o.weight {
         Some(w) => {
             if w.shape() != [c] {
@@ -277,23 +305,23 @@ fn class_loss(
     };
     let mut keep = vec![1.0; m];
     let mut sample_w = vec![0.0; m];
-    let mut idx = ArrayD::<usize>::zeros(IxDyn(&[m, 1]));
+    let mut idx = vec![0i64; m];
     for (i, &t) in targets.iter().enumerate() {
         if Some(t) == o.ignore_index {
             keep[i] = 0.0;
             continue;
         }
-        if t >= c {
+        if t < 0 || t as usize >= c {
             panic!("{op}: target {t} (sample {i}) is out of range for {c} classes");
         }
-        idx[[i, 0]] = t;
-        sample_w[i] = class_w[t];
+        idx[i] = t;
+        sample_w[i] = class_w[t as usize];
     }
     let dtype = logp.dtype();
     let constant = |v: Vec<f64>, shape: &[usize]| Tensor::from_vec(v, shape).to_dtype(dtype);
     let denom: f64 = sample_w.iter().sum();
     let picked = logp
-        .gather(1, &Tensor::from_array(idx.mapv(|i| i as i64)))
+        .gather(1, &Tensor::from_vec(idx, &[m, 1]))
         .reshape_to(&[m]);
     let nll = picked.mul(&constant(sample_w, &[m])).neg();
     let reduce_cls = |l: Tensor| match o.reduction {

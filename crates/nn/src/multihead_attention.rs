@@ -37,12 +37,16 @@ impl Default for MultiheadAttentionOptions {
 /// arguments with their defaults (`need_weights` and `average_attn_weights` true).
 #[derive(Clone, Debug)]
 pub struct MhaOptions {
-    /// `[N, S]` (or `[S]` unbatched), added to every query's scores of that batch
-    /// element: `-inf` at padding keys. See [`AttnMask::additive_from_ignore`].
+    /// `[N, S]` (or `[S]` unbatched), applied to every query's scores of that batch
+    /// element: a `Bool` mask is `true` at padding keys (ignored), as PyTorch; an
+    /// additive one is `-inf` there and `0` elsewhere.
     pub key_padding_mask: Option<AttnMask>,
     /// Return the attention weights.
     pub need_weights: bool,
-    /// `[L, S]` or `[N * num_heads, L, S]` (`[num_heads, L, S]` unbatched).
+    /// `[L, S]` or `[N * num_heads, L, S]` (`[num_heads, L, S]` unbatched). A `Bool`
+    /// mask is `true` where a query may *not* attend (PyTorch's convention here, the
+    /// opposite of [`scaled_dot_product_attention`](crate::functional::scaled_dot_product_attention)'s);
+    /// an additive one is added to the scores.
     pub attn_mask: Option<AttnMask>,
     /// Average the returned weights over heads (`[N, L, S]`) rather than per head
     /// (`[N, num_heads, L, S]`).
@@ -179,21 +183,17 @@ pub fn multi_head_attention(
         )
     };
     let attn_mask = options.attn_mask.as_ref().map(|m| {
-        let t = m.as_additive();
-        let ok2 = t.shape() == [l, s];
-        let ok3 = t.shape() == [n * num_heads, l, s];
+        let shape = m.tensor().shape();
+        let ok2 = shape == [l, s];
+        let ok3 = shape == [n * num_heads, l, s];
         if !ok2 && !ok3 {
             panic!(
-                "multi_head_attention: attn_mask must be [L, S] = [{l}, {s}] or [N * num_heads, L, S] = [{}, {l}, {s}], got {:?}",
+                "multi_head_attention: attn_mask must be [L, S] = [{l}, {s}] or [N * num_heads, L, S] = [{}, {l}, {s}], got {shape:?}",
                 n * num_heads,
-                t.shape()
             );
         }
-        if ok3 {
-            AttnMask::Additive(t.reshape_to(&[n, num_heads, l, s]))
-        } else {
-            m.clone()
-        }
+        let shape: &[usize] = if ok3 { &[n, num_heads, l, s] } else { &[l, s] };
+        for_sdpa("attn_mask", m, shape)
     });
     // `is_causal` without a mask: build it (it then combines with any padding mask).
     let attn_mask = attn_mask.or_else(|| {
@@ -202,15 +202,14 @@ pub fn multi_head_attention(
             .then(|| AttnMask::causal(l, s, query.dtype()))
     });
     let padding_mask = options.key_padding_mask.as_ref().map(|m| {
-        let t = m.as_additive();
+        let shape = m.tensor().shape();
         let want: &[usize] = if unbatched { &[s] } else { &[n, s] };
-        if t.shape() != want {
+        if shape != want {
             panic!(
-                "multi_head_attention: key_padding_mask must be {want:?} ([N, S], [S] unbatched), got {:?}",
-                t.shape()
+                "multi_head_attention: key_padding_mask must be {want:?} ([N, S], [S] unbatched), got {shape:?}"
             );
         }
-        AttnMask::Additive(t.reshape_to(&[n, 1, 1, s]))
+        for_sdpa("key_padding_mask", m, &[n, 1, 1, s])
     });
     let mask = match (attn_mask, padding_mask) {
         (Some(a), Some(p)) => Some(a.merge(&p)),
@@ -238,6 +237,26 @@ pub fn multi_head_attention(
     });
     let out = if unbatched { out.squeeze(1) } else { out };
     (out, attn)
+}
+
+/// A multi-head attention mask reshaped to `shape` and turned into scaled dot-product
+/// attention's convention: a `Bool` mask here means "masked out" where `true` (PyTorch's
+/// convention for `nn.MultiheadAttention`), there "takes part", so it is negated.
+#[track_caller]
+fn for_sdpa(what: &str, m: &AttnMask, shape: &[usize]) -> AttnMask {
+    match m {
+        AttnMask::Additive(t) => AttnMask::Additive(t.reshape_to(shape)),
+        AttnMask::Bool(t) => {
+            if t.dtype() != DType::Bool {
+                panic!(
+                    "multi_head_attention: {what} AttnMask::Bool must be a bool tensor, got {} {:?}",
+                    t.dtype(),
+                    t.shape()
+                );
+            }
+            AttnMask::Bool(t.logical_not().reshape_to(shape))
+        }
+    }
 }
 
 /// Multi-head attention, PyTorch's `nn.MultiheadAttention` (with `kdim = vdim =

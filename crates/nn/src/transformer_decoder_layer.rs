@@ -12,7 +12,8 @@ use crate::{
 };
 
 /// The masks of a decoder layer's forward, PyTorch's keyword arguments (all absent and
-/// false by default); shapes as in [`MhaOptions`].
+/// false by default); shapes and meaning as in [`MhaOptions`] (a `Bool` mask is `true`
+/// where masked out, as PyTorch).
 #[derive(Clone, Debug, Default)]
 pub struct DecoderMasks {
     /// Self-attention mask `[T, T]` (or per head).

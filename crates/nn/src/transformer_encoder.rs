@@ -64,7 +64,8 @@ impl TransformerEncoder {
     }
 
     /// The stack with masks, as PyTorch's `forward(src, mask, src_key_padding_mask,
-    /// is_causal)`: every layer gets the same masks.
+    /// is_causal)`: every layer gets the same masks (a `Bool` mask is `true` where
+    /// masked out, as PyTorch's; see [`MhaOptions`](crate::MhaOptions)).
     ///
     /// # Panics
     /// If the shapes do not fit.

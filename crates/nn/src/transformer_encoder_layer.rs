@@ -225,7 +225,8 @@ impl TransformerEncoderLayer {
     }
 
     /// The layer with masks, as PyTorch's `forward(src, src_mask, src_key_padding_mask,
-    /// is_causal)` (see [`MhaOptions`] for the masks' shapes and `is_causal`).
+    /// is_causal)` (see [`MhaOptions`] for the masks' shapes and `is_causal`; a `Bool`
+    /// mask is `true` where masked out, as PyTorch).
     ///
     /// # Panics
     /// If the shapes do not fit.

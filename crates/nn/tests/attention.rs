@@ -186,21 +186,282 @@ fn sdpa_misuse_names_the_problem() {
     assert!(m.contains("either attn_mask or is_causal"), "{m}");
 }
 
+/// Elementwise agreement to `tol` (infinite or NaN values must match exactly).
+#[track_caller]
+fn assert_close(label: &str, a: &Tensor, b: &Tensor, tol: f64) {
+    assert_eq!(a.shape(), b.shape(), "{label}: shapes");
+    for (i, (x, y)) in a.to_vec::<f64>().iter().zip(b.to_vec::<f64>()).enumerate() {
+        let same = x == &y || (x - y).abs() <= tol;
+        assert!(same, "{label}[{i}]: {x} vs {y}");
+    }
+}
+
+/// A `Bool` tensor `[rows, cols]`, `true` at `at`.
+fn flags(rows: usize, cols: usize, at: &[(usize, usize)]) -> Tensor {
+    let mut v = vec![false; rows * cols];
+    for &(r, c) in at {
+        v[r * cols + c] = true;
+    }
+    Tensor::from_vec(v, &[rows, cols])
+}
+
+/// The additive mask equal to a `Bool` mask in SDPA's convention (`true` takes part),
+/// written out: `0` where true, `-inf` where false.
+fn additive_keep(keep: &Tensor) -> Tensor {
+    let v: Vec<f64> = keep
+        .to_vec::<bool>()
+        .into_iter()
+        .map(|k| if k { 0.0 } else { f64::NEG_INFINITY })
+        .collect();
+    Tensor::from_vec(v, keep.shape())
+}
+
 #[test]
-fn masks_from_keep_and_ignore_flags() {
-    let flags = Tensor::from_vec(vec![1.0f64, 0.0, 1.0], &[3]);
+fn bool_masks_read_as_pytorch_in_sdpa() {
     let inf = f64::INFINITY;
+    let keep = Tensor::from_vec(vec![true, false, true], &[3]);
     assert_eq!(
-        AttnMask::additive_from_keep(&flags)
-            .as_additive()
-            .to_vec::<f64>(),
+        AttnMask::Bool(keep).to_additive(DType::F64).to_vec::<f64>(),
         vec![0.0, -inf, 0.0]
     );
+    let AttnMask::Bool(c) = AttnMask::causal_bool(3, 4) else {
+        panic!("causal_bool is a Bool mask")
+    };
+    assert_eq!(c.dtype(), DType::Bool);
     assert_eq!(
-        AttnMask::additive_from_ignore(&flags)
-            .as_additive()
-            .to_vec::<f64>(),
-        vec![-inf, 0.0, -inf]
+        c.to_vec::<bool>(),
+        vec![true, false, false, false, true, true, false, false, true, true, true, false]
+    );
+
+    // SDPA: a Bool mask (true = takes part) gives what the equivalent additive mask gives,
+    // broadcast over a batch, with one query whose every key is masked (zeros).
+    let (q, k, v) = (
+        randn(&[2, 3, 4], 60),
+        randn(&[2, 5, 4], 61),
+        randn(&[2, 5, 3], 62),
+    );
+    let keep = flags(3, 5, &[(0, 0), (0, 3), (1, 1), (1, 2), (1, 4)]);
+    let by_bool = attention_with_weights(
+        &q,
+        &k,
+        &v,
+        Some(&AttnMask::Bool(keep.clone())),
+        false,
+        None,
+        None,
+    );
+    let additive = AttnMask::Additive(additive_keep(&keep));
+    let by_add = attention_with_weights(&q, &k, &v, Some(&additive), false, None, None);
+    assert_close("sdpa bool output", &by_bool.0, &by_add.0, 1e-12);
+    assert_close("sdpa bool weights", &by_bool.1, &by_add.1, 1e-12);
+    assert_eq!(
+        &by_bool.0.to_vec::<f64>()[6..9],
+        &[0.0; 3],
+        "all masked row"
+    );
+    let w = by_bool.1.to_vec::<f64>();
+    assert_eq!(
+        (w[1], w[2], w[4]),
+        (0.0, 0.0, 0.0),
+        "masked keys get no weight"
+    );
+    // causal_bool is is_causal.
+    let causal = sdpa(
+        &q,
+        &k,
+        &v,
+        Some(&AttnMask::causal_bool(3, 5)),
+        false,
+        None,
+        None,
+    );
+    assert_close(
+        "causal_bool",
+        &causal,
+        &sdpa(&q, &k, &v, None, true, None, None),
+        1e-12,
+    );
+    // The gradients agree too.
+    let (ql, kl, vl) = (common::leaf(&q), common::leaf(&k), common::leaf(&v));
+    let grads = |m: &AttnMask| {
+        let g = sdpa(&ql, &kl, &vl, Some(m), false, None, None)
+            .square()
+            .sum()
+            .backward();
+        [g[&ql].clone(), g[&kl].clone(), g[&vl].clone()]
+    };
+    for (a, b) in grads(&AttnMask::Bool(keep.clone()))
+        .iter()
+        .zip(grads(&additive).iter())
+    {
+        assert_close("sdpa bool gradient", a, b, 1e-12);
+    }
+    // Merging: Bool and Bool is their `and`; Bool and additive the sum of additive forms.
+    let other = flags(3, 5, &[(0, 0), (1, 1), (1, 4), (2, 2)]);
+    let AttnMask::Bool(both) = AttnMask::Bool(keep.clone()).merge(&AttnMask::Bool(other.clone()))
+    else {
+        panic!("Bool and Bool merge to a Bool mask")
+    };
+    assert_eq!(
+        both.to_vec::<bool>(),
+        keep.logical_and(&other).to_vec::<bool>()
+    );
+    let bias = randn(&[3, 5], 63);
+    let mixed = AttnMask::Bool(keep.clone()).merge(&AttnMask::Additive(bias.clone()));
+    assert_close(
+        "merge bool + additive",
+        mixed.tensor(),
+        &bias.add(&additive_keep(&keep)),
+        0.0,
+    );
+}
+
+#[test]
+#[should_panic(expected = "AttnMask::Bool: the mask must be a bool tensor, got f64 [3]")]
+fn a_float_tensor_in_a_bool_mask_panics() {
+    let _ = AttnMask::Bool(randn(&[3], 0)).to_additive(DType::F64);
+}
+
+#[test]
+fn bool_masks_read_as_pytorch_in_multihead_attention() {
+    // MultiheadAttention: true = masked out, for attn_mask ([L, S] and per head) and
+    // key_padding_mask; the same outputs and weights as the additive masks.
+    let options = MultiheadAttentionOptions {
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let mha = MultiheadAttention::with_options(4, 2, options, 64);
+    let (query, memory) = (randn(&[3, 2, 4], 65), randn(&[5, 2, 4], 66));
+    let masked = flags(3, 5, &[(0, 1), (1, 0), (1, 3), (2, 4)]);
+    let padded = flags(2, 5, &[(0, 4), (1, 0), (1, 2)]);
+    let per_head = Tensor::cat(
+        &[
+            masked.unsqueeze(0),
+            flags(3, 5, &[(0, 0)]).unsqueeze(0),
+            flags(3, 5, &[]).unsqueeze(0),
+            flags(3, 5, &[(2, 1), (2, 3)]).unsqueeze(0),
+        ],
+        0,
+    );
+    // Additive forms: -inf where masked out.
+    let add = |t: &Tensor| AttnMask::Additive(additive_keep(&t.logical_not()));
+    let cases = [
+        ("attn_mask", Some(masked.clone()), None),
+        ("key_padding_mask", None, Some(padded.clone())),
+        ("both", Some(masked.clone()), Some(padded.clone())),
+        (
+            "per head and padding",
+            Some(per_head.clone()),
+            Some(padded.clone()),
+        ),
+    ];
+    for (label, attn, padding) in cases {
+        let with = |f: &dyn Fn(&Tensor) -> AttnMask| MhaOptions {
+            attn_mask: attn.as_ref().map(f),
+            key_padding_mask: padding.as_ref().map(f),
+            ..Default::default()
+        };
+        let (a, wa) = mha.forward_qkv(
+            &query,
+            &memory,
+            &memory,
+            &with(&|t| AttnMask::Bool(t.clone())),
+        );
+        let (b, wb) = mha.forward_qkv(&query, &memory, &memory, &with(&add));
+        assert_close(label, &a, &b, 1e-12);
+        assert_close(label, &wa.expect("weights"), &wb.expect("weights"), 1e-12);
+        // A Bool mask mixed with an additive one.
+        let mixed = MhaOptions {
+            attn_mask: attn.as_ref().map(add),
+            key_padding_mask: padding.as_ref().map(|t| AttnMask::Bool(t.clone())),
+            ..Default::default()
+        };
+        assert_close(
+            label,
+            &mha.forward_qkv(&query, &memory, &memory, &mixed).0,
+            &b,
+            1e-12,
+        );
+    }
+    // Batch 0, head average: key 4 is padding, so it gets no weight from any query.
+    let padding_only = MhaOptions {
+        key_padding_mask: Some(AttnMask::Bool(padded.clone())),
+        ..Default::default()
+    };
+    let w = mha
+        .forward_qkv(&query, &memory, &memory, &padding_only)
+        .1
+        .expect("weights");
+    let w = w.to_vec::<f64>();
+    assert_eq!((w[4], w[9], w[14]), (0.0, 0.0, 0.0));
+}
+
+#[test]
+fn bool_masks_in_transformer_layers_equal_additive_masks() {
+    let layer = TransformerEncoderLayer::with_options(
+        4,
+        2,
+        f64_layer(true, TransformerActivation::Relu, false),
+        67,
+    );
+    let x = randn(&[3, 2, 4], 68);
+    let causal_out = flags(3, 3, &[(0, 1), (0, 2), (1, 2)]);
+    let padded = flags(2, 3, &[(1, 2)]);
+    let by_bool = layer.forward_masked(
+        &x,
+        Some(&AttnMask::Bool(causal_out.clone())),
+        Some(&AttnMask::Bool(padded.clone())),
+        false,
+    );
+    let by_add = layer.forward_masked(
+        &x,
+        Some(&AttnMask::causal(3, 3, DType::F64)),
+        Some(&AttnMask::Additive(additive_keep(&padded.logical_not()))),
+        false,
+    );
+    assert_close("encoder layer", &by_bool, &by_add, 1e-12);
+    let encoder = TransformerEncoder::new(
+        4,
+        2,
+        f64_layer(false, TransformerActivation::Relu, false),
+        2,
+        None,
+        71,
+    );
+    assert_close(
+        "encoder",
+        &encoder.forward_masked(&x, Some(&AttnMask::Bool(causal_out.clone())), None, false),
+        &encoder.forward_masked(&x, None, None, true),
+        1e-12,
+    );
+
+    let decoder = TransformerDecoderLayer::with_options(
+        4,
+        2,
+        f64_layer(false, TransformerActivation::Gelu, false),
+        69,
+    );
+    let memory = randn(&[5, 2, 4], 70);
+    let memory_padded = flags(2, 5, &[(0, 0), (1, 3), (1, 4)]);
+    let bool_masks = DecoderMasks {
+        tgt_mask: Some(AttnMask::Bool(causal_out.clone())),
+        memory_key_padding_mask: Some(AttnMask::Bool(memory_padded.clone())),
+        tgt_key_padding_mask: Some(AttnMask::Bool(padded.clone())),
+        ..Default::default()
+    };
+    let additive_masks = DecoderMasks {
+        tgt_mask: Some(AttnMask::causal(3, 3, DType::F64)),
+        memory_key_padding_mask: Some(AttnMask::Additive(additive_keep(
+            &memory_padded.logical_not(),
+        ))),
+        tgt_key_padding_mask: Some(AttnMask::Additive(additive_keep(&padded.logical_not()))),
+        ..Default::default()
+    };
+    assert_close(
+        "decoder layer",
+        &decoder.forward_with_memory(&x, &memory, &bool_masks),
+        &decoder.forward_with_memory(&x, &memory, &additive_masks),
+        1e-12,
     );
 }
 
@@ -303,8 +564,8 @@ fn is_causal_without_a_mask_combines_with_key_padding() {
     };
     let mha = MultiheadAttention::with_options(4, 2, options, 80);
     let x = randn(&[3, 2, 4], 81);
-    let ignore = Tensor::from_vec(vec![0.0f64, 0.0, 1.0, 0.0, 0.0, 0.0], &[2, 3]);
-    let padding = AttnMask::additive_from_ignore(&ignore);
+    let ignore = Tensor::from_vec(vec![false, false, true, false, false, false], &[2, 3]);
+    let padding = AttnMask::Bool(ignore);
     let hinted = MhaOptions {
         key_padding_mask: Some(padding.clone()),
         is_causal: true,
@@ -409,8 +670,8 @@ fn encoder_layers_gradcheck() {
         // [L, N, E] or [N, L, E], with N = 2 and L = 3 either way.
         let shape = if batch_first { [2, 3, 4] } else { [3, 2, 4] };
         let x = common::leaf(&randn(&shape, 42));
-        let padding = AttnMask::additive_from_ignore(&Tensor::from_vec(
-            vec![0.0f64, 0.0, 1.0, 0.0, 0.0, 0.0],
+        let padding = AttnMask::Bool(Tensor::from_vec(
+            vec![false, false, true, false, false, false],
             &[2, 3],
         ));
         let label = format!("TransformerEncoderLayer norm_first={norm_first} {activation:?}");
@@ -609,11 +870,11 @@ fn a_causal_transformer_learns_the_embedded_text() {
     let layer = TransformerEncoderLayer::with_options(width, 4, options, 3);
     let head = Linear::new(width, vocab, 4);
     let modules: [&dyn Module; 4] = [&embed, &positions, &layer, &head];
-    let loss_of = |x: &Tensor, y: &[usize]| {
+    let loss_of = |x: &Tensor, y: &Tensor| {
         let h = positions.forward(&embed.forward(x));
         let h = layer.forward_masked(&h, None, None, true);
         let logits = head.forward(&h).reshape(&[-1, vocab as isize]);
-        cross_entropy(&logits, y, &CrossEntropyOptions::default())
+        cross_entropy(&logits, &y.reshape(&[-1]), &CrossEntropyOptions::default())
     };
     let held_out_loss = || {
         let (x, y) = held_out.batch(&(0..held_out.len()).collect::<Vec<_>>());

@@ -58,7 +58,7 @@ fn measure() {
         let mask = tapegrad_nn::AttnMask::causal(l, s, DType::F64);
         q.mul_scalar(0.5)
             .matmul(&k.transpose(-1, -2))
-            .add(mask.as_additive())
+            .add(&mask.to_additive(DType::F64))
             .softmax(-1)
             .matmul(&v)
     });

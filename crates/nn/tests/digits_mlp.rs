@@ -102,7 +102,8 @@ fn mlp_learns_digits() {
     for _epoch in 0..25 {
         train.shuffle(&mut rng);
         for chunk in train.chunks(64) {
-            let labels: Vec<usize> = chunk.iter().map(|&i| ys[i]).collect();
+            let labels: Vec<i64> = chunk.iter().map(|&i| ys[i] as i64).collect();
+            let labels = Tensor::from_vec(labels, &[chunk.len()]);
             let loss = cross_entropy(&model.forward(&batch(&xs, chunk)), &labels, &options);
             last_loss = loss.item();
             first_loss.get_or_insert(last_loss);

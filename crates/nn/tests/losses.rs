@@ -12,6 +12,11 @@ fn t(v: &[f64], shape: &[usize]) -> Tensor {
     Tensor::from_vec(v.to_vec(), shape)
 }
 
+/// Class targets `[N]` (an `I64` tensor, as PyTorch's).
+fn cls(v: &[i64]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), &[v.len()])
+}
+
 fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -113,9 +118,9 @@ fn regression_losses_by_hand() {
 fn ce_reference(
     x: &[f64],
     c: usize,
-    targets: &[usize],
+    targets: &[i64],
     w: Option<&[f64]>,
-    ignore: Option<usize>,
+    ignore: Option<i64>,
     eps: f64,
 ) -> (Vec<f64>, f64) {
     let n = targets.len();
@@ -130,11 +135,12 @@ fn ce_reference(
             continue;
         }
         let wt = |k: usize| w.map_or(1.0, |w| w[k]);
-        let nll = -wt(targets[i]) * logp[targets[i]];
+        let y = targets[i] as usize;
+        let nll = -wt(y) * logp[y];
         let smooth: f64 = -(0..c).map(|k| wt(k) * logp[k]).sum::<f64>();
         per[i] = (1.0 - eps) * nll + eps / c as f64 * smooth;
         num += per[i];
-        den += wt(targets[i]);
+        den += wt(y);
     }
     (per, num / den)
 }
@@ -145,9 +151,10 @@ fn cross_entropy_by_hand() {
     let logits = t(&x, &[4, 3]);
     let targets = [1, 2, 0, 2];
     let (per, mean) = ce_reference(&x, 3, &targets, None, None, 0.0);
+    let y = cls(&targets);
     let o = CrossEntropyOptions::default();
     assert_close(
-        &[cross_entropy(&logits, &targets, &o).item()],
+        &[cross_entropy(&logits, &y, &o).item()],
         &[mean],
         1e-14,
         "ce mean",
@@ -157,7 +164,7 @@ fn cross_entropy_by_hand() {
         ..Default::default()
     };
     assert_close(
-        &cross_entropy(&logits, &targets, &none).to_vec(),
+        &cross_entropy(&logits, &y, &none).to_vec(),
         &per,
         1e-14,
         "ce none",
@@ -173,7 +180,7 @@ fn cross_entropy_by_hand() {
         reduction: Reduction::Mean,
     };
     assert_close(
-        &[cross_entropy(&logits, &[1, 2, 0, 1], &full).item()],
+        &[cross_entropy(&logits, &cls(&[1, 2, 0, 1]), &full).item()],
         &[mean],
         1e-14,
         "ce weighted smoothed",
@@ -183,7 +190,7 @@ fn cross_entropy_by_hand() {
         ..full.clone()
     };
     assert_close(
-        &cross_entropy(&logits, &[1, 2, 0, 1], &full_none).to_vec(),
+        &cross_entropy(&logits, &cls(&[1, 2, 0, 1]), &full_none).to_vec(),
         &per,
         1e-14,
         "ce per sample",
@@ -193,7 +200,7 @@ fn cross_entropy_by_hand() {
         ..full.clone()
     };
     assert_close(
-        &[cross_entropy(&logits, &[1, 2, 0, 1], &full_sum).item()],
+        &[cross_entropy(&logits, &cls(&[1, 2, 0, 1]), &full_sum).item()],
         &[per.iter().sum()],
         1e-14,
         "ce sum",
@@ -206,27 +213,39 @@ fn cross_entropy_by_hand() {
     };
     let (_, mean) = ce_reference(&x, 3, &[1, 255, 0, 2], None, Some(255), 0.0);
     assert_close(
-        &[cross_entropy(&logits, &[1, 255, 0, 2], &ig).item()],
+        &[cross_entropy(&logits, &cls(&[1, 255, 0, 2]), &ig).item()],
         &[mean],
         1e-14,
         "ce ignore 255",
     );
+    // PyTorch's default ignore_index, -100, is negative.
+    let ig = CrossEntropyOptions {
+        ignore_index: Some(-100),
+        ..Default::default()
+    };
+    let (_, mean) = ce_reference(&x, 3, &[-100, 2, -100, 2], None, Some(-100), 0.0);
+    assert_close(
+        &[cross_entropy(&logits, &cls(&[-100, 2, -100, 2]), &ig).item()],
+        &[mean],
+        1e-14,
+        "ce ignore -100",
+    );
 
     // Gradient of the mean: (softmax - onehot) / n.
     let xl = leaf(&logits);
-    let g = cross_entropy(&xl, &targets, &o).backward()[&xl].to_vec::<f64>();
+    let g = cross_entropy(&xl, &y, &o).backward()[&xl].to_vec::<f64>();
     for i in 0..4 {
         let row = &x[i * 3..(i + 1) * 3];
         let z: f64 = row.iter().map(|v| v.exp()).sum();
         for k in 0..3 {
-            let want = (row[k].exp() / z - if k == targets[i] { 1.0 } else { 0.0 }) / 4.0;
+            let want = (row[k].exp() / z - if k as i64 == targets[i] { 1.0 } else { 0.0 }) / 4.0;
             assert!((g[i * 3 + k] - want).abs() < 1e-14, "ce grad [{i}, {k}]");
         }
     }
     // And with every option on, against finite differences.
     gradcheck(
         "cross_entropy all options",
-        &|| cross_entropy(&xl, &[1, 2, 0, 1], &full),
+        &|| cross_entropy(&xl, &cls(&[1, 2, 0, 1]), &full),
         &[("logits", &xl)],
     );
 }
@@ -242,9 +261,9 @@ fn cross_entropy_extreme_logits() {
             reduction: Reduction::None,
             ..Default::default()
         };
-        let per = cross_entropy(&logits, &[0, 0], &none).to_vec::<f64>();
+        let per = cross_entropy(&logits, &cls(&[0, 0]), &none).to_vec::<f64>();
         assert_eq!(per, vec![0.0, 2000.0], "{dtype}");
-        let g = cross_entropy(&logits, &[0, 0], &CrossEntropyOptions::default()).backward()
+        let g = cross_entropy(&logits, &cls(&[0, 0]), &CrossEntropyOptions::default()).backward()
             [&logits]
             .to_vec::<f64>();
         assert_eq!(g, vec![0.0, 0.0, 0.0, -0.5, 0.5, 0.0], "{dtype}");
@@ -253,9 +272,9 @@ fn cross_entropy_extreme_logits() {
 
 #[test]
 fn cross_entropy_spatial_and_unbatched() {
-    // [N, C, d] logits equal the [N*d, C] case with classes moved last.
+    // [N, C, d] logits with [N, d] targets equal the [N*d, C] case with classes moved last.
     let x = Tensor::randn(&[2, 3, 2], DType::F64, 0);
-    let targets = [0, 2, 1, 1];
+    let targets = Tensor::from_vec(vec![0i64, 2, 1, 1], &[2, 2]);
     let flat = x.permute(&[0, 2, 1]).reshape(&[4, 3]);
     let none = CrossEntropyOptions {
         reduction: Reduction::None,
@@ -265,13 +284,14 @@ fn cross_entropy_spatial_and_unbatched() {
     assert_eq!(a.shape(), &[2, 2]);
     assert_close(
         &a.to_vec(),
-        &cross_entropy(&flat, &targets, &none).to_vec(),
+        &cross_entropy(&flat, &targets.reshape(&[4]), &none).to_vec(),
         1e-15,
         "spatial",
     );
+    // One sample: logits [C], a scalar target.
     let one = t(&[0.0, 0.0], &[2]);
     assert_close(
-        &[cross_entropy(&one, &[1], &CrossEntropyOptions::default()).item()],
+        &[cross_entropy(&one, &Tensor::scalar(1i64), &CrossEntropyOptions::default()).item()],
         &[2f64.ln()],
         1e-15,
         "unbatched",
@@ -283,8 +303,56 @@ fn cross_entropy_spatial_and_unbatched() {
 fn cross_entropy_bad_target_panics() {
     let _ = cross_entropy(
         &Tensor::zeros(&[2, 3], DType::F32),
-        &[0, 3],
+        &cls(&[0, 3]),
         &CrossEntropyOptions::default(),
+    );
+}
+
+#[test]
+#[should_panic(expected = "cross_entropy: target -1 (sample 0) is out of range for 3 classes")]
+fn cross_entropy_negative_target_panics() {
+    let _ = cross_entropy(
+        &Tensor::zeros(&[2, 3], DType::F32),
+        &cls(&[-1, 0]),
+        &CrossEntropyOptions::default(),
+    );
+}
+
+#[test]
+#[should_panic(
+    expected = "cross_entropy: the targets must be an i64 tensor of class indices, got f32 [2]"
+)]
+fn cross_entropy_float_targets_panic() {
+    let _ = cross_entropy(
+        &Tensor::zeros(&[2, 3], DType::F32),
+        &Tensor::from_vec(vec![0.0f32, 1.0], &[2]),
+        &CrossEntropyOptions::default(),
+    );
+}
+
+#[test]
+#[should_panic(
+    expected = "nll_loss: the targets [3] must have the input's shape [2, 3] without the class axis 1, i.e. [2]"
+)]
+fn nll_loss_target_shape_panics() {
+    let _ = nll_loss(
+        &Tensor::zeros(&[2, 3], DType::F64),
+        &cls(&[0, 1, 2]),
+        None,
+        None,
+        Reduction::Mean,
+    );
+}
+
+#[test]
+#[should_panic(expected = "nll_loss: target 2 (sample 1) is out of range for 2 classes")]
+fn nll_loss_bad_target_panics() {
+    let _ = nll_loss(
+        &Tensor::zeros(&[2, 2], DType::F64),
+        &cls(&[0, 2]),
+        None,
+        Some(-100),
+        Reduction::Mean,
     );
 }
 
@@ -294,17 +362,29 @@ fn nll_loss_by_hand() {
     let w = t(&[1.0, 2.0, 0.5], &[3]);
     // mean with weights: (2 * 2.5 + 0.5 * 2.0) / (2 + 0.5)
     assert_close(
-        &[nll_loss(&logp, &[1, 2], Some(&w), None, Reduction::Mean).item()],
+        &[nll_loss(&logp, &cls(&[1, 2]), Some(&w), None, Reduction::Mean).item()],
         &[6.0 / 2.5],
         1e-15,
         "nll",
     );
     assert_close(
-        &[nll_loss(&logp, &[1, 2], None, Some(1), Reduction::Mean).item()],
+        &[nll_loss(&logp, &cls(&[1, 2]), None, Some(1), Reduction::Mean).item()],
         &[2.0],
         1e-15,
         "nll ignore",
     );
+    // Per sample, an ignored one gives 0.
+    assert_close(
+        &nll_loss(&logp, &cls(&[1, 2]), None, Some(1), Reduction::None).to_vec(),
+        &[0.0, 2.0],
+        1e-15,
+        "nll none ignore",
+    );
+    // Gradient: -w[y] at the target (and 0 at the ignored sample), over the weight sum.
+    let xl = leaf(&logp);
+    let g = nll_loss(&xl, &cls(&[1, 2]), Some(&w), Some(2), Reduction::Mean).backward()[&xl]
+        .to_vec::<f64>();
+    assert_close(&g, &[0.0, -1.0, 0.0, 0.0, 0.0, 0.0], 1e-15, "nll grad");
 }
 
 #[test]

@@ -406,25 +406,47 @@ fn rms_norm_default_eps_is_the_dtype_epsilon() {
 
 #[test]
 fn embedding_gradcheck_and_padding() {
-    let indices = [0, 3, 1, 3, 2, 1];
+    let indices = Tensor::from_vec(vec![0i64, 3, 1, 3, 2, 1], &[2, 3]);
     // (With a padding row the function still reads its value but, by design, passes
     // no gradient to it; that is checked exactly below, not against differences.)
     check_first(
         "embedding",
-        |t| functional::embedding(&t[0], &indices, &[2, 3], None),
+        |t| functional::embedding(&indices, &t[0], None),
         &[randn(&[4, 2], 96)],
         &Options::default(),
     );
     // The padding row reads its (loaded) value but gets no gradient.
     let mut emb = Embedding::from_weight(randn(&[4, 2], 97));
     emb.padding_idx = Some(3);
-    let y = emb.lookup(&indices, &[6]);
+    let y = emb.forward(&indices);
+    assert_eq!(y.shape(), &[2, 3, 2]);
     assert_eq!(&y.to_vec::<f64>()[2..4], &emb.weight.to_vec::<f64>()[6..8]);
     let g = y.sum().backward()[&emb.weight].to_vec::<f64>();
     assert_eq!(g, vec![1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 0.0, 0.0]);
     // with_padding_idx zeros the row, as PyTorch's constructor.
     let padded = Embedding::with_dtype(4, 2, DType::F64, 0).with_padding_idx(2);
     assert_eq!(&padded.weight.to_vec::<f64>()[4..6], &[0.0, 0.0]);
+}
+
+#[test]
+#[should_panic(expected = "Embedding(4, 2): the indices must be an i64 tensor, got f32 [2]")]
+fn embedding_refuses_float_indices() {
+    let emb = Embedding::new(4, 2, 0);
+    emb.forward(&Tensor::from_vec(vec![1.0f32, 2.0], &[2]));
+}
+
+#[test]
+#[should_panic(expected = "Embedding(4, 2): index -1 is out of range (the table has 4 rows)")]
+fn embedding_refuses_negative_indices() {
+    let emb = Embedding::new(4, 2, 0);
+    emb.forward(&Tensor::from_vec(vec![1i64, -1], &[2]));
+}
+
+#[test]
+#[should_panic(expected = "Embedding(4, 2): index 4 is out of range (the table has 4 rows)")]
+fn embedding_refuses_indices_past_the_table() {
+    let emb = Embedding::new(4, 2, 0);
+    emb.forward(&Tensor::from_vec(vec![4i64], &[1]));
 }
 
 #[test]

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use safetensors::tensor::{Dtype, SafeTensors};
 use tapegrad::{DType, Tensor};
 use tapegrad_nn::*;
 
@@ -23,23 +22,18 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Every tensor of `NAME.data.safetensors`, as f64 tensors.
+/// Every tensor of `NAME.data.safetensors`: f64 values, and I64 indices.
 fn read_data(case: &str) -> HashMap<String, Tensor> {
     let path = fixture(&format!("{case}.data.safetensors"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            assert_eq!(view.dtype(), Dtype::F64, "{case}: {name} is not f64");
-            let values: Vec<f64> = view
-                .data()
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-                .collect();
-            (name, Tensor::from_vec(values, view.shape()))
-        })
-        .collect()
+    let tensors = io::load_tensors(&path).unwrap_or_else(|e| panic!("{case}: {e}"));
+    for (name, t) in &tensors {
+        assert!(
+            matches!(t.dtype(), DType::F64 | DType::I64),
+            "{case}: {name} is {}, not f64 or i64",
+            t.dtype()
+        );
+    }
+    tensors.into_iter().collect()
 }
 
 #[track_caller]

@@ -73,3 +73,21 @@ fn item_of_vector_panics() {
 fn update_with_wrong_dtype_panics() {
     Tensor::zeros(&[2], DType::F32).update_(|_: ndarray::ArrayViewMutD<f64>| ());
 }
+
+#[test]
+fn argmax_and_argmin_of_i64_tensors() {
+    // Values beyond 2^53 (not exact in f64) and ties: the first extreme wins.
+    let big = (1i64 << 60) + 1;
+    let x = Tensor::from_vec(vec![big, big - 1, -5, big, 7, -5, 7, 0], &[2, 4]);
+    assert_eq!(x.argmax(1, false).to_vec::<i64>(), vec![0, 0]);
+    assert_eq!(x.argmin(1, false).to_vec::<i64>(), vec![2, 1]);
+    assert_eq!(x.argmax(0, true).to_vec::<i64>(), vec![0, 0, 1, 0]);
+    assert_eq!(x.argmax(0, true).shape(), &[1, 4]);
+    assert_eq!(x.argmin(-2, false).to_vec::<i64>(), vec![1, 1, 0, 1]);
+}
+
+#[test]
+#[should_panic(expected = "argmax: needs a float tensor (f32 or f64), got bool [2]")]
+fn argmax_of_a_bool_tensor_panics() {
+    Tensor::from_vec(vec![true, false], &[2]).argmax(0, false);
+}

@@ -2,8 +2,9 @@
 //! drawn into [`Batch`]es of stacked fields, in a seeded order per epoch.
 //!
 //! A field is a tensor whose first axis is the sample (features of any shape, float
-//! targets, a second input), or class indices. Class indices are `usize` until the core
-//! has integer tensors; only [`Field::Classes`] changes then.
+//! targets, a second input, `I64` class targets), or class indices held as `usize`s
+//! ([`Field::Classes`], what a [`Dataset`] labels with). Either kind of class field
+//! reaches a loss as an `I64` tensor through one place, [`Batch::classes`].
 
 use tapegrad::Tensor;
 use tapegrad_data::Dataset;
@@ -82,16 +83,29 @@ impl Batch {
         }
     }
 
-    /// Field `i`, which must hold class indices.
+    /// Field `i` as class targets: an `I64` tensor (`[B]` for a [`Field::Classes`],
+    /// the field itself for an `I64` [`Field::Tensor`]), as `cross_entropy` takes them.
     ///
     /// # Panics
-    /// If there is no field `i` or it is a tensor.
+    /// If there is no field `i` or it is a tensor of another dtype.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// use tapegrad_train::{Field, Samples, TensorDataset};
+    /// let x = Tensor::from_vec(vec![0.5f32, 1.5, 2.5], &[3, 1]);
+    /// let data = TensorDataset::new(vec![Field::Tensor(x), Field::Classes(vec![4, 0, 7])]);
+    /// assert_eq!(data.batch(&[2, 0]).classes(1).to_vec::<i64>(), vec![7, 4]);
+    /// ```
     #[track_caller]
-    pub fn classes(&self, i: usize) -> &[usize] {
+    pub fn classes(&self, i: usize) -> Tensor {
         match self.fields.get(i) {
-            Some(Field::Classes(c)) => c,
+            Some(Field::Classes(c)) => {
+                Tensor::from_vec(c.iter().map(|&k| k as i64).collect(), &[c.len()])
+            }
+            Some(Field::Tensor(t)) if t.dtype() == tapegrad::DType::I64 => t.clone(),
             Some(Field::Tensor(t)) => panic!(
-                "Batch::classes: field {i} is a tensor of shape {:?}, not class indices",
+                "Batch::classes: field {i} is a {} tensor of shape {:?}, not class indices (an i64 tensor or Field::Classes)",
+                t.dtype(),
                 t.shape()
             ),
             None => panic!(

@@ -57,8 +57,8 @@ pub fn classification_loss<M: Module>(model: &M, batch: &Batch) -> Loss {
     let dtype = model.params().first().map_or(DType::F32, |p| p.dtype());
     let logits = model.forward(&batch.tensor(0).to_dtype(dtype));
     let classes = batch.classes(1);
-    let loss = cross_entropy(&logits, classes, &CrossEntropyOptions::default());
-    let correct = accuracy_count(&logits, classes);
+    let loss = cross_entropy(&logits, &classes, &CrossEntropyOptions::default());
+    let correct = accuracy_count(&logits, &classes);
     Loss::from(loss).with_metric("accuracy", correct as f64 / batch.len().max(1) as f64)
 }
 
@@ -769,11 +769,25 @@ fn evaluate_indices<M: Module, S: Samples + ?Sized>(
     }
 }
 
-/// How many rows of `logits` `[N, C]` have their largest entry at the target class.
-pub fn accuracy_count(logits: &Tensor, targets: &[usize]) -> usize {
-    let pred = logits.argmax(-1, false).to_vec::<i64>();
+/// How many rows of `logits` `[N, C]` have their largest entry at the target class
+/// (`targets`: `I64` `[N]`).
+///
+/// # Panics
+/// If `targets` is not an `I64` tensor of the rows' shape.
+#[track_caller]
+pub fn accuracy_count(logits: &Tensor, targets: &Tensor) -> usize {
+    let pred = logits.argmax(-1, false);
+    if targets.dtype() != DType::I64 || targets.shape() != pred.shape() {
+        panic!(
+            "accuracy_count: the targets must be an i64 tensor {:?}, got {} {:?}",
+            pred.shape(),
+            targets.dtype(),
+            targets.shape()
+        );
+    }
+    let pred = pred.to_vec::<i64>();
     pred.iter()
-        .zip(targets)
-        .filter(|&(&p, &t)| p == t as i64)
+        .zip(targets.to_vec::<i64>())
+        .filter(|&(&p, t)| p == t)
         .count()
 }

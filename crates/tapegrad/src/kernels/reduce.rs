@@ -142,6 +142,24 @@ pub(crate) fn arg_extreme<T: Element>(
     })
 }
 
+/// [`arg_extreme`] for integers (no NaN): the index of the first largest (or smallest)
+/// element of each lane along `axis`.
+pub(crate) fn arg_extreme_int(
+    a: &ArrayViewD<'_, i64>,
+    axis: usize,
+    largest: bool,
+) -> ndarray::ArrayD<usize> {
+    a.map_axis(Axis(axis), |lane| {
+        let mut best = 0usize;
+        for (i, &v) in lane.iter().enumerate() {
+            if (largest && v > lane[best]) || (!largest && v < lane[best]) {
+                best = i;
+            }
+        }
+        best
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

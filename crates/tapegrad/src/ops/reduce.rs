@@ -9,7 +9,7 @@ use super::table::{distinct_tensor, random_shape, random_tensor, Domain, Inputs,
 use crate::autograd::node::Op;
 use crate::dtype::{DType, Element, Scalar};
 use crate::kernels::fused::Values;
-use crate::kernels::reduce::{arg_extreme, sum_values};
+use crate::kernels::reduce::{arg_extreme, arg_extreme_int, sum_values};
 use crate::shape::{broadcast_shapes, norm_axes, norm_axis, Shape};
 use crate::storage::{dispatch, Data};
 use crate::tensor::Tensor;
@@ -171,15 +171,18 @@ impl Tensor {
     }
 
     /// Index of the maximum along `dim`, as an `I64` tensor (the first on ties; a NaN
-    /// wins). Not differentiable.
+    /// wins). Of a float or `I64` tensor. Not differentiable.
     ///
     /// # Panics
-    /// If the tensor is not a float tensor, `dim` is out of range or the axis is empty.
+    /// If the tensor is neither a float nor an `I64` tensor, `dim` is out of range or the
+    /// axis is empty.
     ///
     /// ```
     /// let x = tapegrad::Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 7.0, 2.0, 7.0], &[2, 3]);
     /// assert_eq!(x.argmax(1, false).to_vec::<i64>(), vec![1, 0]);
     /// assert_eq!(x.argmin(-1, true).shape(), &[2, 1]);
+    /// let n = tapegrad::Tensor::from_vec(vec![3i64, -9, 3, 8], &[4]);
+    /// assert_eq!((n.argmax(0, false).item(), n.argmin(0, false).item()), (3.0, 1.0));
     /// ```
     #[track_caller]
     pub fn argmax(&self, dim: isize, keepdim: bool) -> Tensor {
@@ -190,7 +193,8 @@ impl Tensor {
     /// [`argmax`](Self::argmax)).
     ///
     /// # Panics
-    /// If the tensor is not a float tensor, `dim` is out of range or the axis is empty.
+    /// If the tensor is neither a float nor an `I64` tensor, `dim` is out of range or the
+    /// axis is empty.
     #[track_caller]
     pub fn argmin(&self, dim: isize, keepdim: bool) -> Tensor {
         Tensor::from_indices(self.arg_extreme("argmin", dim, keepdim, false))
@@ -198,7 +202,9 @@ impl Tensor {
 
     #[track_caller]
     fn arg_extreme(&self, op: &str, dim: isize, keepdim: bool, largest: bool) -> ArrayD<usize> {
-        super::check_float(op, self);
+        if self.dtype() != DType::I64 {
+            super::check_float(op, self);
+        }
         let axis = norm_axis(op, dim, self.rank());
         if self.rank() == 0 {
             return ArrayD::from_elem(IxDyn(&[]), 0);
@@ -208,10 +214,14 @@ impl Tensor {
             "{op}: axis {dim} of shape {:?} is empty",
             self.shape()
         );
-        let idx = dispatch!(self.data(), |a| {
-            let a = a.force().into_owned();
-            arg_extreme(&a.view(), axis, largest)
-        });
+        let idx = if self.dtype() == DType::I64 {
+            arg_extreme_int(&self.to_array::<i64>().view(), axis, largest)
+        } else {
+            dispatch!(self.data(), |a| {
+                let a = a.force().into_owned();
+                arg_extreme(&a.view(), axis, largest)
+            })
+        };
         if keepdim {
             idx.insert_axis(Axis(axis))
         } else {
