@@ -559,9 +559,11 @@ impl SequenceSpec {
         (output, Finals { h: finals(h_n), c })
     }
 
-    /// One layer, one direction over `x: [seq, batch, input]`: the input projection of
-    /// every step in one matmul, then one `hh` matmul per step. Returns the outputs
-    /// `[seq, batch, hidden]` (in sequence order) and the last state.
+    /// One layer, one direction over `x: [seq, batch, input]`. Returns the outputs
+    /// `[seq, batch, hidden]` (in sequence order) and the last state. An LSTM is one
+    /// recorded op, [`Tensor::lstm_layer`] (fused kernels forward and backward); the
+    /// other cells record their steps: the input projection of every step in one matmul,
+    /// then one `hh` matmul per step.
     fn run_direction(
         &self,
         x: &Tensor,
@@ -569,6 +571,12 @@ impl SequenceSpec {
         mut state: State,
         reverse: bool,
     ) -> (Tensor, State) {
+        if self.kind == CellKind::Lstm {
+            let c0 = state.c.as_ref().expect("an LSTM state has a cell state");
+            let bias = w.bias_ih.zip(w.bias_hh);
+            let (out, h, c) = x.lstm_layer(&state.h, c0, w.weight_ih, w.weight_hh, bias, reverse);
+            return (out, State { h, c: Some(c) });
+        }
         let (seq, batch) = (x.shape()[0], x.shape()[1]);
         let width = self.kind.gates() * self.hidden_size;
         let folds = self.kind.folds_hh_bias();

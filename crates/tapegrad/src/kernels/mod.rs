@@ -8,6 +8,7 @@ pub(crate) mod fused;
 pub(crate) mod index;
 pub(crate) mod layout;
 pub(crate) mod logic;
+pub(crate) mod lstm;
 pub(crate) mod matmul;
 pub(crate) mod reduce;
 pub(crate) mod sgemm;

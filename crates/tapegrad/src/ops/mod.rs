@@ -15,6 +15,7 @@ pub(crate) mod logic;
 pub(crate) mod math;
 pub(crate) mod nn;
 pub(crate) mod products;
+pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod scan;
 pub(crate) mod shape;
