@@ -194,6 +194,7 @@ pub fn all_ops() -> Vec<&'static OpSpec> {
         super::layout::ROWS,
         super::products::ROWS,
         super::functional::ROWS,
+        super::attention::ROWS,
     ]
     .into_iter()
     .flatten()
