@@ -132,8 +132,11 @@ mod mpi_ranks {
                 if comm.size() == 1 { "" } else { "s" },
                 comm.timeout().as_secs_f64()
             );
+            // 1 MiB buckets: on one node OpenMPI's all-reduce of messages above 1 MB
+            // was 6-8x slower (docs/distributed.md, "Measurements on this machine"),
+            // and on a network the extra buckets cost a few microseconds each.
             Ok(Ranks {
-                hook: Arc::new(TrainerComm::new(comm)),
+                hook: Arc::new(TrainerComm::new(comm).with_bucket_bytes(1 << 20)),
                 _dist: dist,
             })
         }

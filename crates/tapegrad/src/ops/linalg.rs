@@ -61,6 +61,19 @@ impl Tensor {
             );
         }
         match (self.rank(), other.rank()) {
+            // A stack of matrices times one matrix (or vector), as in a linear layer on
+            // [batch, seq, features]: fold the stack into the rows of one product, as
+            // PyTorch does. Backward is then two plain products; the batched form would
+            // compute one weight gradient per matrix of the stack and sum them.
+            (r, 1 | 2) if r > 2 => {
+                let mut out_shape = self.shape()[..r - 1].to_vec();
+                if other.rank() == 2 {
+                    out_shape.push(other.shape()[1]);
+                }
+                self.reshape(&[-1, k1 as isize])
+                    .matmul(other)
+                    .reshape_to(&out_shape)
+            }
             (1, 1) => self
                 .unsqueeze(0)
                 .matmul_nd(&other.unsqueeze(1))
@@ -200,12 +213,13 @@ fn matmul_inputs(rng: &mut rand::rngs::StdRng, dtype: DType) -> Vec<Tensor> {
         rng.gen_range(1..4),
         rng.gen_range(1..4),
     );
-    let (sa, sb): (Vec<usize>, Vec<usize>) = match rng.gen_range(0..6) {
+    let (sa, sb): (Vec<usize>, Vec<usize>) = match rng.gen_range(0..7) {
         0 => (vec![k], vec![k]),
         1 => (vec![k], vec![k, n]),
         2 => (vec![m, k], vec![k]),
         3 => (vec![m, k], vec![k, n]),
         4 => (vec![2, m, k], vec![k, n]),
+        5 => (vec![2, 3, m, k], vec![k]),
         _ => (vec![2, 1, m, k], vec![3, k, n]),
     };
     vec![
