@@ -152,11 +152,13 @@ pub struct AttnDropout {
 /// and zero gradients, as PyTorch's SDPA math path since 2.5 (older PyTorch and
 /// `nn.MultiheadAttention` with `need_weights` give NaN there).
 ///
-/// Memory: for backward it keeps `q * scale`, `k`, `v` and the softmax output once
-/// (one `[L, S]` matrix per head, shared with the weights' product with `v`), not the
-/// scores or their exponentials; backward itself allocates two `[L, S]` matrices per head
-/// (the gradients of the weights and of the scores). With dropout, the dropped weights
-/// are kept too (the mask is drawn again from its seed in backward, not kept).
+/// Memory: without dropout this is one fused op,
+/// [`Tensor::scaled_dot_product_attention`]: it computes the scores a block of queries at
+/// a time and keeps for backward only `q`, `k`, `v`, the output and one log-sum-exp per
+/// query, no `[L, S]` matrix; backward recomputes each block's weights from them. With
+/// dropout it is composed (as [`attention_with_weights`]): it keeps `q * scale`, `k`,
+/// `v`, the softmax output and the dropped weights (the mask is drawn again from its
+/// seed in backward, not kept).
 ///
 /// # Panics
 /// If a rank is below 2, the dtypes differ, `E` of `q` and `k` or `S` of `k` and `v`
@@ -183,11 +185,20 @@ pub fn scaled_dot_product_attention(
     dropout: Option<AttnDropout>,
     scale: Option<f64>,
 ) -> Tensor {
-    attention_with_weights(q, k, v, attn_mask, is_causal, dropout, scale).0
+    if matches!(dropout, Some(d) if d.p > 0.0) {
+        return attention_with_weights(q, k, v, attn_mask, is_causal, dropout, scale).0;
+    }
+    check_qkv(q, k, v);
+    let mask = checked_mask(q, k, attn_mask, is_causal);
+    // One fused op: scores a block of queries at a time, nothing [L, S] kept.
+    q.scaled_dot_product_attention(k, v, mask.as_ref(), is_causal, scale)
 }
 
 /// [`scaled_dot_product_attention`] returning also the attention weights `[.., L, S]`
-/// (after dropout, as `nn.MultiheadAttention` returns them).
+/// (after dropout, as `nn.MultiheadAttention` returns them). Composed of tensor ops,
+/// since the weights are wanted: it keeps for backward `q * scale`, `k`, `v` and the
+/// softmax output (one `[L, S]` matrix per head, shared with the weights' product with
+/// `v`), not the scores or their exponentials; with dropout, the dropped weights too.
 ///
 /// # Panics
 /// As [`scaled_dot_product_attention`].
@@ -207,34 +218,13 @@ pub fn attention_with_weights(
     let scale = scale.unwrap_or(1.0 / (e as f64).sqrt());
     // Scaling q ([L, E]) costs less than scaling the scores ([L, S]).
     let scores = q.mul_scalar(scale).matmul(&k.transpose(-1, -2));
-    let causal;
-    let mask = match (attn_mask, is_causal) {
-        (Some(_), true) => {
-            panic!("scaled_dot_product_attention: give either attn_mask or is_causal, not both")
-        }
-        (Some(m), false) => Some(m),
-        (None, true) => {
-            causal = AttnMask::causal(l, s, q.dtype());
-            Some(&causal)
-        }
-        (None, false) => None,
+    let mask = match checked_mask(q, k, attn_mask, is_causal) {
+        Some(m) => Some(m),
+        None if is_causal => Some(AttnMask::causal(l, s, q.dtype()).to_additive(q.dtype())),
+        None => None,
     };
     let scores = match mask {
-        Some(m) => {
-            let m = &m.to_additive(scores.dtype());
-            if m.dtype() != scores.dtype()
-                || broadcast_shapes(m.shape(), scores.shape()).as_deref() != Some(scores.shape())
-            {
-                panic!(
-                    "scaled_dot_product_attention: the mask ({:?} {}) must broadcast to the scores {:?} {}",
-                    m.shape(),
-                    m.dtype(),
-                    scores.shape(),
-                    scores.dtype()
-                );
-            }
-            scores.add(m)
-        }
+        Some(m) => scores.add(&m),
         None => scores,
     };
     let weights = attention_softmax(&scores);
@@ -243,6 +233,44 @@ pub fn attention_with_weights(
         _ => weights,
     };
     (weights.matmul(v), weights)
+}
+
+/// The additive mask of `attn_mask`, checked against the scores of `q` and `k`.
+///
+/// # Panics
+/// If both a mask and `is_causal` are given, or the mask does not broadcast to the
+/// scores `[.., L, S]` or has another dtype.
+#[track_caller]
+fn checked_mask(
+    q: &Tensor,
+    k: &Tensor,
+    attn_mask: Option<&AttnMask>,
+    is_causal: bool,
+) -> Option<Tensor> {
+    let m = match (attn_mask, is_causal) {
+        (Some(_), true) => {
+            panic!("scaled_dot_product_attention: give either attn_mask or is_causal, not both")
+        }
+        (Some(m), false) => m.to_additive(q.dtype()),
+        (None, _) => return None,
+    };
+    let (qb, kb) = (&q.shape()[..q.rank() - 2], &k.shape()[..k.rank() - 2]);
+    let mut scores = broadcast_shapes(qb, kb)
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    scores.extend([q.shape()[q.rank() - 2], k.shape()[k.rank() - 2]]);
+    if m.dtype() != q.dtype()
+        || broadcast_shapes(m.shape(), &scores).as_deref() != Some(&scores[..])
+    {
+        panic!(
+            "scaled_dot_product_attention: the mask ({:?} {}) must broadcast to the scores {:?} {}",
+            m.shape(),
+            m.dtype(),
+            scores,
+            q.dtype()
+        );
+    }
+    Some(m)
 }
 
 #[track_caller]

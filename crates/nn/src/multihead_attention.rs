@@ -5,7 +5,9 @@ use std::sync::atomic::AtomicU64;
 
 use tapegrad::{DType, Tensor};
 
-use crate::attention::{attention_with_weights, AttnDropout, AttnMask};
+use crate::attention::{
+    attention_with_weights, scaled_dot_product_attention, AttnDropout, AttnMask,
+};
 use crate::init::xavier_uniform;
 use crate::{prefixed, Dropout, Linear, Module, Param};
 
@@ -215,7 +217,14 @@ pub fn multi_head_attention(
         (Some(a), Some(p)) => Some(a.merge(&p)),
         (a, p) => a.or(p),
     };
-    let (out, attn) = attention_with_weights(&q, &k, &v, mask.as_ref(), false, dropout, None);
+    // Without weights to return, attention is the fused op (nothing [L, S] kept).
+    let (out, attn) = if options.need_weights {
+        let (out, attn) = attention_with_weights(&q, &k, &v, mask.as_ref(), false, dropout, None);
+        (out, Some(attn))
+    } else {
+        let out = scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), false, dropout, None);
+        (out, None)
+    };
     // [N, heads, L, head_dim] -> [L, N, E]
     let out = out.permute(&[2, 0, 1, 3]).reshape_to(&[l, n, e]);
     let out = out.matmul(&weights.out_proj_weight.t());
@@ -223,7 +232,7 @@ pub fn multi_head_attention(
         Some(b) => out.add(b),
         None => out,
     };
-    let attn = options.need_weights.then(|| {
+    let attn = attn.map(|attn| {
         let a = if options.average_attn_weights {
             attn.mean_dim(&[1], false)
         } else {

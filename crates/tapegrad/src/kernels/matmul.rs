@@ -47,7 +47,7 @@ const SGEMM_MIN_ROWS: usize = 32;
 
 /// How a single product may use threads.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Threads {
+pub(crate) enum Threads {
     /// Use the rayon pool (the back-end decides whether the product is big enough).
     Pool,
     /// Stay on the calling thread (the caller already parallelises).
@@ -55,7 +55,7 @@ enum Threads {
 }
 
 /// `c = a @ b`, overwriting `c` (shapes checked by the caller).
-fn gemm_into<T: Element>(
+pub(crate) fn gemm_into<T: Element>(
     a: &ArrayView2<'_, T>,
     b: &ArrayView2<'_, T>,
     c: &mut ArrayViewMut2<'_, T>,

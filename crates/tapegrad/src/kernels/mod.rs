@@ -1,6 +1,7 @@
 //! Pure array kernels: ndarray + rayon, generic over [`Element`](crate::Element), no
 //! knowledge of the tape. Ops call these for their forward values.
 
+pub(crate) mod attention;
 pub(crate) mod buffers;
 pub(crate) mod conv;
 pub(crate) mod elementwise;

@@ -7,6 +7,7 @@
 
 pub(crate) mod activation;
 pub(crate) mod arith;
+pub(crate) mod attention;
 pub(crate) mod functional;
 pub(crate) mod index;
 pub(crate) mod layout;

@@ -195,6 +195,7 @@ pub fn all_ops() -> Vec<&'static OpSpec> {
         super::products::ROWS,
         super::functional::ROWS,
         super::recurrent::ROWS,
+        super::attention::ROWS,
     ]
     .into_iter()
     .flatten()
