@@ -217,7 +217,8 @@ unsafe fn sgemm_blocks(
 }
 
 /// Packs `b[0..kc, 0..nc]` as slivers of `NR` columns, each `kc` rows of `NR` floats,
-/// zero-padded on the right. Reads along whichever axis is contiguous in memory.
+/// zero-padded on the right. Row-major `B` is copied row by row; column-major `B` (a
+/// transposed view, like `w.t()`) is transposed 16 x 16 floats at a time.
 fn pack_b(kc: usize, nc: usize, b: Mat, out: &mut [f32]) {
     for (s, jr) in (0..nc).step_by(NR).enumerate() {
         let nr = NR.min(nc - jr);
@@ -226,13 +227,38 @@ fn pack_b(kc: usize, nc: usize, b: Mat, out: &mut [f32]) {
             sliver.fill(0.0);
         }
         let src = b.at(0, jr);
-        if b.rs.abs() < b.cs.abs() {
-            // Column-major (a transposed view): walk down each column.
-            for j in 0..nr {
-                for p in 0..kc {
-                    // SAFETY: (p, jr + j) is inside B.
-                    sliver[p * NR + j] =
-                        unsafe { *src.ptr.offset(p as isize * src.rs + j as isize * src.cs) };
+        if b.cs == 1 {
+            for p in 0..kc {
+                // SAFETY: row p of the sliver's columns is nr contiguous floats inside B.
+                let row =
+                    unsafe { std::slice::from_raw_parts(src.ptr.offset(p as isize * src.rs), nr) };
+                sliver[p * NR..p * NR + nr].copy_from_slice(row);
+            }
+        } else if b.rs == 1 {
+            // Column j of the sliver is kc contiguous floats: transpose blocks of 16 x 16.
+            let full = kc / 16 * 16;
+            for jb in (0..nr).step_by(16) {
+                let rows = 16.min(nr - jb);
+                let dst = sliver.as_mut_ptr();
+                for p0 in (0..full).step_by(16) {
+                    // SAFETY: columns jr + jb .. + rows and rows p0 .. p0 + 16 are inside
+                    // B; the sliver holds rows p0 .. p0 + 16 of NR floats; AVX-512F is
+                    // required by every caller of the packing routines.
+                    unsafe {
+                        transpose16(
+                            |j| src.ptr.offset((jb + j) as isize * src.cs + p0 as isize),
+                            rows,
+                            |q| dst.add((p0 + q) * NR + jb),
+                            0xFFFF,
+                        )
+                    };
+                }
+                for p in full..kc {
+                    for j in 0..rows {
+                        // SAFETY: (p, jr + jb + j) is inside B.
+                        sliver[p * NR + jb + j] =
+                            unsafe { *src.ptr.offset(p as isize + (jb + j) as isize * src.cs) };
+                    }
                 }
             }
         } else {
@@ -248,7 +274,8 @@ fn pack_b(kc: usize, nc: usize, b: Mat, out: &mut [f32]) {
 }
 
 /// Packs `a[0..mc, 0..kc]` as slivers of `MR` rows, each `kc` columns of `MR` floats,
-/// zero-padded at the bottom. Reads along whichever axis is contiguous in memory.
+/// zero-padded at the bottom. Row-major `A` is transposed 16 columns at a time;
+/// column-major `A` is copied column by column.
 fn pack_a(mc: usize, kc: usize, a: Mat, out: &mut [f32]) {
     for (s, ir) in (0..mc).step_by(MR).enumerate() {
         let mr = MR.min(mc - ir);
@@ -257,13 +284,34 @@ fn pack_a(mc: usize, kc: usize, a: Mat, out: &mut [f32]) {
             sliver.fill(0.0);
         }
         let src = a.at(ir, 0);
-        if a.cs.abs() <= a.rs.abs() {
-            // Row-major: walk along each row.
-            for i in 0..mr {
-                for p in 0..kc {
+        if a.rs == 1 {
+            for p in 0..kc {
+                // SAFETY: column p of the sliver's rows is mr contiguous floats inside A.
+                let col =
+                    unsafe { std::slice::from_raw_parts(src.ptr.offset(p as isize * src.cs), mr) };
+                sliver[p * MR..p * MR + mr].copy_from_slice(col);
+            }
+        } else if a.cs == 1 {
+            let full = kc / 16 * 16;
+            let dst = sliver.as_mut_ptr();
+            for p0 in (0..full).step_by(16) {
+                // SAFETY: rows ir .. ir + mr and columns p0 .. p0 + 16 are inside A; the
+                // sliver holds columns p0 .. p0 + 16 of MR floats (MR <= 16, so the
+                // masked stores write MR floats each); AVX-512F as for pack_b.
+                unsafe {
+                    transpose16(
+                        |i| src.ptr.offset(i as isize * src.rs + p0 as isize),
+                        mr,
+                        |q| dst.add((p0 + q) * MR),
+                        (1u16 << MR) - 1,
+                    )
+                };
+            }
+            for p in full..kc {
+                for i in 0..mr {
                     // SAFETY: (ir + i, p) is inside A.
                     sliver[p * MR + i] =
-                        unsafe { *src.ptr.offset(i as isize * src.rs + p as isize * src.cs) };
+                        unsafe { *src.ptr.offset(i as isize * src.rs + p as isize) };
                 }
             }
         } else {
@@ -274,6 +322,64 @@ fn pack_a(mc: usize, kc: usize, a: Mat, out: &mut [f32]) {
                         unsafe { *src.ptr.offset(i as isize * src.rs + p as isize * src.cs) };
                 }
             }
+        }
+    }
+}
+
+/// Transposes a 16 x 16 block: row `r < rows` is the 16 floats at `row(r)` (rows from
+/// `rows` on are taken as zeros); column `q` of the block is written to `col(q)`, the
+/// lanes of `store_mask` only.
+///
+/// # Safety
+/// AVX-512F; `row(r)` readable for 16 floats for `r < rows`, `col(q)` writable for the
+/// masked lanes for every `q < 16`.
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16(
+    row: impl Fn(usize) -> *const f32,
+    rows: usize,
+    col: impl Fn(usize) -> *mut f32,
+    store_mask: u16,
+) {
+    let mut r = [_mm512_setzero_ps(); 16];
+    for (i, v) in r.iter_mut().enumerate().take(rows) {
+        // SAFETY: row i is readable for 16 floats.
+        *v = unsafe { _mm512_loadu_ps(row(i)) };
+    }
+    // Pairs of rows interleaved, then pairs of pairs: u[4g + c], 128-bit lane q, holds
+    // rows 4g .. 4g + 4 of column 4q + c.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for k in 0..8 {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (a0, a1, a2, a3) = (
+            _mm512_castps_pd(t[4 * g]),
+            _mm512_castps_pd(t[4 * g + 1]),
+            _mm512_castps_pd(t[4 * g + 2]),
+            _mm512_castps_pd(t[4 * g + 3]),
+        );
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    // Gather lane q of u[c], u[4 + c], u[8 + c], u[12 + c]: column 4q + c.
+    for c in 0..4 {
+        let v0 = _mm512_shuffle_f32x4::<0x44>(u[c], u[4 + c]);
+        let v1 = _mm512_shuffle_f32x4::<0xEE>(u[c], u[4 + c]);
+        let w0 = _mm512_shuffle_f32x4::<0x44>(u[8 + c], u[12 + c]);
+        let w1 = _mm512_shuffle_f32x4::<0xEE>(u[8 + c], u[12 + c]);
+        let cols = [
+            _mm512_shuffle_f32x4::<0x88>(v0, w0),
+            _mm512_shuffle_f32x4::<0xDD>(v0, w0),
+            _mm512_shuffle_f32x4::<0x88>(v1, w1),
+            _mm512_shuffle_f32x4::<0xDD>(v1, w1),
+        ];
+        for (q, v) in cols.into_iter().enumerate() {
+            // SAFETY: col(4q + c) is writable for the masked lanes.
+            unsafe { _mm512_mask_storeu_ps(col(4 * q + c), store_mask, v) };
         }
     }
 }
@@ -411,6 +517,25 @@ mod tests {
             let mut ct = Array2::<f32>::from_elem((n, m), f32::NAN);
             run(&at.t(), &bt.t(), &mut ct.view_mut().reversed_axes(), 2);
             assert_eq!(ct.t(), want);
+            // One operand transposed (each packing path: copy, 16 x 16 transposes, tails).
+            let mut c = Array2::<f32>::from_elem((m, n), f32::NAN);
+            run(&at.t(), &b.view(), &mut c.view_mut(), 1);
+            assert_eq!(c, want, "{m}x{k}x{n}, a transposed");
+            run(&a.view(), &bt.t(), &mut c.view_mut(), 2);
+            assert_eq!(c, want, "{m}x{k}x{n}, b transposed");
+            // Operands with no unit stride (the general packing loops).
+            let mut aw = Array2::<f32>::zeros((m, 2 * k));
+            aw.slice_mut(s![.., ..;2]).assign(&a);
+            let mut bw = Array2::<f32>::zeros((2 * k, n));
+            bw.slice_mut(s![..;2, ..]).assign(&b);
+            let bw_t = bw.t().as_standard_layout().into_owned();
+            run(
+                &aw.slice(s![.., ..;2]),
+                &bw_t.t().slice(s![..;2, ..]),
+                &mut c.view_mut(),
+                1,
+            );
+            assert_eq!(c, want, "{m}x{k}x{n}, strided operands");
             // Every other column of a wider output.
             let mut wide = Array2::<f32>::from_elem((m, 2 * n), -7.0);
             run(&a.view(), &b.view(), &mut wide.slice_mut(s![.., ..;2]), 2);
